@@ -1,0 +1,1 @@
+"""P3M: privacy-preserving portrait matting with PyTorch Lightning and Hydra."""
