@@ -1,0 +1,53 @@
+# Every target is self-sufficient on a fresh machine: it creates or reuses .venv and installs what is
+# missing (idempotent: the install re-runs only when pyproject.toml changes).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheels cached on the project machines; override on a GPU box, e.g. TORCH_SPEC="torch torchvision".
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install test test-fast demo train lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its test tools
+
+test: $(STAMP) ## run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## the suite without tests marked slow
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: $(STAMP) ## train on generated synthetic data for a few minutes on the CPU, then validate
+	$(PY) src/train.py experiment=demo
+
+train: $(STAMP) ## train with the default config; pass ARGS="data.root=/path/to/P3M-10k ..."
+	$(PY) src/train.py $(ARGS)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(PY) -m ruff check src tests bench
+	$(PY) -m ruff format --check src tests bench
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(PY) -m ruff check --fix src tests bench
+	$(PY) -m ruff format src tests bench
+
+bench: $(STAMP) ## run the benchmarks in bench/ (writes bench/results/)
+	$(PY) bench/run_all.py
+
+clean: ## remove caches, logs and generated data (keeps .venv)
+	rm -rf .pytest_cache .ruff_cache logs outputs multirun data/synthetic* bench/results
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

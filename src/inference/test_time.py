@@ -1,0 +1,118 @@
+"""Test-time strategies of the official P3M code: RESIZE, HYBRID, plus a single full-size pass.
+
+All strategies take an un-normalised RGB image and return mattes at the input size:
+
+- ``resize``: one pass at half size; the fused matte is resized back (the ACM MM "RESIZE").
+- ``hybrid``: the global trimap comes from a half-size pass, the local matte from a full-size pass,
+  fused with the official test-time rule: where the resized trimap is exactly 0 or 255 keep it,
+  everywhere else take the local matte (the ACM MM "HYBRID").
+- ``full``: one pass at full size, fused by the network.
+
+Pass sizes follow the official code: the scaled side is rounded *down* to a multiple of 32 and
+capped at 1600 (each side independently, so very large images are squashed, as the official code
+does), and every map is resized back to the input size.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from src.inference.resize import ResizeMode, resize_maps
+
+STRATEGIES: tuple[str, ...] = ("resize", "hybrid", "full")
+MAX_SIDE = 1600
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class TestTimeOutput(NamedTuple):
+    """Mattes at the input resolution, float32 in [0, 1], shape (H, W)."""
+
+    alpha: Tensor
+    """The final matte of the strategy."""
+    trimap: Tensor
+    """The predicted trimap 0/128/255 (uint8) from the global branch, nearest class at full size."""
+    local_alpha: Tensor
+    """The local (matting) branch's matte."""
+
+
+def pass_size(height: int, width: int, ratio: float, max_side: int = MAX_SIDE) -> tuple[int, int]:
+    """The official pass size: ``int(side * ratio)`` rounded down to a multiple of 32, capped."""
+    sizes = []
+    for side in (height, width):
+        scaled = int(side * ratio)
+        sizes.append(min(max_side, scaled - scaled % 32))
+    if min(sizes) < 32:
+        raise ValueError(
+            f"image of {height}x{width} is too small for a pass at ratio {ratio}: "
+            "both sides must reach at least 32 px after scaling (64 px for resize/hybrid)"
+        )
+    return sizes[0], sizes[1]
+
+
+def _normalise(image: Tensor) -> Tensor:
+    """(3, H, W) float in [0, 255] -> (1, 3, H, W) ImageNet-normalised."""
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
+    return ((image / 255.0 - mean) / std)[None]
+
+
+def _segmentation_to_trimap(global_logits: Tensor) -> Tensor:
+    """(1, 3, H, W) logits -> (1, H, W) float trimap 0/128/255 by argmax."""
+    classes = global_logits.argmax(dim=1).float()
+    return torch.where(classes == 1, torch.full_like(classes, 128.0), classes * 127.5)
+
+
+def _run(net: nn.Module, image: Tensor, size: tuple[int, int], mode: ResizeMode) -> tuple[Tensor, Tensor, Tensor]:
+    """One network pass at ``size``: returns trimap (0..255), local and fusion mattes at ``size``."""
+    scaled = resize_maps(image.float(), size, mode)
+    out = net(_normalise(scaled))
+    return _segmentation_to_trimap(out[0]), out[1][:, 0].float(), out[2][:, 0].float()
+
+
+@torch.no_grad()
+def infer_alpha(
+    net: nn.Module,
+    image: Tensor,
+    strategy: str = "hybrid",
+    resize_mode: ResizeMode = "paper",
+    max_side: int = MAX_SIDE,
+) -> TestTimeOutput:
+    """Predict the matte of one image with an official test-time strategy.
+
+    Args:
+        net: A P3M-Net (or anything returning the official 6-tuple order) in eval mode.
+        image: ``(3, H, W)`` or ``(1, 3, H, W)`` RGB, uint8 or float in [0, 255], on the net's device.
+        strategy: ``resize``, ``hybrid`` or ``full``.
+        resize_mode: ``paper`` (scikit-image 0.14.5 semantics, CPU) or ``fast`` (on device).
+        max_side: Cap of each pass side (official: 1600).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown test_strategy {strategy!r}; expected one of {STRATEGIES}")
+    if image.dim() == 4:
+        if image.shape[0] != 1:
+            raise ValueError(f"infer_alpha takes one image, got a batch of {image.shape[0]}")
+        image = image[0]
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected an RGB image of shape (3, H, W), got {tuple(image.shape)}")
+    height, width = image.shape[-2:]
+    full = (height, width)
+
+    ratio = 1.0 if strategy == "full" else 0.5
+    trimap, local, fusion = _run(net, image, pass_size(height, width, ratio, max_side), resize_mode)
+    trimap_full = resize_maps(trimap, full, resize_mode)[0]
+    if strategy == "hybrid":
+        _, local, _ = _run(net, image, pass_size(height, width, 1.0, max_side), resize_mode)
+        local_full = resize_maps(local, full, resize_mode)[0]
+        certain = (trimap_full == 0) | (trimap_full == 255)
+        alpha = torch.where(certain, trimap_full / 255.0, local_full)
+    else:
+        local_full = resize_maps(local, full, resize_mode)[0]
+        alpha = resize_maps(fusion, full, resize_mode)[0]
+    trimap_classes = torch.bucketize(trimap_full, torch.tensor([64.0, 192.0], device=trimap_full.device))
+    trimap_out = (trimap_classes * 127.5).round().clamp(0, 255).to(torch.uint8)
+    trimap_out[trimap_classes == 1] = 128
+    return TestTimeOutput(alpha.clamp(0, 1), trimap_out, local_full.clamp(0, 1))

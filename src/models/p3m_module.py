@@ -1,0 +1,128 @@
+"""The LightningModule that trains and validates P3M-Net."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from lightning import LightningModule
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from src.inference import infer_alpha
+from src.metrics import matting_metrics
+
+log = logging.getLogger(__name__)
+
+
+class P3MLitModule(LightningModule):
+    """Trains P3M-Net with the paper's losses and validates it with matting metrics per split.
+
+    Args:
+        net: The network (``P3MNet``); its forward returns the official 6-tuple as a named tuple.
+        loss: ``P3MLoss``: returns a dict of named weighted terms and ``total``.
+        optimizer: A partially applied optimizer; parameters are passed here.
+        scheduler: A partially applied LR scheduler or None (the paper: constant LR).
+        val_strategy: Test-time strategy of validation (``resize``, ``hybrid``, ``full``).
+        val_resize_mode: ``paper`` (scikit-image, CPU) or ``fast`` (on device) resizing.
+        val_metrics: Metrics computed at every validation.
+        heavy_metrics: Slower metrics (Grad, Conn) computed every ``heavy_every_n_epochs`` and at test.
+        heavy_every_n_epochs: Period of the heavy metrics; 0 disables them during validation.
+        init_from: Checkpoint whose network weights start this run (ours or the authors').
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        val_strategy: str = "resize",
+        val_resize_mode: str = "fast",
+        val_metrics: Sequence[str] = ("sad", "mse", "mad", "sad_t", "mse_t", "mad_t", "sad_fg", "sad_bg"),
+        heavy_metrics: Sequence[str] = ("grad", "conn"),
+        heavy_every_n_epochs: int = 5,
+        init_from: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False, ignore=["net", "loss"])
+        self.net = net
+        self.loss = loss
+        if init_from:
+            from src.models.checkpoints import load_network_weights
+
+            load_network_weights(self.net, init_from)
+        self.val_metrics = nn.ModuleDict()
+        self.heavy_val_metrics = nn.ModuleDict()
+        self._split_names: list[str] = []
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str) -> None:
+        """Create one metric collection per evaluation split of the datamodule."""
+        splits = getattr(self.trainer.datamodule, "eval_splits", None) if self._trainer else None
+        if not splits or self._split_names:
+            return
+        for split in splits:
+            name, prefix = _split_field(split, "name"), _split_field(split, "prefix")
+            self._split_names.append(name)
+            self.val_metrics[name] = matting_metrics(list(self.hparams.val_metrics), prefix=f"{prefix}/")
+            if self.hparams.heavy_metrics:
+                self.heavy_val_metrics[name] = matting_metrics(list(self.hparams.heavy_metrics), prefix=f"{prefix}/")
+
+    # --------------------------------------------------------------- training
+    def forward(self, image: Tensor) -> Any:
+        """Run the network on an ImageNet-normalised batch."""
+        return self.net(image)
+
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        """One optimisation step on a dict batch; logs every loss term as ``train/loss/<term>``."""
+        terms = self.loss(self.net(batch["image"]), batch)
+        batch_size = batch["image"].shape[0]
+        for name, value in terms.items():
+            self.log(f"train/loss/{name}", value.detach(), batch_size=batch_size, prog_bar=name == "total")
+        return terms["total"]
+
+    # ------------------------------------------------------------- validation
+    def _heavy_now(self) -> bool:
+        every = self.hparams.heavy_every_n_epochs
+        if self.trainer.testing:
+            return bool(self.hparams.heavy_metrics)
+        return bool(self.hparams.heavy_metrics) and every > 0 and (self.current_epoch + 1) % every == 0
+
+    def _eval_step(self, batch: Mapping[str, Any], dataloader_idx: int) -> None:
+        split = self._split_names[dataloader_idx]
+        pred = infer_alpha(
+            self.net, batch["image"], self.hparams.val_strategy, self.hparams.val_resize_mode
+        ).alpha[None]
+        target = batch["alpha"][0].float()
+        trimap = batch["trimap"][0] if "trimap" in batch else None
+        collections = [self.val_metrics[split]]
+        if self._heavy_now():
+            collections.append(self.heavy_val_metrics[split])
+        for collection in collections:
+            collection.update(pred, target, trimap)
+            self.log_dict(collection, batch_size=1, add_dataloader_idx=False)
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Predict one full-resolution image with the validation strategy and update its split's metrics."""
+        self._eval_step(batch, dataloader_idx)
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """As validation, with the heavy metrics always on."""
+        self._eval_step(batch, dataloader_idx)
+
+    # -------------------------------------------------------------- optimiser
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Finish the partially applied optimizer (and scheduler) from the config."""
+        optimizer = self.hparams.optimizer(params=[p for p in self.parameters() if p.requires_grad])
+        if self.hparams.scheduler is None:
+            return {"optimizer": optimizer}
+        scheduler = self.hparams.scheduler(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def _split_field(split: Any, key: str) -> Any:
+    """Read a field from a split given as a mapping or an object."""
+    return split[key] if isinstance(split, Mapping) else getattr(split, key)
