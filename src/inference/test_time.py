@@ -34,7 +34,7 @@ class TestTimeOutput(NamedTuple):
     alpha: Tensor
     """The final matte of the strategy."""
     trimap: Tensor
-    """The predicted trimap 0/128/255 (uint8) from the global branch, nearest class at full size."""
+    """The predicted trimap 0/128/255 (uint8) of the global branch, resized to full size."""
     local_alpha: Tensor
     """The local (matting) branch's matte."""
 
@@ -112,7 +112,8 @@ def infer_alpha(
     else:
         local_full = resize_maps(local, full, resize_mode)[0]
         alpha = resize_maps(fusion, full, resize_mode)[0]
-    trimap_classes = torch.bucketize(trimap_full, torch.tensor([64.0, 192.0], device=trimap_full.device))
-    trimap_out = (trimap_classes * 127.5).round().clamp(0, 255).to(torch.uint8)
-    trimap_out[trimap_classes == 1] = 128
+    # the resized trimap is continuous; report the nearest of 0/128/255
+    device = trimap_full.device
+    classes = torch.bucketize(trimap_full, torch.tensor([64.0, 192.0], device=device))
+    trimap_out = torch.tensor([0, 128, 255], dtype=torch.uint8, device=device)[classes]
     return TestTimeOutput(alpha.clamp(0, 1), trimap_out, local_full.clamp(0, 1))

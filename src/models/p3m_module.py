@@ -11,7 +11,7 @@ from lightning import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from src.inference import infer_alpha
+from src.inference import TestTimeOutput, infer_alpha
 from src.metrics import matting_metrics
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,10 @@ class P3MLitModule(LightningModule):
             return bool(self.hparams.heavy_metrics)
         return bool(self.hparams.heavy_metrics) and every > 0 and (self.current_epoch + 1) % every == 0
 
-    def _eval_step(self, batch: Mapping[str, Any], dataloader_idx: int) -> None:
+    def _eval_step(self, batch: Mapping[str, Any], dataloader_idx: int) -> TestTimeOutput:
         split = self._split_names[dataloader_idx]
-        pred = infer_alpha(
-            self.net, batch["image"], self.hparams.val_strategy, self.hparams.val_resize_mode
-        ).alpha[None]
+        output = infer_alpha(self.net, batch["image"], self.hparams.val_strategy, self.hparams.val_resize_mode)
+        pred = output.alpha[None]
         target = batch["alpha"][0].float()
         trimap = batch["trimap"][0] if "trimap" in batch else None
         collections = [self.val_metrics[split]]
@@ -104,14 +103,15 @@ class P3MLitModule(LightningModule):
         for collection in collections:
             collection.update(pred, target, trimap)
             self.log_dict(collection, batch_size=1, add_dataloader_idx=False)
+        return output
 
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> TestTimeOutput:
         """Predict one full-resolution image with the validation strategy and update its split's metrics."""
-        self._eval_step(batch, dataloader_idx)
+        return self._eval_step(batch, dataloader_idx)
 
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> TestTimeOutput:
         """As validation, with the heavy metrics always on."""
-        self._eval_step(batch, dataloader_idx)
+        return self._eval_step(batch, dataloader_idx)
 
     # -------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> dict[str, Any]:

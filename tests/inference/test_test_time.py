@@ -1,0 +1,76 @@
+"""Test-time strategies: pass sizes, the HYBRID fusion rule and input checks, with a stand-in network."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from src.inference import STRATEGIES, infer_alpha
+from src.inference.test_time import pass_size
+
+
+class ThreeBands(nn.Module):
+    """Predicts background | transition | foreground in vertical thirds and a constant local alpha."""
+
+    def __init__(self, local_value: float = 0.3) -> None:
+        super().__init__()
+        self.local_value = local_value
+        self.sizes: list[tuple[int, int]] = []
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        n, _, h, w = x.shape
+        self.sizes.append((h, w))
+        cls = torch.zeros(n, h, w, dtype=torch.long)
+        cls[..., w // 3 : 2 * w // 3] = 1
+        cls[..., 2 * w // 3 :] = 2
+        logits = torch.nn.functional.one_hot(cls, 3).permute(0, 3, 1, 2).float() * 10
+        local = torch.full((n, 1, h, w), self.local_value)
+        fusion = torch.where(cls[:, None] == 2, 1.0, torch.where(cls[:, None] == 1, local, 0.0))
+        return logits, local, fusion, logits, logits, logits
+
+
+@pytest.mark.parametrize(
+    ("size", "ratio", "expected"),
+    [((1080, 1620), 0.5, (512, 800)), ((1080, 1620), 1.0, (1056, 1600)), ((4000, 3000), 1.0, (1600, 1600))],
+)
+def test_pass_size_rounds_down_to_32_and_caps_at_1600(size, ratio, expected) -> None:
+    assert pass_size(*size, ratio) == expected
+
+
+def test_pass_size_rejects_tiny_images() -> None:
+    with pytest.raises(ValueError, match="too small"):
+        pass_size(40, 500, 0.5)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("resize_mode", ["paper", "fast"])
+def test_strategies_return_input_sized_mattes(strategy: str, resize_mode: str) -> None:
+    net = ThreeBands()
+    image = torch.randint(0, 256, (3, 130, 198), dtype=torch.uint8)
+    out = infer_alpha(net, image, strategy, resize_mode)
+    assert out.alpha.shape == out.local_alpha.shape == out.trimap.shape == (130, 198)
+    assert out.trimap.dtype == torch.uint8 and set(out.trimap.unique().tolist()) <= {0, 128, 255}
+    assert 0 <= out.alpha.min() and out.alpha.max() <= 1
+    expected_sizes = {"resize": [(64, 96)], "full": [(128, 192)], "hybrid": [(64, 96), (128, 192)]}
+    assert net.sizes == expected_sizes[strategy]
+
+
+def test_hybrid_keeps_certain_trimap_and_takes_local_elsewhere() -> None:
+    out = infer_alpha(ThreeBands(local_value=0.3), torch.full((3, 128, 192), 128, dtype=torch.uint8), "hybrid")
+    left, middle, right = out.alpha[1:-1, :40], out.alpha[1:-1, 80:110], out.alpha[1:-1, 160:-1]
+    assert torch.all(left == 0) and torch.all(right == 1)
+    assert torch.allclose(middle, torch.tensor(0.3))
+    # paper mode resizes with zeros outside the image, as scikit-image 0.14.5 did: the resized trimap
+    # is not exactly 255 on the border pixels of a foreground region, so HYBRID takes the local alpha there
+    assert torch.allclose(out.alpha[0, 160:], torch.tensor(0.3))
+
+
+def test_bad_inputs_raise_clear_errors() -> None:
+    net = ThreeBands()
+    with pytest.raises(ValueError, match="test_strategy"):
+        infer_alpha(net, torch.zeros(3, 64, 64), "bogus")
+    with pytest.raises(ValueError, match="RGB"):
+        infer_alpha(net, torch.zeros(1, 64, 64), "full")
+    with pytest.raises(ValueError, match="resize_mode"):
+        infer_alpha(net, torch.zeros(3, 64, 64), "full", "bogus")  # type: ignore[arg-type]
