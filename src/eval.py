@@ -1,0 +1,28 @@
+"""Evaluate a checkpoint, or existing predictions, on every evaluation split of the data config.
+
+Examples:
+    python src/eval.py ckpt_path=best.ckpt data.root=/path/to/P3M-10k
+    python src/eval.py ckpt_path=p3mnet_pretrained_on_p3m10k.pth test_strategy=hybrid   # the authors' file
+    python src/eval.py pred_dir=outputs/other_method data.root=/path/to/P3M-10k          # no model
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
+from src.inference.runner import run_evaluation
+from src.utils.run import task_wrapper
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns SAD of the first split (for sweeps)."""
+    doc = task_wrapper(run_evaluation)(cfg)
+    first = next(iter(doc.values()), {})
+    return first.get("mean", {}).get("sad") if isinstance(first, dict) else None
+
+
+if __name__ == "__main__":
+    main()

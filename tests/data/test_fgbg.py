@@ -1,0 +1,193 @@
+"""fg/bg estimation and its batch runner / entry point (src/prepare.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.data.fgbg import estimate_fg_bg, fg_dir_for, prepare_fg_bg
+from src.data.io import read_image, read_mask
+from src.data.synthetic import ensure_synthetic_dataset, render_portrait
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _composite_error(image: np.ndarray, alpha: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    a = alpha[..., None] / 255.0
+    return np.abs(a * fg + (1 - a) * bg - image).mean(axis=2)
+
+
+def _mean_abs(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    return float(np.abs(a.astype(int) - b)[where].mean())
+
+
+@pytest.fixture(scope="module")
+def tiny_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two 64x48 training images with masks only (P3M-10k ships no fg/bg)."""
+    syn = ensure_synthetic_dataset(
+        tmp_path_factory.mktemp("syn") / "s", num_train=2, num_test=0, size=(64, 48)
+    )
+    root = tmp_path_factory.mktemp("tiny") / "P3M-10k"
+    for name in ("blurred_image", "original_image", "mask"):
+        shutil.copytree(syn / "train" / name, root / "train" / name)
+    return root
+
+
+@pytest.fixture
+def tiny(tiny_layout: Path, tmp_path: Path) -> Path:
+    """A fresh writable copy of the tiny layout."""
+    return Path(shutil.copytree(tiny_layout, tmp_path / "P3M-10k"))
+
+
+def test_estimate_reproduces_the_image_and_recovers_the_layers() -> None:
+    p = render_portrait(np.random.default_rng(0), 64, 48)
+    fg, bg = estimate_fg_bg(p.original, p.alpha)
+    assert fg.shape == bg.shape == p.original.shape and fg.dtype == bg.dtype == np.uint8
+    unknown = (p.alpha > 0) & (p.alpha < 255)
+    err = _composite_error(p.original, p.alpha, fg, bg)[unknown]
+    assert err.mean() < 3.0 and np.percentile(err, 95) < 12.0
+    # fg = bg = image would also reproduce the image: check the layers against the true ones.
+    semi = (p.alpha >= 64) & (p.alpha <= 230)
+    assert _mean_abs(fg, p.fg, semi) < 0.5 * _mean_abs(p.original, p.fg, semi)
+    semi = (p.alpha >= 25) & (p.alpha <= 190)
+    assert _mean_abs(bg, p.bg, semi) < 0.5 * _mean_abs(p.original, p.bg, semi)
+    assert _mean_abs(fg, p.fg, p.alpha == 255) < 2.0
+
+
+def test_estimate_rejects_bad_inputs() -> None:
+    image, alpha = np.zeros((8, 6, 3), np.uint8), np.zeros((8, 6), np.uint8)
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        estimate_fg_bg(image.astype(np.float32), alpha)
+    with pytest.raises(ValueError, match="differ in size"):
+        estimate_fg_bg(image, alpha[:4])
+    with pytest.raises(ValueError, match="alpha must be"):
+        estimate_fg_bg(image, alpha.astype(np.float32))
+    fg, _ = estimate_fg_bg(image, alpha[..., None])  # (H, W, 1) is accepted
+    assert fg.shape == (8, 6, 3)
+
+
+def test_fg_dir_follows_the_image_dir() -> None:
+    assert fg_dir_for("blurred_image") == "fg_blurred"
+    assert fg_dir_for("original_image") == "fg"
+
+
+def test_prepare_writes_lossless_pngs_and_resumes(tiny: Path) -> None:
+    summary = prepare_fg_bg(tiny, workers=1, progress=False)
+    stems = sorted(p.stem for p in (tiny / "train" / "mask").iterdir())
+    assert summary.written == stems and summary.ok
+    for stem in stems:
+        image = read_image(tiny / "train" / "blurred_image" / f"{stem}.jpg")
+        alpha = read_mask(tiny / "train" / "mask" / f"{stem}.png")
+        fg = read_image(tiny / "train" / "fg_blurred" / f"{stem}.png")
+        bg = read_image(tiny / "train" / "bg" / f"{stem}.png")
+        # What is on disk is exactly what the estimator returns (lossless).
+        ref_fg, ref_bg = estimate_fg_bg(image, alpha)
+        np.testing.assert_array_equal(fg, ref_fg)
+        np.testing.assert_array_equal(bg, ref_bg)
+    assert not [p for p in (tiny / "train").rglob(".*")], "no temporary files left"
+
+    fg_file = tiny / "train" / "fg_blurred" / f"{stems[0]}.png"
+    stamp = fg_file.stat().st_mtime_ns
+    again = prepare_fg_bg(tiny, workers=1, progress=False)
+    assert again.skipped == stems and not again.written
+    assert fg_file.stat().st_mtime_ns == stamp
+
+    # A truncated output (e.g. copied by hand from an interrupted run) is redone, the rest skipped.
+    fg_file.write_bytes(fg_file.read_bytes()[:100])
+    third = prepare_fg_bg(tiny, workers=1, progress=False)
+    assert third.written == [stems[0]] and third.skipped == stems[1:]
+    assert read_image(fg_file).shape[:2] == (64, 48)
+
+
+def test_prepare_originals_into_another_root(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    summary = prepare_fg_bg(tiny, output_root=out, image_dir="original_image", workers=1, progress=False)
+    assert summary.ok and len(summary.written) == 2
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["bg", "fg"]
+    assert not (tiny / "train" / "fg").exists(), "the dataset itself is untouched"
+
+
+def test_prepare_reports_bad_images_and_continues(tiny: Path) -> None:
+    images = sorted((tiny / "train" / "blurred_image").iterdir())
+    images[0].write_bytes(b"not a jpeg")
+    orphan = tiny / "train" / "blurred_image" / "no_mask.jpg"
+    shutil.copy(images[1], orphan)
+    summary = prepare_fg_bg(tiny, workers=1, progress=False)
+    assert summary.written == [images[1].stem]
+    assert set(summary.failed) == {images[0].stem, "no_mask"}
+    assert str(images[0]) in summary.failed[images[0].stem]
+    assert "no mask" in summary.failed["no_mask"]
+    assert not (tiny / "train" / "fg_blurred" / f"{images[0].stem}.png").exists()
+
+
+def test_prepare_names_the_missing_folders(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"data\.root=") as info:
+        prepare_fg_bg(tmp_path, progress=False)
+    assert "train/blurred_image" in str(info.value)
+
+
+def test_prepare_entry_point_config(tiny: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """conf/prepare.yaml composes and src/prepare.run maps outcomes to exit codes (in-process, fast)."""
+    from hydra import compose, initialize_config_dir
+
+    from src.prepare import run
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("prepare", overrides=["data.root=null", "workers=1", "progress=false"])
+        assert cfg.image_dir == "blurred_image" and cfg.output_root is None and not cfg.overwrite
+        assert run(cfg) == 2
+        assert "data.root=" in caplog.text
+        cfg = compose("prepare", overrides=[f"data.root={tiny}", "workers=1", "progress=false"])
+    assert run(cfg) == 0
+    assert len(list((tiny / "train" / "fg_blurred").glob("*.png"))) == 2
+
+
+def _prepare_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run `python src/prepare.py` as a user would (no PYTHONPATH), logging under `cwd`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("P3M10K_ROOT", "PROJECT_ROOT", "PYTHONPATH")}
+    script = REPO_ROOT / "src" / "prepare.py"
+    command = [sys.executable, str(script), f"paths.log_dir={cwd / 'logs'}", *overrides]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_cli_on_the_real_samples(samples_copy: Path, tmp_path: Path) -> None:
+    """`src/prepare.py data.root=...` on 4 real 1080p portraits (copied), then on the tiny set in parallel."""
+    done = _prepare_cli(f"data.root={samples_copy}", "workers=1", "progress=false", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    train = samples_copy / "train"
+    stems = sorted(p.stem for p in (train / "mask").iterdir())
+    assert sorted(p.stem for p in (train / "fg_blurred").iterdir()) == stems
+    image = read_image(train / "blurred_image" / f"{stems[0]}.jpg")
+    alpha = read_mask(train / "mask" / f"{stems[0]}.png")
+    fg, bg = (
+        read_image(train / "fg_blurred" / f"{stems[0]}.png"),
+        read_image(train / "bg" / f"{stems[0]}.png"),
+    )
+    unknown = (alpha > 0) & (alpha < 255)
+    assert _composite_error(image, alpha, fg, bg)[unknown].mean() < 3.0
+    assert len(list((tmp_path / "logs" / "prepare" / "runs").glob("*/prepare.log"))) == 1
+
+
+@pytest.mark.slow
+def test_cli_parallel_exit_codes(tiny: Path, tmp_path: Path) -> None:
+    # Started from anywhere, the entry point finds the repository (conf/paths needs PROJECT_ROOT).
+    resolved = _prepare_cli("--cfg", "job", "--resolve", cwd=tmp_path)
+    assert resolved.returncode == 0 and f"root_dir: {REPO_ROOT}" in resolved.stdout, resolved.stderr
+
+    missing = _prepare_cli(cwd=tmp_path)
+    assert missing.returncode == 2 and "data.root=" in missing.stdout + missing.stderr
+
+    (tiny / "train" / "blurred_image" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    shutil.copy(tiny / "train" / "mask" / "syn_train_0000.png", tiny / "train" / "mask" / "broken.png")
+    run = _prepare_cli(f"data.root={tiny}", "workers=2", cwd=tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "broken" in run.stdout + run.stderr
+    assert len(list((tiny / "train" / "fg_blurred").glob("*.png"))) == 2

@@ -1,0 +1,177 @@
+"""The offline anonymiser: real faces found and obfuscated, faceless images reported, failures counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from src.anonymize import anonymize
+from src.privacy import FaceObfuscator, transition_band
+from src.privacy.anonymizer import REPORT_NAME, anonymize_folder
+from src.privacy.detectors import DetectorUnavailableError, FaceDetection
+from src.privacy.detectors.centerface import default_model_path
+
+ROOT = Path(__file__).resolve().parents[2]
+FACES = ("p_07141906", "p_818e689d")  # visible, unblurred faces
+NO_FACES = ("p_bc5cfad1", "p_bd6af989")  # face turned away or hidden
+
+
+@pytest.fixture
+def centerface() -> None:
+    """Skip unless the optional detector packages are installed (`make anonymize-deps`)."""
+    pytest.importorskip("onnxruntime")
+    try:
+        default_model_path()
+    except DetectorUnavailableError as err:
+        pytest.skip(str(err))
+
+
+def _cfg(**overrides: object) -> DictConfig:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("anonymize", overrides=[f"{k}={v}" for k, v in overrides.items()] + ["progress=false"])
+
+
+def _read(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    image = cv2.imread(str(path), flags)
+    assert image is not None, path
+    return image
+
+
+class _BoxDetector:
+    """A stand-in detector that finds one face at a fixed box in images brighter than 10 on average."""
+
+    name = "box"
+
+    def detect(self, image: np.ndarray) -> list[FaceDetection]:
+        return [FaceDetection(box=(4.0, 4.0, 20.0, 24.0), score=0.99)] if image.mean() > 10 else []
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_sample_faces_are_found_and_obfuscated(samples_copy: Path, tmp_path: Path, centerface: None) -> None:
+    split = samples_copy / "validation" / "P3M-500-NP"
+    out = tmp_path / "anonymised"
+    report = anonymize(_cfg(input=split / "original_image", output=out, alpha_dir=split / "mask"))
+
+    assert sorted(report.no_face) == list(NO_FACES)
+    assert report.failures == {}
+    assert sorted(report.written) == sorted(FACES + NO_FACES)
+    for stem in FACES:
+        assert len(report.scores[stem]) == 1 and report.scores[stem][0] >= 0.8
+    saved = json.loads((out / REPORT_NAME).read_text())
+    assert saved["no_face"] == report.no_face and saved["settings"]["method"] == "blur"
+
+    for stem in FACES + NO_FACES:
+        original = _read(split / "original_image" / f"{stem}.jpg")
+        written = _read(out / "blurred_image" / f"{stem}.png")
+        facemask = _read(out / "facemask" / f"{stem}.png", cv2.IMREAD_GRAYSCALE) > 0
+        alpha = _read(split / "mask" / f"{stem}.png", cv2.IMREAD_GRAYSCALE)
+        assert (out / "mask" / f"{stem}.png").read_bytes() == (split / "mask" / f"{stem}.png").read_bytes()
+        changed = (written != original).any(axis=2)
+        assert not changed[~facemask].any()  # bit-identical outside the face mask
+        if stem in NO_FACES:
+            assert not facemask.any()
+            continue
+        assert 5_000 < facemask.sum() < 100_000
+        assert not facemask[alpha == 0].any()  # the mask stays on the person
+        region = facemask & ~transition_band(alpha, 25)
+        assert changed[region].mean() > 0.95  # the face is obfuscated ...
+        assert not changed[facemask & ~region].any()  # ... except for the transition band
+
+
+@pytest.mark.shared
+def test_zero_without_alpha_blackens_the_whole_face_mask(
+    samples_copy: Path, tmp_path: Path, centerface: None
+) -> None:
+    folder = tmp_path / "one"
+    folder.mkdir()
+    source = samples_copy / "validation" / "P3M-500-NP" / "original_image" / f"{FACES[0]}.jpg"
+    source.rename(folder / source.name)
+    out = tmp_path / "out"
+    report = anonymize(_cfg(input=folder, output=out, method="zero"))
+    assert report.no_face == [] and not (out / "mask").exists()
+    written = _read(out / "blurred_image" / f"{FACES[0]}.png")
+    original = _read(folder / source.name)
+    facemask = _read(out / "facemask" / f"{FACES[0]}.png", cv2.IMREAD_GRAYSCALE) > 0
+    assert facemask.any() and (written[facemask] == 0).all()
+    np.testing.assert_array_equal(written[~facemask], original[~facemask])
+
+
+def test_folder_failures_are_reported_and_the_rest_is_written(tmp_path: Path) -> None:
+    images, alphas, out = tmp_path / "images", tmp_path / "alphas", tmp_path / "out"
+    images.mkdir()
+    alphas.mkdir()
+    rng = np.random.default_rng(0)
+    for stem in ("a", "b", "c"):
+        cv2.imwrite(str(images / f"{stem}.png"), rng.integers(50, 256, (32, 32, 3), dtype=np.uint8))
+    cv2.imwrite(str(images / "dark.png"), np.zeros((32, 32, 3), np.uint8))  # no face found
+    (images / "broken.jpg").write_bytes(b"not a jpeg")
+    cv2.imwrite(str(images / "a.jpg"), np.full((32, 32, 3), 99, np.uint8))  # same stem as a.png
+    (images / "notes.txt").write_text("ignored")
+    for stem in ("a", "dark"):
+        cv2.imwrite(str(alphas / f"{stem}.png"), np.full((32, 32), 255, np.uint8))
+    cv2.imwrite(str(alphas / "b.png"), np.full((16, 16), 255, np.uint8))  # wrong size; c has none
+
+    report = anonymize_folder(
+        images, out, _BoxDetector(), FaceObfuscator(method="zero"), alpha_dir=alphas, progress=False
+    )
+    assert report.written == ["a", "dark"]
+    assert report.no_face == ["dark"]
+    assert set(report.failures) == {"a.png", "b.png", "broken.jpg", "c.png"}
+    assert "same name as a.jpg" in report.failures["a.png"]  # sorted: a.jpg is processed first
+    assert "unreadable image" in report.failures["broken.jpg"]
+    assert "is (16, 16), the image is (32, 32)" in report.failures["b.png"]
+    assert "no alpha matte named c.*" in report.failures["c.png"]
+    assert sorted(p.name for p in (out / "mask").iterdir()) == ["a.png", "dark.png"]
+    assert (_read(out / "blurred_image" / "dark.png") == 0).all()
+
+
+def test_keep_no_face_false_and_jpg_output(tmp_path: Path) -> None:
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    cv2.imwrite(str(images / "face.png"), np.full((32, 32, 3), 200, np.uint8))
+    cv2.imwrite(str(images / "dark.png"), np.zeros((32, 32, 3), np.uint8))
+    report = anonymize_folder(
+        images, out, _BoxDetector(), FaceObfuscator(), image_format="jpg", keep_no_face=False, progress=False
+    )
+    assert report.written == ["face"] and report.no_face == ["dark"]
+    assert sorted(p.name for p in (out / "blurred_image").iterdir()) == ["face.jpg"]
+    with pytest.raises(FileNotFoundError, match="set input=DIR"):
+        anonymize_folder(tmp_path / "missing", out, _BoxDetector(), FaceObfuscator())
+    with pytest.raises(FileNotFoundError, match="alpha_dir=null"):
+        anonymize_folder(images, out, _BoxDetector(), FaceObfuscator(), alpha_dir=tmp_path / "missing")
+
+
+def test_missing_input_key_says_how_to_call_it() -> None:
+    with pytest.raises(ValueError, match=r"set input=DIR: python src/anonymize\.py"):
+        anonymize(_cfg(output="/tmp/x"))
+
+
+def test_command_line_exit_code_counts_failures(tmp_path: Path, centerface: None) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "plain.png"), np.full((64, 96, 3), 127, np.uint8))
+    (images / "broken.png").write_bytes(b"\x89PNG garbage")
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    result = subprocess.run(
+        [sys.executable, "src/anonymize.py", f"input={images}", f"output={out}", f"hydra.run.dir={logs}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HYDRA_FULL_ERROR": "1"},
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    report = json.loads((out / REPORT_NAME).read_text())
+    assert report["no_face"] == ["plain"] and list(report["failures"]) == ["broken.png"]
+    assert "FAILED broken.png" in result.stdout + result.stderr
+    assert (logs / "anonymize.log").is_file()  # Hydra's logs went where they were told, not into the repo
