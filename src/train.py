@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from src.utils.run import log_hyperparameters, metric_value, task_wrapper
+from src.utils.run_dirs import resolve_ckpt_path
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log_hyperparameters(cfg, model, trainer)
 
     if cfg.get("train"):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last")
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = dict(trainer.callback_metrics)
     if cfg.get("test"):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

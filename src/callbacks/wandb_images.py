@@ -7,7 +7,7 @@ set, so photos of identifiable people do not reach a hosted service by default.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -42,14 +42,9 @@ class WandbImagePanel(Callback):
         self._validations = 0
         self._rows: dict[str, list[list[np.ndarray]]] = {}
 
-    def _allowed_splits(self, trainer: Trainer) -> list[str]:
-        splits: Sequence[Any] = getattr(trainer.datamodule, "eval_splits", []) or []
-        allowed = []
-        for split in splits:
-            name = _field(split, "name")
-            if self.log_unblurred or _field(split, "anonymised", False):
-                allowed.append(name)
-        return allowed
+    def _allowed_splits(self, trainer: Trainer) -> set[str]:
+        splits = getattr(trainer.datamodule, "eval_splits", None) or []
+        return {split.name for split in splits if self.log_unblurred or split.anonymised}
 
     def _active(self, trainer: Trainer) -> bool:
         return (
@@ -91,13 +86,11 @@ class WandbImagePanel(Callback):
                 for split, rows in self._rows.items():
                     images = [x for row in rows for x in row]
                     captions = [c for _ in rows for c in ("image", "alpha (gt)", "trimap", "local", "fusion")]
-                    logger.log_image(key=f"panel/{split}", images=images, caption=captions, step=trainer.global_step)
+                    logger.log_image(
+                        key=f"panel/{split}", images=images, caption=captions, step=trainer.global_step
+                    )
         if not trainer.sanity_checking:
             self._validations += 1
-
-
-def _field(split: Any, key: str, default: Any = None) -> Any:
-    return split.get(key, default) if isinstance(split, Mapping) else getattr(split, key, default)
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:

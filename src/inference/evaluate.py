@@ -100,8 +100,10 @@ def prediction_reader(pred_dir: Path) -> Predictor:
         matte = read_mask(path, dtype=np.float32)
         expected = tuple(_first(sample["alpha"]).shape[-2:])
         if matte.shape != expected:
-            raise ValueError(f"{path} is {matte.shape[0]}x{matte.shape[1]} but the ground truth is "
-                             f"{expected[0]}x{expected[1]}: predictions must have the image's size")
+            raise ValueError(
+                f"{path} is {matte.shape[0]}x{matte.shape[1]} but the ground truth is "
+                f"{expected[0]}x{expected[1]}: predictions must have the image's size"
+            )
         return torch.from_numpy(matte)
 
     return predict

@@ -27,7 +27,9 @@ def collect_inputs(spec: str | Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        return sorted(
+            p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
     matches = sorted(Path(p) for p in glob.glob(str(spec)) if Path(p).is_file())
     if not matches:
         raise FileNotFoundError(f"input={spec} is no file, folder or glob pattern with matches")

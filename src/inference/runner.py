@@ -17,6 +17,7 @@ from src.inference.evaluate import Predictor, SplitResult, _first, evaluate_spli
 from src.inference.report import print_table, write_reports
 from src.inference.test_time import infer_alpha
 from src.utils.instantiate import instantiate_loggers
+from src.utils.run_dirs import resolve_ckpt_path
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +33,19 @@ def model_predictor(cfg: DictConfig, device: torch.device) -> tuple[Predictor, d
     """Load the checkpoint and wrap it in the configured test-time strategy."""
     from src.models.checkpoints import load_model
 
-    if not cfg.get("ckpt_path"):
-        raise ValueError("set ckpt_path=PATH (a checkpoint to evaluate) or pred_dir=DIR (existing predictions)")
-    net = load_model(cfg.ckpt_path, backbone=cfg.backbone).to(device)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, "train", prefer="best")
+    if not ckpt_path:
+        raise ValueError(
+            "set ckpt_path=PATH (a checkpoint to evaluate) or pred_dir=DIR (existing predictions)"
+        )
+    net = load_model(ckpt_path, backbone=cfg.backbone).to(device)
 
     def predict(sample: Mapping[str, Any]) -> Tensor:
         image = _first(sample["image"]).to(device)
         return infer_alpha(net, image, cfg.test_strategy, cfg.resize_mode).alpha
 
     backbone = type(net.backbone).__name__
-    return predict, {"checkpoint": str(cfg.ckpt_path), "backbone": backbone}
+    return predict, {"checkpoint": ckpt_path, "backbone": backbone}
 
 
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
@@ -63,9 +67,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup("test")
     results: list[SplitResult] = []
     for split, loader in zip(datamodule.eval_splits, datamodule.test_dataloader(), strict=True):
-        name = split["name"] if isinstance(split, Mapping) else split.name
-        save_dir = out_dir / "predictions" / name if cfg.save_predictions else None
-        results.append(evaluate_split(name, loader, predict, list(cfg.metrics), save_dir))
+        save_dir = out_dir / "predictions" / split.name if cfg.save_predictions else None
+        results.append(evaluate_split(split.name, loader, predict, list(cfg.metrics), save_dir))
 
     doc = write_reports(results, meta, out_dir)
     print_table(results)
@@ -79,13 +82,19 @@ def _log_to_loggers(cfg: DictConfig, results: list[SplitResult], doc: dict[str, 
     if not loggers:
         return
     prefixes = {s["name"]: s["prefix"] for s in cfg.data.eval_splits}
-    flat = {f"test/{prefixes.get(r.name, r.name).split('/')[-1]}/{k}": v for r in results for k, v in r.mean.items()}
+    flat = {
+        f"test/{prefixes.get(r.name, r.name).split('/')[-1]}/{k}": v
+        for r in results
+        for k, v in r.mean.items()
+    }
     for label, gap in doc["gap"].items():
         flat |= {f"test/gap/{k}": v for k, v in gap.items()} if label else {}
     for logger in loggers:
         logger.log_metrics(flat)
         if hasattr(logger, "log_table"):
             names = sorted({k for r in results for v in r.per_image.values() for k in v})
-            rows = [[r.name, stem, *(v.get(n) for n in names)] for r in results for stem, v in r.per_image.items()]
+            rows = [
+                [r.name, stem, *(v.get(n) for n in names)] for r in results for stem, v in r.per_image.items()
+            ]
             logger.log_table(key="test/per_image", columns=["split", "stem", *names], data=rows)
         logger.finalize("success")

@@ -66,7 +66,9 @@ def _segmentation_to_trimap(global_logits: Tensor) -> Tensor:
     return torch.where(classes == 1, torch.full_like(classes, 128.0), classes * 127.5)
 
 
-def _run(net: nn.Module, image: Tensor, size: tuple[int, int], mode: ResizeMode) -> tuple[Tensor, Tensor, Tensor]:
+def _run(
+    net: nn.Module, image: Tensor, size: tuple[int, int], mode: ResizeMode
+) -> tuple[Tensor, Tensor, Tensor]:
     """One network pass at ``size``: returns trimap (0..255), local and fusion mattes at ``size``."""
     scaled = resize_maps(image.float(), size, mode)
     out = net(_normalise(scaled))

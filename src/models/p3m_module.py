@@ -9,10 +9,9 @@ from typing import Any
 import torch
 from lightning import LightningModule
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
 
 from src.inference import TestTimeOutput, infer_alpha
-from src.metrics import matting_metrics
+from src.metrics.collection import METRIC_NAMES, TRIMAP_METRIC_NAMES, matting_metrics
 from src.models.checkpoints import load_checkpoint_state
 
 log = logging.getLogger(__name__)
@@ -48,9 +47,12 @@ class P3MLitModule(LightningModule):
         init_from: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False, ignore=["net", "loss"])
+        # Callables stay out of the checkpoint so it loads with torch.load(weights_only=True).
+        self.save_hyperparameters(logger=False, ignore=["net", "loss", "optimizer", "scheduler"])
         self.net = net
         self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
         if init_from:
             checkpoint = load_checkpoint_state(init_from)
             self.net.load_state_dict(checkpoint.state_dict)
@@ -66,11 +68,14 @@ class P3MLitModule(LightningModule):
         if not splits or self._split_names:
             return
         for split in splits:
-            name, prefix = _split_field(split, "name"), _split_field(split, "prefix")
-            self._split_names.append(name)
-            self.val_metrics[name] = matting_metrics(list(self.hparams.val_metrics), prefix=f"{prefix}/")
-            if self.hparams.heavy_metrics:
-                self.heavy_val_metrics[name] = matting_metrics(list(self.hparams.heavy_metrics), prefix=f"{prefix}/")
+            self._split_names.append(split.name)
+            # splits without trimaps (e.g. whole-image-only test sets) get the whole-image metrics only
+            usable = [n for n in METRIC_NAMES if split.trimap_dir or n not in TRIMAP_METRIC_NAMES]
+            cheap = [n for n in self.hparams.val_metrics if n in usable]
+            heavy = [n for n in self.hparams.heavy_metrics if n in usable]
+            self.val_metrics[split.name] = matting_metrics(cheap, prefix=f"{split.prefix}/")
+            if heavy:
+                self.heavy_val_metrics[split.name] = matting_metrics(heavy, prefix=f"{split.prefix}/")
 
     # --------------------------------------------------------------- training
     def forward(self, image: Tensor) -> Any:
@@ -94,19 +99,23 @@ class P3MLitModule(LightningModule):
 
     def _eval_step(self, batch: Mapping[str, Any], dataloader_idx: int) -> TestTimeOutput:
         split = self._split_names[dataloader_idx]
-        output = infer_alpha(self.net, batch["image"], self.hparams.val_strategy, self.hparams.val_resize_mode)
+        output = infer_alpha(
+            self.net, batch["image"], self.hparams.val_strategy, self.hparams.val_resize_mode
+        )
         pred = output.alpha[None]
         target = batch["alpha"][0].float()
         trimap = batch["trimap"][0] if "trimap" in batch else None
         collections = [self.val_metrics[split]]
-        if self._heavy_now():
+        if self._heavy_now() and split in self.heavy_val_metrics:
             collections.append(self.heavy_val_metrics[split])
         for collection in collections:
             collection.update(pred, target, trimap)
             self.log_dict(collection, batch_size=1, add_dataloader_idx=False)
         return output
 
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> TestTimeOutput:
+    def validation_step(
+        self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> TestTimeOutput:
         """Predict one full-resolution image with the validation strategy and update its split's metrics."""
         return self._eval_step(batch, dataloader_idx)
 
@@ -117,13 +126,8 @@ class P3MLitModule(LightningModule):
     # -------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> dict[str, Any]:
         """Finish the partially applied optimizer (and scheduler) from the config."""
-        optimizer = self.hparams.optimizer(params=[p for p in self.parameters() if p.requires_grad])
-        if self.hparams.scheduler is None:
+        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
             return {"optimizer": optimizer}
-        scheduler = self.hparams.scheduler(optimizer=optimizer)
+        scheduler = self.scheduler_factory(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-
-
-def _split_field(split: Any, key: str) -> Any:
-    """Read a field from a split given as a mapping or an object."""
-    return split[key] if isinstance(split, Mapping) else getattr(split, key)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from lightning import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
 
-# The config axes that tag a run, so a W&B dashboard can group and filter by them.
-TAG_AXES = ("backbone.name", "privacy.mode", "augmentation.name", "loss.name")
+# The config groups that tag a run, so a W&B dashboard can group and filter by them.
+TAG_GROUPS = ("backbone", "privacy", "augmentation", "loss")
 
 
 def instantiate_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:
@@ -41,12 +41,10 @@ def wandb_has_credentials() -> bool:
 
 
 def run_tags(cfg: DictConfig) -> list[str]:
-    """The run's tags plus ``<axis>:<value>`` for backbone, privacy mode, augmentation and loss."""
+    """The run's tags plus ``<group>:<option>`` for backbone, privacy, augmentation and loss."""
     tags = [str(t) for t in cfg.get("tags") or []]
-    for axis in TAG_AXES:
-        value = _select(cfg, axis)
-        if value is not None:
-            tags.append(f"{axis.split('.')[0]}:{value}")
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    tags += [f"{group}:{choices[group]}" for group in TAG_GROUPS if choices.get(group)]
     return tags
 
 
@@ -68,12 +66,3 @@ def instantiate_loggers(logger_cfg: DictConfig | None, cfg: DictConfig) -> list[
         log.info("Logger <%s>: %s", name, lg_conf._target_)
         loggers.append(hydra.utils.instantiate(lg_conf))
     return loggers
-
-
-def _select(cfg: DictConfig, dotted: str) -> Any:
-    node: Any = cfg
-    for key in dotted.split("."):
-        if not isinstance(node, DictConfig) or key not in node:
-            return None
-        node = node[key]
-    return node

@@ -80,7 +80,7 @@ def make_p3m_tree(
     base = root / "validation" if validation_level else root
     for split, image_name in (("P3M-500-P", "blurred_image"), ("P3M-500-NP", "original_image")):
         for i in range(num_eval):
-            stem = f"{split[-1].lower()}_{i:04d}"
+            stem = f"{'np' if split.endswith('NP') else 'p'}_{i:04d}"
             image, alpha = portrait(rng, size[0] + 8 * i, size[1])
             write(base / split / image_name / f"{stem}.jpg", image)
             write(base / split / "mask" / f"{stem}.png", alpha)

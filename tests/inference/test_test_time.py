@@ -51,13 +51,15 @@ def test_strategies_return_input_sized_mattes(strategy: str, resize_mode: str) -
     out = infer_alpha(net, image, strategy, resize_mode)
     assert out.alpha.shape == out.local_alpha.shape == out.trimap.shape == (130, 198)
     assert out.trimap.dtype == torch.uint8 and set(out.trimap.unique().tolist()) <= {0, 128, 255}
-    assert 0 <= out.alpha.min() and out.alpha.max() <= 1
+    assert out.alpha.min() >= 0 and out.alpha.max() <= 1
     expected_sizes = {"resize": [(64, 96)], "full": [(128, 192)], "hybrid": [(64, 96), (128, 192)]}
     assert net.sizes == expected_sizes[strategy]
 
 
 def test_hybrid_keeps_certain_trimap_and_takes_local_elsewhere() -> None:
-    out = infer_alpha(ThreeBands(local_value=0.3), torch.full((3, 128, 192), 128, dtype=torch.uint8), "hybrid")
+    out = infer_alpha(
+        ThreeBands(local_value=0.3), torch.full((3, 128, 192), 128, dtype=torch.uint8), "hybrid"
+    )
     left, middle, right = out.alpha[1:-1, :40], out.alpha[1:-1, 80:110], out.alpha[1:-1, 160:-1]
     assert torch.all(left == 0) and torch.all(right == 1)
     assert torch.allclose(middle, torch.tensor(0.3))

@@ -7,12 +7,18 @@ from src.models.components.backbones.base import (
     EncoderState,
 )
 from src.models.components.backbones.registry import create_backbone, list_backbones, register_backbone
+from src.models.components.backbones.resnet34 import ResNet34Backbone
+from src.models.components.backbones.swin import SwinBackbone
+from src.models.components.backbones.vitae import ViTAEBackbone
 
 __all__ = [
     "Backbone",
     "DecoderSpec",
     "EncoderFeatures",
     "EncoderState",
+    "ResNet34Backbone",
+    "SwinBackbone",
+    "ViTAEBackbone",
     "create_backbone",
     "list_backbones",
     "register_backbone",

@@ -91,7 +91,9 @@ class Backbone(nn.Module, abc.ABC):
     def run_stage(self, index: int, state: EncoderState) -> EncoderState:
         """Run stage ``index`` on ``state`` and return the updated state."""
 
-    def forward_stages(self, state: EncoderState | Tensor, start: int = 0, end: int | None = None) -> EncoderState:
+    def forward_stages(
+        self, state: EncoderState | Tensor, start: int = 0, end: int | None = None
+    ) -> EncoderState:
         """Run stages ``start`` .. ``end - 1``; a tensor input starts a fresh state."""
         if isinstance(state, Tensor):
             state = EncoderState(x=state)

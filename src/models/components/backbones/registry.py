@@ -26,5 +26,7 @@ def list_backbones() -> list[str]:
 def create_backbone(name: str, **kwargs: Any) -> Backbone:
     """Build a registered backbone by name; keyword arguments go to its factory."""
     if name not in _REGISTRY:
-        raise KeyError(f"unknown backbone {name!r}; registered: {', '.join(list_backbones())} (set backbone=<name>)")
+        raise KeyError(
+            f"unknown backbone {name!r}; registered: {', '.join(list_backbones())} (set backbone=<name>)"
+        )
     return _REGISTRY[name](**kwargs)

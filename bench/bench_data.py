@@ -1,0 +1,289 @@
+"""Time one training sample (augmentation=paper) against a plain reimplementation of the official steps.
+
+The baseline is written here from the official ``MattingDataset.__getitem__`` / ``MattingTransform``
+(ACM MM 2021 ``core/data.py``), not copied: PIL decode of image, alpha, fg and bg at full size, the
+full-size float32 trimap (ellipse kernel from randint(15, 30)), the crop drawn with
+``np.where(trimap_crop == 128)``, flip, five ``cv2.resize`` calls, float conversion and
+``transforms.Normalize``. Ours is ``P3M10kTrainDataset.__getitem__`` with ``PaperTransform``.
+
+Data: the 4 real training portraits of ``shared/data/p3m_samples`` (1080 px short side). They ship no
+fg/bg, so a temporary copy gets the files the official layout expects: ``train/fg/<stem>.png`` = the
+image (written with the PNG settings of ``src/prepare.py``) and ``train/bg/<stem>.jpg`` = the image
+blurred (sigma 8).
+
+Both run in this process, pinned to one CPU core (``--cpu``), single-threaded, interleaved sample by
+sample so that both see the same machine load; every figure is the median over ``--rounds`` passes
+over the 4 images. Before timing, the bench checks that for the same random choices our sample
+equals the official one bit for bit.
+
+    python bench/bench_data.py [--rounds 15] [--cpu 0] [--samples ../shared/data/p3m_samples]
+
+Prints a markdown table and writes bench/results/data.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import PIL
+import torch
+from PIL import Image
+from torchvision import transforms as tvt
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from src.data.datasets import P3M10kTrainDataset  # noqa: E402
+from src.data.io import read_image, read_mask  # noqa: E402
+from src.data.layout import P3M10kLayout  # noqa: E402
+from src.data.transforms import CropChoices, PaperTransform  # noqa: E402
+
+SAMPLES = Path(os.environ.get("P3M_SHARED", REPO.parent / "shared")) / "data" / "p3m_samples"
+PNG_PARAMS = [
+    cv2.IMWRITE_PNG_COMPRESSION,
+    3,
+    cv2.IMWRITE_PNG_FILTER,
+    cv2.IMWRITE_PNG_FILTER_UP,
+]  # as prepare.py
+CROP_SIZES = [512, 768, 1024]
+OUT_SIZE = 512
+NORMALIZE = tvt.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+
+
+# -- the official steps, written out ------------------------------------------------------------------
+
+
+def official_trimap(alpha: np.ndarray, kernel_size: int) -> np.ndarray:
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel_size, kernel_size))
+    reachable = cv2.dilate((alpha != 0).astype(np.float32), kernel, iterations=1)
+    foreground = cv2.erode((alpha == 255).astype(np.float32), kernel, iterations=1)
+    return (foreground * 255 + (reachable - foreground) * 128).astype(np.uint8)
+
+
+def official_decode(paths: dict[str, Path]) -> list[np.ndarray]:
+    alpha = np.array(Image.open(paths["alpha"]))
+    if alpha.ndim > 2:
+        alpha = alpha[:, :, 0]
+    return [
+        np.array(Image.open(paths["image"])),
+        alpha,
+        np.array(Image.open(paths["fg"])),
+        np.array(Image.open(paths["bg"])),
+    ]
+
+
+def official_transform(
+    image: np.ndarray, alpha: np.ndarray, fg: np.ndarray, bg: np.ndarray, choices: CropChoices | None = None
+) -> list[torch.Tensor]:
+    kernel_size = random.randint(15, 30) if choices is None else choices.kernel_size
+    trimap = official_trimap(alpha, kernel_size)
+    h, w = alpha.shape
+    crop = CROP_SIZES[random.randint(0, len(CROP_SIZES) - 1)]
+    crop = crop if crop < min(h, w) else 512
+    region = trimap[: h - crop, : w - crop]
+    target = np.where(region == 128) if random.random() < 0.5 else np.where(region > -100)
+    if len(target[0]) == 0:
+        target = np.where(region > -100)
+    pick = np.random.randint(len(target[0]), size=1)[0]
+    x, y = target[1][pick], target[0][pick]
+    flip = random.random() < 0.5
+    if choices is not None:  # injected choices (parity check); the draws above still cost their time
+        crop, y, x, flip = choices.crop_size, choices.top, choices.left, choices.flip
+    maps = []
+    for item in (image, alpha, fg, bg, trimap):
+        item = item[y : y + crop, x : x + crop]
+        if flip:
+            item = cv2.flip(item, 1)
+        maps.append(cv2.resize(item, (OUT_SIZE, OUT_SIZE), interpolation=cv2.INTER_LINEAR))
+    tensors = [
+        torch.from_numpy(m.astype(np.float32)[np.newaxis])
+        if m.ndim < 3
+        else torch.from_numpy(m.astype(np.float32)).permute(2, 0, 1)
+        for m in maps
+    ]
+    image_t, alpha_t, fg_t, bg_t, trimap_t = tensors
+    return [NORMALIZE(image_t / 255.0), alpha_t, NORMALIZE(fg_t / 255.0), NORMALIZE(bg_t / 255.0), trimap_t]
+
+
+# -- setup ----------------------------------------------------------------------------------------------
+
+
+def build_root(samples: Path, root: Path) -> list[dict[str, Path]]:
+    train = root / "train"
+    for folder in ("blurred_image", "mask", "fg", "bg"):
+        (train / folder).mkdir(parents=True)
+    paths = []
+    for image_path in sorted((samples / "train" / "blurred_image").glob("*.jpg")):
+        stem = image_path.stem
+        shutil.copy(image_path, train / "blurred_image" / image_path.name)
+        shutil.copy(samples / "train" / "mask" / f"{stem}.png", train / "mask" / f"{stem}.png")
+        bgr = cv2.imread(str(image_path))
+        cv2.imwrite(str(train / "fg" / f"{stem}.png"), bgr, PNG_PARAMS)
+        cv2.imwrite(str(train / "bg" / f"{stem}.jpg"), cv2.GaussianBlur(bgr, (0, 0), 8))
+        paths.append(
+            {
+                "image": train / "blurred_image" / image_path.name,
+                "alpha": train / "mask" / f"{stem}.png",
+                "fg": train / "fg" / f"{stem}.png",
+                "bg": train / "bg" / f"{stem}.jpg",
+            }
+        )
+    return paths
+
+
+def check_parity(dataset: P3M10kTrainDataset, pipeline: PaperTransform, paths: list[dict[str, Path]]) -> bool:
+    """Same choices -> bit-identical samples (ours vs official), for every image and crop size."""
+    rng = np.random.default_rng(0)
+    for index, files in enumerate(paths):
+        sample = pipeline.prepare(dataset.load(index))
+        decoded = official_decode(files)
+        for crop in CROP_SIZES:
+            drawn = pipeline.draw(sample["alpha"], rng)
+            choices = CropChoices(
+                crop_size=pipeline.crop_size_for(crop, *sample["alpha"].shape),
+                top=min(drawn.top, sample["alpha"].shape[0] - 1 - crop),
+                left=min(drawn.left, sample["alpha"].shape[1] - 1 - crop),
+                flip=drawn.flip,
+                kernel_size=drawn.kernel_size,
+            )
+            ours = pipeline.apply(sample, choices)
+            official = official_transform(*decoded, choices=choices)
+            for key, value in zip(("image", "alpha", "fg", "bg", "trimap"), official, strict=True):
+                expected = value / 255.0 if key == "alpha" else value
+                if not torch.equal(ours[key], expected):
+                    print(f"MISMATCH {files['image'].name} {choices} {key}", file=sys.stderr)
+                    return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=15, help="passes over the 4 images per pipeline")
+    parser.add_argument("--cpu", type=int, default=0, help="CPU core to pin to (-1: no pinning)")
+    parser.add_argument("--samples", type=Path, default=SAMPLES, help="p3m_samples folder")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "data.json")
+    args = parser.parse_args()
+
+    if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+    cv2.setNumThreads(0)
+    torch.set_num_threads(1)
+    random.seed(0)
+    np.random.seed(0)
+
+    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
+        paths = build_root(args.samples, Path(tmp))
+        pipeline = PaperTransform(crop_sizes=CROP_SIZES, out_size=OUT_SIZE)
+        dataset = P3M10kTrainDataset(P3M10kLayout(tmp).train_split("ppt", require_fg_bg=True), pipeline)
+        dataset.reseed(0)
+        assert [f.image.name for f in dataset.files] == [p["image"].name for p in paths]
+        identical = check_parity(dataset, pipeline, paths)
+
+        times: dict[str, list[float]] = {
+            k: [] for k in ("ours", "official", "ours_decode", "official_decode")
+        }
+        for index in range(len(paths)):  # warm-up: file cache, lazy tables
+            dataset[index]
+            official_transform(*official_decode(paths[index]))
+        for _ in range(args.rounds):
+            for index, files in enumerate(paths):
+                start = time.perf_counter()
+                official_decoded = official_decode(files)
+                mid = time.perf_counter()
+                official_transform(*official_decoded)
+                end = time.perf_counter()
+                times["official"].append(end - start)
+                times["official_decode"].append(mid - start)
+
+                start = time.perf_counter()
+                sample = dataset.load(index)
+                mid = time.perf_counter()
+                dataset.transform(sample, dataset.rng)
+                end = time.perf_counter()
+                times["ours"].append(end - start)
+                times["ours_decode"].append(mid - start)
+
+        # Per-file decode cost, to show where the time goes (PIL as the official code, ours via src.data.io).
+        readers = {
+            "official": {
+                "image": lambda p: np.array(Image.open(p)),
+                "alpha": lambda p: np.array(Image.open(p)),
+                "fg": lambda p: np.array(Image.open(p)),
+                "bg": lambda p: np.array(Image.open(p)),
+            },
+            "ours": {"image": read_image, "alpha": read_mask, "fg": read_image, "bg": read_image},
+        }
+        per_file: dict[str, dict[str, float]] = {"official": {}, "ours": {}}
+        for name, table in readers.items():
+            for key, reader in table.items():
+                runs = []
+                for _ in range(max(3, args.rounds // 3)):
+                    for files in paths:
+                        start = time.perf_counter()
+                        reader(files[key])
+                        runs.append(time.perf_counter() - start)
+                per_file[name][key] = round(1e3 * statistics.median(runs), 2)
+
+    ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    ms["ours_rest"] = 1e3 * statistics.median(
+        t - d for t, d in zip(times["ours"], times["ours_decode"], strict=True)
+    )
+    ms["official_rest"] = 1e3 * statistics.median(
+        t - d for t, d in zip(times["official"], times["official_decode"], strict=True)
+    )
+    result = {
+        "per_sample_ms": {k: round(v, 2) for k, v in ms.items()},
+        "ratio_ours_over_official": round(ms["ours"] / ms["official"], 3),
+        "ratio_after_decode": round(ms["ours_rest"] / ms["official_rest"], 3),
+        "ratio_decode": round(ms["ours_decode"] / ms["official_decode"], 3),
+        "decode_ms_per_file": per_file,
+        "bit_identical_for_same_choices": identical,
+        "samples": len(times["ours"]),
+        "images": [p["image"].name for p in paths],
+        "setup": {
+            "cpu_pinned": args.cpu,
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "python": platform.python_version(),
+            "opencv": cv2.__version__,
+            "pillow": PIL.__version__,
+            "torch": torch.__version__,
+            "fg": "PNG (compression 3, UP filter, as src/prepare.py)",
+            "bg": "JPEG quality 95",
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    print(f"One training sample, augmentation=paper, {len(paths)} images of 1080 px short side, one core")
+    count = len(times["ours"])
+    print(f"(median of {count} samples each; ours bit-identical for the same choices: {identical})\n")
+    print("| stage | official (PIL, full-size trimap) | ours | ratio |")
+    print("|---|---:|---:|---:|")
+    for label, key in (("decode 4 files", "decode"), ("trimap, crop, resize, normalise", "rest")):
+        o, u = ms[f"official_{key}"], ms[f"ours_{key}"]
+        print(f"| {label} | {o:.1f} ms | {u:.1f} ms | {u / o:.2f} |")
+    whole = f"**{ms['official']:.1f} ms** | **{ms['ours']:.1f} ms** | **{ms['ours'] / ms['official']:.2f}**"
+    print(f"| **whole sample** | {whole} |")
+    print("\n| file (median decode) | official (PIL) | ours (OpenCV) |")
+    print("|---|---:|---:|")
+    for key, label in (("image", "image JPEG"), ("alpha", "alpha PNG"), ("fg", "fg PNG"), ("bg", "bg JPEG")):
+        print(f"| {label} | {per_file['official'][key]:.1f} ms | {per_file['ours'][key]:.1f} ms |")
+    print(f"\nload average {result['setup']['load_average']}; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

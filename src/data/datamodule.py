@@ -1,0 +1,235 @@
+"""P3M10kDataModule: training and evaluation data for P3M-10k (or the synthetic stand-in).
+
+Wiring (conf/data/p3m10k.yaml)::
+
+    data = hydra.utils.instantiate(cfg.data, require_fg_bg=loss.needs_fg_bg)
+    trainer.fit(model, datamodule=data)
+
+Validation and test return one DataLoader per evaluation split, in the order of
+``data.eval_splits``, with batch size 1 (full-resolution images differ in size). The
+LightningModule maps ``dataloader_idx`` to a split with :attr:`eval_split_names` /
+:attr:`eval_split_prefixes` (or :meth:`eval_split`): e.g. ``val/p/sad`` for P3M-500-P.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, get_worker_info
+
+from src.data.datasets import P3M10kEvalDataset, P3M10kTrainDataset, TrainTransform
+from src.data.layout import EvalSplit, P3M10kLayout, TrainSplit, parse_eval_splits, privacy_mode_of
+from src.data.transforms import PaperTransform
+
+log = logging.getLogger(__name__)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed numpy, ``random`` and the dataset's generator per worker.
+
+    ``torch.initial_seed()`` in a worker is the loader's base seed plus the worker id, so every
+    worker draws different augmentations, reproducibly for a given seed. OpenCV is kept
+    single-threaded: the workers already use every core.
+    """
+    seed = torch.initial_seed()
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    cv2.setNumThreads(0)
+    info = get_worker_info()
+    if info is not None and hasattr(info.dataset, "reseed"):
+        info.dataset.reseed(seed)
+
+
+class P3M10kDataModule(L.LightningDataModule):
+    """P3M-10k training set (augmented) and evaluation splits (full resolution).
+
+    Args:
+        root: dataset folder in the release layout; ``None`` raises with instructions.
+        augmentation: the training pipeline (an instantiated conf/augmentation object); defaults
+            to the paper's.
+        privacy: the privacy config node, ``{mode: ppt}`` (face-blurred training images only) or
+            ``{mode: none}`` (train/original_image).
+        eval_splits: evaluation split table (``name``, ``prefix``, ``image_dir``, ``mask_dir``,
+            ``trimap_dir``, ``facemask_dir``), used for validation and test.
+        batch_size: training batch size (evaluation always uses 1).
+        num_workers: DataLoader worker processes per loader.
+        pin_memory: pin host memory when CUDA is available.
+        persistent_workers: keep workers alive between epochs (only with ``num_workers > 0``).
+        require_fg_bg: load estimated fg/bg (the composition loss needs them); missing folders
+            then raise with the command that makes them. If false, batches have no fg/bg.
+        load_facemask: add ``facemask`` to training batches when train/facemask exists.
+        train_size: training side length; overrides the augmentation's ``out_size`` when set.
+        crop_sizes: crop sides; override the augmentation's ``crop_sizes`` when set.
+        limit_train_samples: use only the first N training samples (sorted by name).
+        limit_eval_samples: use only the first N samples of each evaluation split.
+        seed: seed of a dedicated generator for the training order and worker seeds; ``None``
+            follows the global seed (``seed_everything``).
+        synthetic: parameters of :func:`src.data.synthetic.ensure_synthetic_dataset` (num_train,
+            num_test, size, seed, ...); when set, the dataset is generated at ``root`` on first use.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        augmentation: TrainTransform | None = None,
+        privacy: Mapping[str, Any] | None = None,
+        eval_splits: Sequence[Mapping[str, Any]] = (),
+        batch_size: int = 8,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        persistent_workers: bool = False,
+        require_fg_bg: bool = False,
+        load_facemask: bool = True,
+        train_size: int | None = None,
+        crop_sizes: Sequence[int] | None = None,
+        limit_train_samples: int | None = None,
+        limit_eval_samples: int | None = None,
+        seed: int | None = None,
+        synthetic: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["augmentation"], logger=False)
+        if augmentation is None:
+            augmentation = PaperTransform()
+        if isinstance(augmentation, Mapping) or not callable(augmentation):
+            raise TypeError(
+                "data.augmentation must be an instantiated training pipeline (conf/augmentation/*.yaml with "
+                f"_target_), got {type(augmentation).__name__}"
+            )
+        if train_size is not None or crop_sizes is not None:
+            if not hasattr(augmentation, "with_geometry"):
+                raise TypeError(f"{type(augmentation).__name__} cannot change its size (no with_geometry)")
+            augmentation = augmentation.with_geometry(
+                crop_sizes=list(crop_sizes) if crop_sizes is not None else None, out_size=train_size
+            )
+        for key, value in (("batch_size", batch_size), ("num_workers", num_workers)):
+            if not isinstance(value, int) or value < (1 if key == "batch_size" else 0):
+                raise ValueError(
+                    f"data.{key} must be an integer >= {1 if key == 'batch_size' else 0}, got {value!r}"
+                )
+        self.augmentation = augmentation
+        self.privacy_mode = privacy_mode_of(privacy)
+        self.eval_splits: list[EvalSplit] = parse_eval_splits(eval_splits)
+        self.synthetic = dict(synthetic) if synthetic is not None else None
+        self.train_set: P3M10kTrainDataset | None = None
+        self.eval_sets: list[P3M10kEvalDataset] | None = None
+
+    # -- evaluation split bookkeeping for the LightningModule -------------------------------------
+
+    @property
+    def eval_split_names(self) -> list[str]:
+        """Split names in dataloader order, e.g. ``["P3M-500-P", "P3M-500-NP"]``."""
+        return [split.name for split in self.eval_splits]
+
+    @property
+    def eval_split_prefixes(self) -> list[str]:
+        """Metric prefixes in dataloader order, e.g. ``["val/p", "val/np"]``."""
+        return [split.prefix for split in self.eval_splits]
+
+    def eval_split(self, dataloader_idx: int) -> EvalSplit:
+        """The split behind validation/test dataloader ``dataloader_idx``."""
+        return self.eval_splits[dataloader_idx]
+
+    @property
+    def read_dirs(self) -> tuple[Path, ...]:
+        """Folders the training dataset reads (after ``setup``), for the privacy audit."""
+        if self.train_set is None:
+            raise RuntimeError("read_dirs is known after setup('fit')")
+        return self.train_set.read_dirs
+
+    # -- Lightning hooks ----------------------------------------------------------------------------
+
+    def _ensure_synthetic(self) -> None:
+        if self.synthetic is None:
+            return
+        if self.hparams.root is None:
+            raise ValueError(
+                "data.synthetic is set but data.root is null: set data.root to where it should live"
+            )
+        from src.data.synthetic import ensure_synthetic_dataset
+
+        params = dict(self.synthetic)
+        if "size" in params and not isinstance(params["size"], int):
+            params["size"] = tuple(int(v) for v in params["size"])
+        ensure_synthetic_dataset(self.hparams.root, **params)
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic dataset (rank 0 only; a no-op for P3M-10k)."""
+        self._ensure_synthetic()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Find, pair and check the files; raise with a fix if anything is missing."""
+        self._ensure_synthetic()  # idempotent; covers direct setup() calls without prepare_data
+        layout = P3M10kLayout(self.hparams.root)
+        if stage in (None, "fit") and self.train_set is None:
+            split = layout.train_split(
+                self.privacy_mode,
+                require_fg_bg=self.hparams.require_fg_bg,
+                load_facemask=self.hparams.load_facemask,
+            )
+            limit = self.hparams.limit_train_samples
+            if limit is not None:
+                split = TrainSplit(
+                    files=split.files[:limit], read_dirs=split.read_dirs, privacy_mode=split.privacy_mode
+                )
+            if len(split.files) < self.hparams.batch_size:
+                raise ValueError(
+                    f"{len(split.files)} training samples at {layout.root} but data.batch_size="
+                    f"{self.hparams.batch_size} and incomplete batches are dropped: lower data.batch_size"
+                )
+            self.train_set = P3M10kTrainDataset(split, self.augmentation)
+            log.info(
+                "training on %d samples from %s (privacy mode %s)",
+                len(split.files),
+                ", ".join(str(d) for d in split.read_dirs),
+                self.privacy_mode,
+            )
+        if stage in (None, "fit", "validate", "test") and self.eval_sets is None:
+            limit = self.hparams.limit_eval_samples
+            self.eval_sets = [
+                P3M10kEvalDataset(layout.eval_files(split)[:limit], split) for split in self.eval_splits
+            ]
+
+    def _loader(self, dataset: Any, *, train: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        generator = None
+        if train and self.hparams.seed is not None:
+            generator = torch.Generator().manual_seed(int(self.hparams.seed))
+        return DataLoader(
+            dataset,
+            batch_size=self.hparams.batch_size if train else 1,
+            shuffle=train,
+            drop_last=train,
+            num_workers=workers,
+            pin_memory=bool(self.hparams.pin_memory) and torch.cuda.is_available(),
+            persistent_workers=bool(self.hparams.persistent_workers) and workers > 0,
+            worker_init_fn=seed_worker,
+            generator=generator,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, incomplete last batch dropped."""
+        if self.train_set is None:
+            self.setup("fit")
+        return self._loader(self.train_set, train=True)
+
+    def _eval_loaders(self) -> list[DataLoader]:
+        if self.eval_sets is None:
+            self.setup("validate")
+        return [self._loader(dataset, train=False) for dataset in self.eval_sets or []]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """One loader per evaluation split, in the order of ``data.eval_splits``."""
+        return self._eval_loaders()
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """The same splits as validation (P3M-10k has no separate test set)."""
+        return self._eval_loaders()

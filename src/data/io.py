@@ -1,0 +1,183 @@
+"""Reading images and alpha mattes with OpenCV, with errors that name the file.
+
+Decoding is the largest cost of a training sample, so everything goes through ``cv2.imdecode`` on the
+file's bytes (OpenCV's libjpeg-turbo is faster than PIL's path and decodes the P3M-10k JPEGs to the
+same pixels). Conventions, chosen so that 8-bit RGB JPEG / grey PNG files (all of P3M-10k) give
+exactly what the official ``np.array(PIL.Image.open(path))`` gives:
+
+- images come back RGB uint8 (H, W, 3): grey images are repeated to 3 channels, an alpha channel
+  (RGBA / grey+alpha) is dropped, not composited, and 16-bit images are scaled to 0..255 with
+  rounding (``round(v / 257)``);
+- masks (alpha mattes, face masks, trimaps) come back (H, W): from a multi-channel file the first
+  colour channel (R, as ``PIL``'s ``[:, :, 0]``) is kept; 16-bit masks are ``v / 65535``, either as
+  float32 in [0, 1] or rounded to uint8 0..255;
+- EXIF orientation is ignored by default, as PIL (and so the official training and evaluation code)
+  ignores it; ``exif=True`` (the predict path, for photos from phones) applies it.
+
+A missing, empty, undecodable or truncated file raises :class:`ImageReadError` naming the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+MIN_IMAGE_SIDE = 32  # the network downsamples 32x; a smaller picture is a broken file, not a sample
+_IMAGE_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
+_JPEG_MAGIC = b"\xff\xd8"
+_JPEG_END = b"\xff\xd9"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND"
+
+
+class ImageReadError(OSError):
+    """A file that should hold an image or mask cannot be read.
+
+    Attributes:
+        path: the file.
+        reason: what is wrong with it, in words.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot read {self.path}: {reason}")
+
+
+class ImageSizeError(ValueError):
+    """Maps of one sample disagree in size, or an image is too small to be a sample."""
+
+
+def _read_bytes(path: Path) -> np.ndarray:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(path, "the file does not exist") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "it is a directory, not an image file") from None
+    except OSError as err:
+        raise ImageReadError(path, f"{type(err).__name__}: {err}") from None
+    if not data:
+        raise ImageReadError(path, "the file is empty")
+    # libjpeg decodes a truncated JPEG into a grey-padded image with only a warning; catch it here.
+    # Entropy-coded JPEG data cannot contain FF D9 (FF is byte-stuffed), so a missing end marker in
+    # the tail means the file was cut short.
+    if data.startswith(_JPEG_MAGIC) and _JPEG_END not in data[-4096:]:
+        raise ImageReadError(path, "truncated JPEG (no end-of-image marker); re-download or re-export it")
+    if data.startswith(_PNG_MAGIC) and _PNG_END not in data[-64:]:
+        raise ImageReadError(path, "truncated PNG (no IEND chunk); re-download or re-export it")
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+def _decode(path: Path, flags: int) -> np.ndarray:
+    buffer = _read_bytes(path)
+    try:
+        decoded = cv2.imdecode(buffer, flags)
+    except cv2.error as err:
+        raise ImageReadError(path, f"OpenCV failed to decode it ({err.err})") from None
+    if decoded is None:
+        raise ImageReadError(path, "OpenCV cannot decode it (corrupt file or unsupported format)")
+    return decoded
+
+
+def _to_uint8(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        # round(v * 255 / 65535) == round(v / 257): 65535 -> 255 and 257 * k -> k exactly.
+        return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if array.dtype in (np.float32, np.float64):
+        return np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+    raise ImageReadError(path, f"unsupported pixel type {array.dtype} (expected 8- or 16-bit)")
+
+
+def _check_size(image: np.ndarray, path: Path) -> None:
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise ImageSizeError(
+            f"{path} is {height}x{width}: images must be at least {MIN_IMAGE_SIDE} px on each side "
+            "(a smaller file is almost certainly broken; remove it from the dataset)"
+        )
+
+
+def read_image(path: str | Path, *, exif: bool = False) -> np.ndarray:
+    """Read a colour image as RGB uint8.
+
+    Args:
+        path: the image file (JPEG, PNG, BMP, TIFF, WebP, ...).
+        exif: rotate/flip by the EXIF orientation tag (predict path); training and evaluation keep the
+            stored pixel order, as the official code (PIL) does.
+
+    Returns:
+        (H, W, 3) uint8 RGB array.
+
+    Raises:
+        ImageReadError: the file is missing, empty, truncated or cannot be decoded.
+        ImageSizeError: a side is shorter than ``MIN_IMAGE_SIDE``.
+    """
+    path = Path(path)
+    flags = _IMAGE_FLAGS & ~cv2.IMREAD_IGNORE_ORIENTATION if exif else _IMAGE_FLAGS
+    image = _decode(path, flags)
+    if image.ndim == 2:  # defensive: IMREAD_COLOR_RGB already expands grey to 3 channels
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    image = _to_uint8(image, path)
+    _check_size(image, path)
+    return image
+
+
+def read_mask(path: str | Path, *, dtype: type[np.uint8] | type[np.float32] = np.uint8) -> np.ndarray:
+    """Read a single-channel map (alpha matte, trimap, face mask).
+
+    Args:
+        path: the mask file, normally an 8-bit grey PNG.
+        dtype: ``np.uint8`` for 0..255 (16-bit files are rounded to 8 bits) or ``np.float32`` for
+            [0, 1] (16-bit files keep their precision).
+
+    Returns:
+        (H, W) array of ``dtype``.
+
+    Raises:
+        ImageReadError: the file is missing, empty, truncated or cannot be decoded.
+        ImageSizeError: a side is shorter than ``MIN_IMAGE_SIDE``.
+    """
+    path = Path(path)
+    mask = _decode(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if mask.ndim == 3:
+        # OpenCV stores BGR(A): index 2 is R, the official code's first channel (grey+alpha files
+        # decode to B = G = R = grey, so this is the grey value).
+        mask = np.ascontiguousarray(mask[:, :, 2] if mask.shape[2] >= 3 else mask[:, :, 0])
+    _check_size(mask, path)
+    if dtype == np.uint8:
+        return _to_uint8(mask, path)
+    if dtype != np.float32:
+        raise ValueError(f"read_mask: dtype must be np.uint8 or np.float32, got {dtype}")
+    if mask.dtype == np.uint8:
+        return mask.astype(np.float32) / np.float32(255.0)
+    if mask.dtype == np.uint16:
+        return mask.astype(np.float32) / np.float32(65535.0)
+    if mask.dtype in (np.float32, np.float64):
+        return np.clip(mask, 0.0, 1.0).astype(np.float32)
+    raise ImageReadError(path, f"unsupported pixel type {mask.dtype} (expected 8- or 16-bit)")
+
+
+def check_same_size(reference: tuple[Path, np.ndarray], others: Sequence[tuple[Path, np.ndarray]]) -> None:
+    """Raise if any map's height and width differ from the reference image's.
+
+    Args:
+        reference: (path, array) of the image the others must match.
+        others: (path, array) pairs: alpha, fg, bg, trimap, face mask of the same sample.
+
+    Raises:
+        ImageSizeError: naming both files and both sizes.
+    """
+    ref_path, ref = reference
+    for path, array in others:
+        if array.shape[:2] != ref.shape[:2]:
+            raise ImageSizeError(
+                f"size mismatch: {path} is {array.shape[0]}x{array.shape[1]} but {ref_path} is "
+                f"{ref.shape[0]}x{ref.shape[1]}; every map of a sample must have the image's size "
+                "(fix or remove the pair; re-run src/prepare.py if fg/bg are stale)"
+            )

@@ -1,0 +1,383 @@
+"""Finding P3M-10k's files: the release layout, privacy modes, file pairing, evaluation splits.
+
+The official release (and our synthetic dataset) looks like::
+
+    <root>/train/blurred_image/*.jpg      face-blurred training images (the only ones PPT may read)
+    <root>/train/mask/*.png               alpha mattes
+    <root>/train/fg_blurred|fg/, bg/      optional: estimated foreground / background (src/prepare.py)
+    <root>/train/facemask/*.png           optional: face masks
+    <root>/train/original_image|original/ only in datasets that have non-anonymised training images
+    <root>/validation/P3M-500-P/{blurred_image,mask,trimap,facemask}/
+    <root>/validation/P3M-500-NP/{original_image,mask,trimap}/
+
+and is also accepted without the ``validation/`` level. Files are paired by stem (the name without
+extension), whatever the extension. Every problem raises :class:`DatasetLayoutError` with the
+path, what is missing and how to fix it.
+
+In PPT mode the training set lists only train/blurred_image (plus mask, fg/bg, facemask); next to
+non-anonymised images it refuses a train/fg that may have been estimated from them (only
+train/fg_blurred is safe there).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+PRIVACY_MODES: dict[str, tuple[str, ...]] = {
+    "ppt": ("blurred_image",),  # privacy-preserving training: face-blurred images only
+    "none": ("original_image", "original"),  # non-anonymised images (not in P3M-10k)
+}
+_FG_DIRS: dict[str, tuple[str, ...]] = {
+    "ppt": ("fg_blurred", "fg"),  # fg estimated from the blurred image first
+    "none": ("fg",),  # the fg of the original image; fg_blurred would not match it
+}
+_SHOWN = 5  # stems listed in an error message
+
+
+class DatasetLayoutError(FileNotFoundError):
+    """The dataset on disk does not have the expected folders or files."""
+
+
+class MissingPartnerError(DatasetLayoutError):
+    """Some files have no partner with the same stem (an image without a mask, or the reverse)."""
+
+
+@dataclass(frozen=True)
+class TrainFiles:
+    """The files of one training sample."""
+
+    stem: str
+    image: Path
+    alpha: Path
+    fg: Path | None = None
+    bg: Path | None = None
+    facemask: Path | None = None
+
+
+@dataclass(frozen=True)
+class EvalFiles:
+    """The files of one evaluation sample."""
+
+    stem: str
+    image: Path
+    alpha: Path
+    trimap: Path | None = None
+    facemask: Path | None = None
+
+
+@dataclass(frozen=True)
+class TrainSplit:
+    """The training files and every folder they come from (for the privacy audit)."""
+
+    files: tuple[TrainFiles, ...]
+    read_dirs: tuple[Path, ...]
+    privacy_mode: str
+
+
+@dataclass(frozen=True)
+class EvalSplit:
+    """One evaluation split of the data config.
+
+    Attributes:
+        name: shown in logs and result tables, e.g. ``P3M-500-P``.
+        prefix: metric namespace, e.g. ``val/p`` -> ``val/p/sad``.
+        image_dir, mask_dir: folders relative to ``<root>/validation`` (or ``<root>``).
+        trimap_dir: trimaps, or ``None`` for splits without (trimap metrics are then skipped).
+        facemask_dir: face masks; optional: a missing folder just means no ``facemask`` key.
+        anonymised: the faces in its images are obfuscated; only such splits are uploaded as images
+            to hosted loggers unless the user opts in (``callbacks.wandb_images.log_unblurred``).
+    """
+
+    name: str
+    prefix: str
+    image_dir: str
+    mask_dir: str
+    trimap_dir: str | None = None
+    facemask_dir: str | None = None
+    anonymised: bool = False
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], index: int = 0) -> EvalSplit:
+        """Build from one entry of ``data.eval_splits``, naming the entry in errors."""
+        if isinstance(config, EvalSplit):
+            return config
+        if not isinstance(config, Mapping):
+            raise ValueError(f"data.eval_splits[{index}] must be a mapping, got {config!r}")
+        required = ("name", "prefix", "image_dir", "mask_dir")
+        missing = [key for key in required if not config.get(key)]
+        unknown = sorted(set(config) - {*required, "trimap_dir", "facemask_dir", "anonymised"})
+        if missing or unknown:
+            raise ValueError(
+                f"data.eval_splits[{index}] ({dict(config)}): "
+                + (f"missing {', '.join(missing)}; " if missing else "")
+                + (f"unknown keys {', '.join(unknown)}; " if unknown else "")
+                + "each split needs name, prefix, image_dir, mask_dir and may set trimap_dir, facemask_dir, "
+                "anonymised"
+            )
+        return cls(
+            name=str(config["name"]),
+            prefix=str(config["prefix"]),
+            image_dir=str(config["image_dir"]),
+            mask_dir=str(config["mask_dir"]),
+            trimap_dir=str(config["trimap_dir"]) if config.get("trimap_dir") else None,
+            facemask_dir=str(config["facemask_dir"]) if config.get("facemask_dir") else None,
+            anonymised=bool(config.get("anonymised", False)),
+        )
+
+
+def parse_eval_splits(configs: Iterable[Mapping[str, Any]] | None) -> list[EvalSplit]:
+    """Parse ``data.eval_splits``; names and prefixes must be unique."""
+    splits = [EvalSplit.from_config(config, i) for i, config in enumerate(configs or [])]
+    for attribute in ("name", "prefix"):
+        values = [getattr(split, attribute) for split in splits]
+        duplicates = sorted({v for v in values if values.count(v) > 1})
+        if duplicates:
+            raise ValueError(
+                f"data.eval_splits: duplicate {attribute} {duplicates}; each split needs its own"
+            )
+    return splits
+
+
+def _listing(stems: Iterable[str]) -> str:
+    stems = sorted(stems)
+    shown = ", ".join(stems[:_SHOWN])
+    return shown + (f" (and {len(stems) - _SHOWN} more)" if len(stems) > _SHOWN else "")
+
+
+def index_folder(folder: Path) -> dict[str, Path]:
+    """Map stem -> file for the image files of a folder (hidden files and other types are ignored).
+
+    Raises:
+        DatasetLayoutError: the folder is missing, or two files share a stem (``a.jpg``, ``a.png``).
+    """
+    if not folder.is_dir():
+        raise DatasetLayoutError(f"folder not found: {folder}")
+    index: dict[str, Path] = {}
+    clashes: list[str] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
+                continue
+            stem = os.path.splitext(name)[0]
+            if stem in index:
+                clashes.append(stem)
+            index[stem] = Path(entry.path)
+    if clashes:
+        raise DatasetLayoutError(
+            f"{folder} has several files with the same stem: {_listing(clashes)}; keep one per sample"
+        )
+    return dict(sorted(index.items()))
+
+
+def check_partners(
+    primary: Mapping[str, Path],
+    primary_dir: Path,
+    partner: Mapping[str, Path],
+    partner_dir: Path,
+    *,
+    both_ways: bool,
+) -> None:
+    """Raise :class:`MissingPartnerError` for unpaired stems of ``primary`` (both_ways: ``partner`` too)."""
+    problems = []
+    lonely = set(primary) - set(partner)
+    if lonely:
+        problems.append(
+            f"{len(lonely)} file(s) in {primary_dir} have no partner in {partner_dir}: {_listing(lonely)}"
+        )
+    if both_ways:
+        orphans = set(partner) - set(primary)
+        if orphans:
+            count = len(orphans)
+            problems.append(
+                f"{count} file(s) in {partner_dir} have no partner in {primary_dir}: {_listing(orphans)}"
+            )
+    if problems:
+        raise MissingPartnerError(
+            "; ".join(problems) + ". Files pair by name without extension; add or remove the unmatched ones"
+        )
+
+
+class P3M10kLayout:
+    """The P3M-10k release layout under ``root`` (see the module docstring).
+
+    Args:
+        root: the dataset folder (``data.root``); ``None`` raises with instructions.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None) -> None:
+        if root is None or str(root).strip() in ("", "None", "null"):
+            raise DatasetLayoutError(
+                "data.root is not set: pass data.root=/path/to/P3M-10k (or export P3M10K_ROOT), "
+                "or try data=synthetic for a generated toy dataset"
+            )
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise DatasetLayoutError(
+                f"P3M-10k not found at {self.root}: expected train/blurred_image and train/mask; "
+                "set data.root=/path/to/P3M-10k or try data=synthetic"
+            )
+        self.train_dir = self.root / "train"
+
+    @property
+    def eval_dir(self) -> Path:
+        """``<root>/validation`` if it exists, else ``<root>`` (both release variants occur)."""
+        validation = self.root / "validation"
+        return validation if validation.is_dir() else self.root
+
+    def _missing_train(self, wanted: str) -> DatasetLayoutError:
+        present = (
+            sorted(p.name for p in self.train_dir.iterdir() if p.is_dir()) if self.train_dir.is_dir() else []
+        )
+        found = f"found train/{{{', '.join(present)}}}" if present else "found no train/ folder"
+        return DatasetLayoutError(
+            f"P3M-10k layout incomplete at {self.root}: expected {wanted} ({found}); "
+            "set data.root=/path/to/P3M-10k (the folder holding train/ and validation/) or try data=synthetic"
+        )
+
+    def train_image_dir(self, privacy_mode: str) -> Path:
+        """The training image folder of a privacy mode (``ppt``: blurred, ``none``: original)."""
+        if privacy_mode not in PRIVACY_MODES:
+            raise ValueError(
+                f"privacy.mode={privacy_mode!r} is unknown; choose one of {sorted(PRIVACY_MODES)}"
+            )
+        candidates = PRIVACY_MODES[privacy_mode]
+        for name in candidates:
+            if (self.train_dir / name).is_dir():
+                return self.train_dir / name
+        if privacy_mode == "none":
+            raise DatasetLayoutError(
+                f"privacy.mode=none trains on non-anonymised images from {self.train_dir / candidates[0]} "
+                f"(or train/{candidates[1]}), which does not exist: P3M-10k ships only face-blurred training "
+                "images; use privacy=ppt, or a dataset with original images (data=synthetic)"
+            )
+        raise self._missing_train("train/blurred_image and train/mask")
+
+    def fg_dir(self, privacy_mode: str) -> Path | None:
+        """The estimated-foreground folder matching the training images, if any."""
+        for name in _FG_DIRS.get(privacy_mode, ()):
+            if (self.train_dir / name).is_dir():
+                return self.train_dir / name
+        return None
+
+    def train_split(
+        self, privacy_mode: str = "ppt", *, require_fg_bg: bool = False, load_facemask: bool = True
+    ) -> TrainSplit:
+        """List and pair the training files.
+
+        Args:
+            privacy_mode: ``ppt`` (train/blurred_image) or ``none`` (train/original_image).
+            require_fg_bg: also pair fg and bg (the composition loss needs them); they are not read
+                otherwise.
+            load_facemask: pair train/facemask when that folder exists.
+
+        Returns:
+            The paired files and the folders they live in.
+
+        Raises:
+            DatasetLayoutError: folders missing; MissingPartnerError: files without a partner.
+        """
+        image_dir = self.train_image_dir(privacy_mode)
+        mask_dir = self.train_dir / "mask"
+        if not mask_dir.is_dir():
+            raise self._missing_train("train/mask")
+        images, masks = index_folder(image_dir), index_folder(mask_dir)
+        if not images:
+            raise DatasetLayoutError(f"no images in {image_dir} (expected .jpg/.png files)")
+        check_partners(images, image_dir, masks, mask_dir, both_ways=True)
+        read_dirs = [image_dir, mask_dir]
+        extra: dict[str, dict[str, Path]] = {}
+        if require_fg_bg:
+            fg_dir, bg_dir = self.fg_dir(privacy_mode), self.train_dir / "bg"
+            missing = [" or ".join(f"train/{n}" for n in _FG_DIRS[privacy_mode])] if fg_dir is None else []
+            missing += [] if bg_dir.is_dir() else ["train/bg"]
+            if missing:
+                raise DatasetLayoutError(
+                    f"the composition loss needs estimated foregrounds and backgrounds, but {self.root} "
+                    f"has no {' and no '.join(missing)}: run `python src/prepare.py data.root={self.root}` "
+                    "to estimate them, or use a loss without composition (loss=no_composition)"
+                )
+            originals = [n for n in PRIVACY_MODES["none"] if (self.train_dir / n).is_dir()]
+            if privacy_mode == "ppt" and fg_dir is not None and fg_dir.name == "fg" and originals:
+                # With non-anonymised images present, train/fg may be their foregrounds (faces intact).
+                raise DatasetLayoutError(
+                    "privacy.mode=ppt needs foregrounds of the face-blurred images (train/fg_blurred), but "
+                    f"{self.root} has only train/fg next to train/{originals[0]}, so train/fg may show "
+                    f"unblurred faces: run `python src/prepare.py data.root={self.root}` (writes fg_blurred)"
+                )
+            for key, folder in (("fg", fg_dir), ("bg", bg_dir)):
+                extra[key] = index_folder(folder)
+                check_partners(images, image_dir, extra[key], folder, both_ways=False)
+                read_dirs.append(folder)
+        facemask_dir = self.train_dir / "facemask"
+        if load_facemask and facemask_dir.is_dir():
+            extra["facemask"] = index_folder(facemask_dir)
+            check_partners(images, image_dir, extra["facemask"], facemask_dir, both_ways=False)
+            read_dirs.append(facemask_dir)
+        files = tuple(
+            TrainFiles(stem=stem, image=path, alpha=masks[stem], **{k: v[stem] for k, v in extra.items()})
+            for stem, path in images.items()
+        )
+        return TrainSplit(files=files, read_dirs=tuple(read_dirs), privacy_mode=privacy_mode)
+
+    def eval_files(self, split: EvalSplit) -> list[EvalFiles]:
+        """List and pair the files of one evaluation split.
+
+        Raises:
+            DatasetLayoutError: a configured folder is missing; MissingPartnerError: unpaired files.
+        """
+        base = self.eval_dir
+        image_dir, mask_dir = base / split.image_dir, base / split.mask_dir
+        for key, folder in (("image_dir", image_dir), ("mask_dir", mask_dir)):
+            if not folder.is_dir():
+                raise DatasetLayoutError(
+                    f"evaluation split {split.name}: {key} {folder} not found (looked under {base}); "
+                    f"fix data.eval_splits or data.root"
+                )
+        images, masks = index_folder(image_dir), index_folder(mask_dir)
+        if not images:
+            raise DatasetLayoutError(f"evaluation split {split.name}: no images in {image_dir}")
+        check_partners(images, image_dir, masks, mask_dir, both_ways=True)
+        extra: dict[str, dict[str, Path]] = {}
+        if split.trimap_dir is not None:
+            trimap_dir = base / split.trimap_dir
+            if not trimap_dir.is_dir():
+                raise DatasetLayoutError(
+                    f"evaluation split {split.name}: trimap_dir {trimap_dir} not found; "
+                    "set its trimap_dir to null if the split has no trimaps"
+                )
+            extra["trimap"] = index_folder(trimap_dir)
+            check_partners(images, image_dir, extra["trimap"], trimap_dir, both_ways=False)
+        if split.facemask_dir is not None and (base / split.facemask_dir).is_dir():
+            facemask_dir = base / split.facemask_dir
+            extra["facemask"] = index_folder(facemask_dir)
+            check_partners(images, image_dir, extra["facemask"], facemask_dir, both_ways=False)
+        return [
+            EvalFiles(stem=stem, image=path, alpha=masks[stem], **{k: v[stem] for k, v in extra.items()})
+            for stem, path in images.items()
+        ]
+
+
+def privacy_mode_of(privacy: Mapping[str, Any] | str | None) -> str:
+    """The ``mode`` of a privacy config node (``ppt`` when absent)."""
+    if privacy is None:
+        return "ppt"
+    if isinstance(privacy, str):
+        mode = privacy
+    elif isinstance(privacy, Mapping):
+        mode = privacy.get("mode", "ppt")
+    else:
+        raise ValueError(f"privacy must be a mapping like {{mode: ppt}}, got {privacy!r}")
+    if mode not in PRIVACY_MODES:
+        raise ValueError(f"privacy.mode={mode!r} is unknown; choose one of {sorted(PRIVACY_MODES)}")
+    return str(mode)
+
+
+def describe_splits(splits: Sequence[EvalSplit]) -> str:
+    """One line per split, for logs."""
+    return "; ".join(f"{s.name} ({s.prefix}: {s.image_dir})" for s in splits)

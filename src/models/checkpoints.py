@@ -1,0 +1,333 @@
+"""Read P3M-Net weights: our Lightning checkpoints, plain P3MNet state dicts and the authors' files.
+
+Key conversion is split in two:
+
+* The **encoder** keys are the backbone's business. A backbone class that can read the authors'
+  checkpoints declares (see :class:`OfficialEncoderKeys`)::
+
+      official_arch = "r34"                         # the authors' name for the variant
+      official_signatures = ("resnet.conv1.weight",)  # any of these keys identifies the format
+      official_decoder_prefix = ""                  # "decoder." for Swin-T / ViTAE-S
+      official_unused = (r"resnet\\.fc\\..+",)        # regexes of keys to drop (unused classifier)
+
+      @classmethod
+      def official_encoder_key(cls, key: str) -> str | None: ...  # key inside our backbone
+
+      @classmethod  # optional: add what official files never hold (ViTAE's Performer features)
+      def complete_official_state(cls, state: dict[str, Tensor]) -> dict[str, Tensor]: ...
+
+  Registering the backbone is all it takes; nothing here names a backbone. The factory's return
+  annotation names the class, so formats are found without building anything.
+* The **decoder and integration-module** keys are the same in every variant
+  (``decoder4_g.0.weight``, ``tfi_3.transform.weight``, ``decoder_final_l.bias`` ...) and are
+  mapped by :func:`official_decoder_key`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import pickle
+import re
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import ClassVar, NamedTuple, Protocol
+
+import torch
+from torch import Tensor
+
+from src.models.components.backbones import Backbone, create_backbone, list_backbones, registry
+from src.models.components.p3mnet import P3MNet
+
+log = logging.getLogger(__name__)
+
+LIGHTNING_PREFIX = "net."
+OUR_PREFIXES = ("backbone.", "global_decoder.", "local_decoder.")
+_SHOWN = 5  # how many offending keys an error lists
+
+
+class OfficialEncoderKeys(Protocol):
+    """What a backbone class declares to read the authors' checkpoints (see the module docstring)."""
+
+    official_arch: ClassVar[str]
+    official_signatures: ClassVar[tuple[str, ...]]
+    official_decoder_prefix: ClassVar[str]
+    official_unused: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def official_encoder_key(cls, key: str) -> str | None:
+        """Our key (relative to the backbone) for an official encoder key; None if not one."""
+
+    # Optional: ``complete_official_state(cls, state) -> dict`` (a classmethod) receives the
+    # converted encoder weights (keys relative to the backbone) and returns them with what official
+    # files never hold added, e.g. ViTAE-S's Performer random features.
+
+
+class OfficialFormat(NamedTuple):
+    """One official checkpoint format and the registered backbone that reads it."""
+
+    arch: str
+    backbone: str
+    """Registered backbone name."""
+    encoder: type[OfficialEncoderKeys]
+    """The backbone class, which maps the encoder keys."""
+
+
+class CheckpointState(NamedTuple):
+    """A checkpoint's weights in :class:`P3MNet` key names, and where they came from."""
+
+    state_dict: dict[str, Tensor]
+    backbone: str
+    """Registered backbone name the weights belong to."""
+    source: str
+    """``lightning``, ``p3mnet`` (a bare P3MNet state dict) or ``official-<arch>``."""
+
+
+# Official integration-module parts -> ours (src/models/components/integration.py).
+_INTEGRATION_PARTS = {
+    "tfi": {"transform": "reduce", "conv1": "fuse", "bn1": "norm"},
+    "sbfi": {"transform1": "reduce_decoder", "transform2": "reduce_skip", "conv1": "fuse", "bn1": "norm"},
+    "dbfi": {
+        "transform1": "reduce_decoder",
+        "transform2": "reduce_deep",
+        "conv1": "fuse",
+        "bn1": "norm",
+        "conv2": "side",
+    },
+}
+_INTEGRATION_DECODER = {"tfi": "local_decoder", "sbfi": "local_decoder", "dbfi": "global_decoder"}
+_DECODER = {"g": "global_decoder", "l": "local_decoder"}
+
+
+def official_decoder_key(key: str) -> str | None:
+    """Our key for an official decoder / integration-module key (without the variant's prefix).
+
+    The official modules are numbered by depth from 4 (stride 32) down to 0 and ours by stage from
+    0 (stride 32) up to 4, so ``decoder4_g`` is global stage 0 and ``tfi_3`` feeds local stage 1.
+    Returns None for keys that are not decoder keys.
+    """
+    if m := re.fullmatch(r"decoder([0-4])_([gl])\.(.+)", key):
+        return f"{_DECODER[m[2]]}.stages.{4 - int(m[1])}.convs.{m[3]}"
+    if m := re.fullmatch(r"decoder_final_([gl])\.(.+)", key):
+        return f"{_DECODER[m[1]]}.head.{m[2]}"
+    if m := re.fullmatch(r"(tfi|sbfi|dbfi)_([0-4])\.(\w+)\.(.+)", key):
+        part = _INTEGRATION_PARTS[m[1]].get(m[3])
+        if part is not None:
+            return f"{_INTEGRATION_DECODER[m[1]]}.stages.{4 - int(m[2])}.{m[1]}.{part}.{m[4]}"
+    return None
+
+
+def official_formats() -> dict[str, OfficialFormat]:
+    """Every official format a registered backbone can read, by the authors' arch name."""
+    formats = {}
+    for name in list_backbones():
+        cls = backbone_class(name)
+        arch = getattr(cls, "official_arch", None)
+        if arch is not None:
+            formats[arch] = OfficialFormat(arch, name, cls)
+    return formats
+
+
+def backbone_class(name: str) -> type[Backbone]:
+    """The class a registered backbone factory builds: its return annotation, else a (cached) build."""
+    # The registry keeps factories privately; reading an annotation is free, building Swin-T is not.
+    factory = registry._REGISTRY[name]
+    try:
+        cls = typing.get_type_hints(factory).get("return")
+    except Exception:  # an annotation that does not resolve: fall back to building one
+        cls = None
+    if isinstance(cls, type) and issubclass(cls, Backbone):
+        return cls
+    return _reference(name).cls
+
+
+def detect_official_arch(keys: Iterable[str]) -> str | None:
+    """The official arch (``r34``, ``swin``, ``vitae``) whose signature keys occur in ``keys``."""
+    keys = {k.removeprefix("module.") for k in keys}
+    for arch, fmt in official_formats().items():
+        if any(signature in keys for signature in fmt.encoder.official_signatures):
+            return arch
+    return None
+
+
+def convert_official_state_dict(
+    state_dict: Mapping[str, Tensor], arch: str | None = None
+) -> dict[str, Tensor]:
+    """Rename the authors' P3M-Net state dict to :class:`P3MNet` keys.
+
+    Accepts a ``module.`` prefix. Keys the backbone declares unused (the ImageNet classifier) are
+    dropped and logged; keys registered twice (r34's ``resnet.*`` / ``encoder0..4.*``) must agree.
+
+    Args:
+        state_dict: The official ``state_dict`` (the value under ``'state_dict'`` in their files).
+        arch: ``r34``, ``swin``, ``vitae``...; None detects it from the keys.
+
+    Raises:
+        ValueError: Unknown format, keys that map nowhere, missing keys or wrong shapes.
+    """
+    state = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    formats = official_formats()
+    detected = detect_official_arch(state)
+    arch = arch or detected
+    if arch not in formats:
+        what = "matches no official P3M-Net format" if arch is None else f"is not a known arch {arch!r}"
+        raise ValueError(
+            f"the state dict {what}: expected keys identifying one of "
+            f"{_describe_signatures(formats)}; found keys {sorted(state)[:_SHOWN]}"
+        )
+    if detected is not None and detected != arch:
+        raise ValueError(f"expected the official {arch} format, but the keys are those of {detected}")
+    fmt = formats[arch]
+    prefix = fmt.encoder.official_decoder_prefix
+    decoder: dict[str, Tensor] = {}
+    encoder: dict[str, Tensor] = {}
+    unused, unexpected = [], []
+    for key, value in state.items():
+        if any(re.fullmatch(pattern, key) for pattern in fmt.encoder.official_unused):
+            unused.append(key)
+            continue
+        ours = official_decoder_key(key.removeprefix(prefix)) if key.startswith(prefix) else None
+        target = decoder
+        if ours is None:
+            ours, target = fmt.encoder.official_encoder_key(key), encoder
+        if ours is None:
+            unexpected.append(key)
+        elif ours not in target:
+            target[ours] = value
+        elif not torch.equal(target[ours], value):
+            raise ValueError(f"official {arch} checkpoint: {key} and its alias for {ours} differ")
+    if unexpected:
+        raise ValueError(
+            f"{len(unexpected)} keys do not belong to the official {arch} format: {unexpected[:_SHOWN]}"
+        )
+    if unused:
+        log.info("ignored %d unused keys of the official %s file: %s", len(unused), arch, unused[:_SHOWN])
+    complete = getattr(fmt.encoder, "complete_official_state", None)
+    if complete is not None:  # buffers official files never hold (e.g. ViTAE's Performer features)
+        encoder = complete(encoder)
+    converted = {f"backbone.{k}": v for k, v in encoder.items()} | decoder
+    _validate(converted, fmt.backbone, f"the official {arch} format")
+    return converted
+
+
+def load_checkpoint_state(path: str | Path) -> CheckpointState:
+    """Load weights from any supported checkpoint, renamed to :class:`P3MNet` keys.
+
+    Supported: our Lightning checkpoints (``state_dict`` with ``net.``-prefixed keys), a bare
+    ``P3MNet.state_dict()``, and the authors' ``{'state_dict': ...}`` or bare state dict; any of
+    them with a DataParallel ``module.`` prefix.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: The file cannot be read safely or matches no known format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise ValueError(
+            f"{path} cannot be loaded with torch.load(weights_only=True) ({reason}); it holds objects other "
+            "than tensors and plain containers. Re-save only its state_dict."
+        ) from err
+    state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else obj
+    if not isinstance(state, Mapping) or not state:
+        raise ValueError(f"{path} holds no state dict (found a {type(obj).__name__})")
+    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, Tensor)}
+    source = "p3mnet"
+    if any(k.startswith(LIGHTNING_PREFIX) for k in state):
+        # The LightningModule holds the network as `self.net`; other entries (loss buffers) are not ours.
+        source = "lightning"
+        state = {
+            k.removeprefix(LIGHTNING_PREFIX).removeprefix("module."): v
+            for k, v in state.items()
+            if k.startswith(LIGHTNING_PREFIX)
+        }
+    if any(k.startswith(OUR_PREFIXES) for k in state):
+        backbone = _match_backbone(state, path)
+        _validate(state, backbone, f"a P3MNet state dict with the {backbone} backbone ({path})")
+        return CheckpointState(state, backbone, source)
+    arch = detect_official_arch(state)
+    if arch is None:
+        raise ValueError(
+            f"{path} matches no known checkpoint format: expected keys `net.backbone.*` (our Lightning "
+            f"checkpoints), `backbone.*` / `global_decoder.*` (P3MNet.state_dict()) or the authors' keys "
+            f"({_describe_signatures(official_formats())}); found {sorted(state)[:_SHOWN]}"
+        )
+    converted = convert_official_state_dict(state, arch)
+    return CheckpointState(converted, official_formats()[arch].backbone, f"official-{arch}")
+
+
+def load_model(path: str | Path, backbone: str = "auto") -> P3MNet:
+    """Build a :class:`P3MNet` from a checkpoint, ready for inference (eval mode, fp32, contiguous).
+
+    Args:
+        path: Any checkpoint :func:`load_checkpoint_state` reads.
+        backbone: A registered backbone name to insist on, or ``"auto"`` to take the checkpoint's.
+    """
+    checkpoint = load_checkpoint_state(path)
+    if backbone != "auto" and backbone != checkpoint.backbone:
+        raise ValueError(f"{path} holds a {checkpoint.backbone} P3M-Net, not {backbone}: set backbone=auto")
+    model = P3MNet(checkpoint.backbone)
+    model.load_state_dict(checkpoint.state_dict)
+    log.info("loaded %s P3M-Net weights (%s) from %s", checkpoint.backbone, checkpoint.source, path)
+    return model.float().eval().to(memory_format=torch.contiguous_format)
+
+
+class _Reference(NamedTuple):
+    cls: type[Backbone]
+    shapes: dict[str, torch.Size]
+    """Every key of ``P3MNet(name).state_dict()`` with its shape."""
+
+
+@functools.cache
+def _reference(name: str) -> _Reference:
+    # Only the class, the keys and the shapes are needed: build on the meta device (no memory, no
+    # init cost), or for real if the backbone's constructor cannot run there.
+    try:
+        with torch.device("meta"):
+            backbone = create_backbone(name)
+    except Exception:
+        log.debug("backbone %s cannot be built on the meta device; building it on CPU", name, exc_info=True)
+        backbone = create_backbone(name)
+    with torch.device("meta"):
+        net = P3MNet(backbone)
+    return _Reference(type(backbone), {k: v.shape for k, v in net.state_dict().items()})
+
+
+def _match_backbone(state: Mapping[str, Tensor], path: Path) -> str:
+    keys = {k for k in state if k.startswith("backbone.")}
+    for name in list_backbones():
+        if keys == {k for k in _reference(name).shapes if k.startswith("backbone.")}:
+            return name
+    raise ValueError(
+        f"{path}: the backbone.* weights match no registered backbone ({', '.join(list_backbones())}); "
+        f"first keys {sorted(keys)[:_SHOWN]}"
+    )
+
+
+def _validate(state: Mapping[str, Tensor], backbone: str, expected: str) -> None:
+    shapes = _reference(backbone).shapes
+    missing = sorted(shapes.keys() - state.keys())
+    unexpected = sorted(state.keys() - shapes.keys())
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(s)}"
+        for k, s in shapes.items()
+        if k in state and state[k].shape != s
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys {missing[:_SHOWN]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys {unexpected[:_SHOWN]}")
+    if wrong:
+        problems.append(f"{len(wrong)} tensors of the wrong shape {wrong[:_SHOWN]}")
+    if problems:
+        raise ValueError(f"weights do not fit {expected}: " + "; ".join(problems))
+
+
+def _describe_signatures(formats: Mapping[str, OfficialFormat]) -> str:
+    return ", ".join(f"{arch}: {' or '.join(f.encoder.official_signatures)}" for arch, f in formats.items())

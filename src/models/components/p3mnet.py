@@ -1,0 +1,98 @@
+"""P3M-Net: a shared encoder, a global (segmentation) and a local (matting) decoder, fused.
+
+The encoder is any registered backbone; both decoders and the integration modules (TFI, SBFI,
+DBFI) are built from the backbone's :class:`DecoderSpec` and declared channels, so the one class
+covers the ResNet-34, Swin-T and ViTAE-S variants of the papers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from torch import Tensor, nn
+
+from src.models.components.backbones import Backbone, EncoderFeatures, create_backbone
+from src.models.components.decoders import GlobalDecoder, LocalDecoder
+
+CLASS_BACKGROUND, CLASS_TRANSITION, CLASS_FOREGROUND = 0, 1, 2
+
+
+class P3MOutput(NamedTuple):
+    """P3M-Net's outputs in the official order (indexable like the official 6-tuple)."""
+
+    global_logits: Tensor
+    """3-class (bg, transition, fg) logits (N, 3, H, W)."""
+    local_alpha: Tensor
+    """Alpha matte of the local decoder (N, 1, H, W), after the sigmoid."""
+    fusion_alpha: Tensor
+    """Final alpha (N, 1, H, W): 0 / local alpha / 1 where the global class is bg / transition / fg."""
+    side2: Tensor
+    """3-class side logits of the stride-8 DBFI, upsampled to (N, 3, H, W)."""
+    side1: Tensor
+    """3-class side logits of the stride-4 DBFI, upsampled to (N, 3, H, W)."""
+    side0: Tensor
+    """3-class side logits of the stride-2 DBFI, upsampled to (N, 3, H, W)."""
+
+
+def fuse_global_local(global_logits: Tensor, local_alpha: Tensor) -> Tensor:
+    """P3M-Net's fusion rule: take the arg-max class of the global logits per pixel and return 0 for
+    background, the local alpha for transition and 1 for foreground.
+
+    Written as masks times alpha (not a ``where``) so the gradient reaches ``local_alpha`` exactly
+    where the official rule sends it: on transition pixels only.
+
+    Args:
+        global_logits: (N, 3, H, W) logits or probabilities.
+        local_alpha: (N, 1, H, W) alpha in [0, 1].
+    """
+    classes = global_logits.argmax(dim=1, keepdim=True)
+    transition = (classes == CLASS_TRANSITION).to(local_alpha.dtype)
+    foreground = (classes == CLASS_FOREGROUND).to(local_alpha.dtype)
+    return local_alpha * transition + foreground
+
+
+class P3MNet(nn.Module):
+    """P3M-Net (Li et al., ACM MM 2021; Ma et al., IJCV 2023).
+
+    Args:
+        backbone: A registered backbone name (``resnet34``, ...) or a built :class:`Backbone`.
+        pretrained: ImageNet weights for a backbone given by name (a path); None for random init.
+    """
+
+    def __init__(self, backbone: str | Backbone = "resnet34", pretrained: str | Path | None = None) -> None:
+        super().__init__()
+        if isinstance(backbone, str):
+            backbone = create_backbone(backbone, **({"pretrained": pretrained} if pretrained else {}))
+        elif pretrained:
+            raise ValueError(
+                "pretrained= only applies to a backbone given by name; load weights into your Backbone"
+            )
+        self.backbone = backbone
+        spec = backbone.decoder_spec
+        self.global_decoder = GlobalDecoder(spec, backbone.deepest_channels)
+        self.local_decoder = LocalDecoder(spec, backbone.skip_channels, backbone.deepest_channels)
+
+    def forward(self, image: Tensor) -> P3MOutput:
+        """Predict from an ImageNet-normalised RGB batch (N, 3, H, W), H and W multiples of 32."""
+        if image.ndim != 4 or image.shape[1] != 3 or image.shape[2] % 32 or image.shape[3] % 32:
+            raise ValueError(
+                f"P3MNet expects an (N, 3, H, W) image, H and W multiples of 32, got {tuple(image.shape)}: "
+                "pad or resize it first (see src.inference)"
+            )
+        return self.decode(self.backbone(image))
+
+    def decode(self, features: EncoderFeatures) -> P3MOutput:
+        """Run both decoders on encoder features (e.g. edited between backbone stages) and fuse."""
+        decoded = self.global_decoder(features.deepest)
+        local_alpha = self.local_decoder(features, decoded.guidance)
+        fusion = fuse_global_local(decoded.logits, local_alpha)
+        return P3MOutput(decoded.logits, local_alpha, fusion, *decoded.sides)
+
+
+def build_p3mnet(backbone: Mapping[str, Any]) -> P3MNet:
+    """P3M-Net from the ``backbone`` config group: ``name`` plus the factory's keyword arguments."""
+    kwargs = dict(backbone)
+    name = kwargs.pop("name")
+    return P3MNet(create_backbone(name, **kwargs))

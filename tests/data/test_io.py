@@ -1,0 +1,129 @@
+"""Image reading: colour order, channel and bit-depth handling, and errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from src.data.io import ImageReadError, ImageSizeError, check_same_size, read_image, read_mask
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def test_rgb_jpeg_and_png_match_pil(tmp_path: Path, rng: np.random.Generator) -> None:
+    rgb = cv2.GaussianBlur(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8), (0, 0), 1)
+    Image.fromarray(rgb).save(tmp_path / "a.jpg", quality=90)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    for name in ("a.jpg", "a.png"):
+        ours = read_image(tmp_path / name)
+        assert ours.dtype == np.uint8 and ours.shape == (48, 40, 3)
+        np.testing.assert_array_equal(ours, np.asarray(Image.open(tmp_path / name)))  # RGB, not BGR
+
+
+def test_grey_image_becomes_three_channels(tmp_path: Path, rng: np.random.Generator) -> None:
+    grey = rng.integers(0, 256, (40, 36), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "g.png"), grey)
+    image = read_image(tmp_path / "g.png")
+    assert image.shape == (40, 36, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(image[:, :, channel], grey)
+
+
+def test_rgba_image_drops_alpha(tmp_path: Path, rng: np.random.Generator) -> None:
+    rgba = rng.integers(0, 256, (40, 36, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "x.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "x.png"), rgba[:, :, :3])
+
+
+def test_16_bit_image_is_scaled_to_8_bits(tmp_path: Path, rng: np.random.Generator) -> None:
+    deep = rng.integers(0, 65536, (40, 36, 3), dtype=np.uint16)
+    deep[0, 0] = (0, 257 * 7, 65535)
+    cv2.imwrite(str(tmp_path / "d.png"), deep[:, :, ::-1])
+    image = read_image(tmp_path / "d.png")
+    assert image.dtype == np.uint8
+    np.testing.assert_array_equal(image, np.round(deep / 257.0).astype(np.uint8))
+    assert tuple(image[0, 0]) == (0, 7, 255)
+
+
+def test_16_bit_alpha_keeps_precision_as_float(tmp_path: Path, rng: np.random.Generator) -> None:
+    alpha = rng.integers(0, 65536, (40, 36), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "a.png"), alpha)
+    as_float = read_mask(tmp_path / "a.png", dtype=np.float32)
+    assert as_float.dtype == np.float32
+    np.testing.assert_allclose(as_float, alpha / 65535.0, atol=1e-7)
+    np.testing.assert_array_equal(read_mask(tmp_path / "a.png"), np.round(alpha / 257.0).astype(np.uint8))
+
+
+def test_colour_mask_keeps_first_channel_like_pil(tmp_path: Path, rng: np.random.Generator) -> None:
+    rgb = rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "m.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), rgb[:, :, 0])
+
+
+def test_8_bit_mask_as_float(tmp_path: Path) -> None:
+    mask = np.tile(np.arange(256, dtype=np.uint8)[None], (32, 1))
+    cv2.imwrite(str(tmp_path / "m.png"), mask)
+    np.testing.assert_array_equal(
+        read_mask(tmp_path / "m.png", dtype=np.float32), mask.astype(np.float32) / 255
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "does not exist"),
+        (b"", "empty"),
+        (b"not an image at all", "cannot decode"),
+    ],
+)
+def test_unreadable_files_name_the_file(tmp_path: Path, content: bytes | None, reason: str) -> None:
+    path = tmp_path / "broken.png"
+    if content is not None:
+        path.write_bytes(content)
+    for reader in (read_image, read_mask):
+        with pytest.raises(ImageReadError, match=reason) as info:
+            reader(path)
+        assert info.value.path == path and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_truncated_files_are_errors(tmp_path: Path, rng: np.random.Generator, suffix: str) -> None:
+    whole = tmp_path / f"whole{suffix}"
+    cv2.imwrite(str(whole), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ImageReadError, match=r"truncated") as info:
+        read_image(cut)
+    assert str(cut) in str(info.value)
+
+
+def test_tiny_images_are_errors(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "tiny.png"), np.zeros((20, 64), np.uint8))
+    with pytest.raises(ImageSizeError, match=r"tiny\.png is 20x64"):
+        read_image(tmp_path / "tiny.png")
+    with pytest.raises(ImageSizeError, match=r"at least 32"):
+        read_mask(tmp_path / "tiny.png")
+
+
+def test_exif_orientation_only_on_request(tmp_path: Path, rng: np.random.Generator) -> None:
+    rgb = rng.integers(0, 256, (40, 64, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(rgb).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    assert read_image(tmp_path / "phone.jpg").shape == (40, 64, 3)  # stored order, as PIL / training
+    assert read_image(tmp_path / "phone.jpg", exif=True).shape == (64, 40, 3)
+
+
+def test_size_mismatch_names_both_files() -> None:
+    image, mask = np.zeros((40, 50, 3), np.uint8), np.zeros((40, 52), np.uint8)
+    check_same_size((Path("img.jpg"), image), [(Path("ok.png"), np.zeros((40, 50), np.uint8))])
+    with pytest.raises(ImageSizeError, match=r"m\.png is 40x52 but img\.jpg is 40x50"):
+        check_same_size((Path("img.jpg"), image), [(Path("m.png"), mask)])

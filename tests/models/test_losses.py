@@ -1,0 +1,198 @@
+"""P3MLoss: parity with the official loss values, explicit weights, and behaviour without fg/bg."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from torch import Tensor
+
+from src.models.components.p3mnet import P3MOutput
+from src.models.losses import TERM_NAMES, P3MLoss, official_gauss_kernel, segmentation_target
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+TOL = 1e-5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """One torch thread: on the shared 2-core CI box, OpenMP barriers make 2 threads several times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def official(reference_dir: Path) -> dict:
+    """The official 128x128 loss fixture: inputs, predictions and every official term."""
+    return torch.load(reference_dir / "losses_128.pt", weights_only=True)
+
+
+def _output(fx: dict) -> P3MOutput:
+    return P3MOutput(
+        fx["pred_global"],
+        fx["pred_local"],
+        fx["pred_fusion"],
+        fx["pred_side2"],
+        fx["pred_side1"],
+        fx["pred_side0"],
+    )
+
+
+def _batch(fx: dict) -> dict[str, Tensor]:
+    # Our batch alpha is in [0, 1]; the official functions take 0..255 and divide by 255 themselves.
+    return {
+        "image": fx["image"],
+        "alpha": fx["alpha255"] / 255.0,
+        "trimap": fx["trimap"],
+        "fg": fx["fg"],
+        "bg": fx["bg"],
+    }
+
+
+def _toy(n: int = 2, size: int = 32, seed: int = 0) -> tuple[P3MOutput, dict[str, Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    trimap = torch.full((n, 1, size, size), 128.0)
+    trimap[..., : size // 4, :] = 0.0
+    trimap[..., -size // 4 :, :] = 255.0
+    alpha = (trimap / 255.0).clone()
+    alpha[trimap == 128] = torch.rand(int((trimap == 128).sum()), generator=g)
+    logits = [torch.randn(n, 3, size, size, generator=g) for _ in range(4)]
+    alphas = [torch.rand(n, 1, size, size, generator=g) for _ in range(2)]
+    out = P3MOutput(logits[0], alphas[0], alphas[1], logits[1], logits[2], logits[3])
+    batch = {"alpha": alpha, "trimap": trimap}
+    batch.update({k: torch.randn(n, 3, size, size, generator=g) for k in ("image", "fg", "bg")})
+    return out, batch
+
+
+@pytest.mark.shared
+def test_every_term_matches_official(official: dict) -> None:
+    raw = P3MLoss().raw_terms(_output(official), _batch(official))
+    assert tuple(raw) == TERM_NAMES
+    errors = {name: abs(raw[name].item() - official["official"][name]) for name in TERM_NAMES}
+    assert max(errors.values()) < TOL, errors
+
+
+@pytest.mark.shared
+def test_total_matches_official(official: dict) -> None:
+    terms = P3MLoss()(_output(official), _batch(official))
+    assert terms["total"].dtype == torch.float32
+    assert abs(terms["total"].item() - official["official"]["total"]) < TOL
+
+
+@pytest.mark.shared
+def test_output_may_be_mapping_or_official_tuple(official: dict) -> None:
+    out = _output(official)
+    batch = _batch(official)
+    loss = P3MLoss()
+    expected = loss(out, batch)["total"]
+    assert torch.equal(loss(out._asdict(), batch)["total"], expected)
+    assert torch.equal(loss(tuple(out), batch)["total"], expected)
+
+
+def test_default_weights_are_the_official_train_py() -> None:
+    """seg/6 + 2*(local alpha + local laplacian) + 3*(fusion alpha + fusion laplacian) + composition."""
+    out, batch = _toy()
+    loss = P3MLoss()
+    raw = loss.raw_terms(out, batch)
+    seg = raw["ce_side2"] + raw["ce_side1"] + raw["ce_side0"] + 3 * raw["ce_global"]
+    expected = (
+        seg / 6
+        + 2 * (raw["alpha_unknown"] + raw["laplacian_unknown"])
+        + 2 * (raw["alpha_whole"] + raw["laplacian_whole"])
+        + (raw["alpha_whole"] + raw["laplacian_whole"])
+        + raw["composition"]
+    )
+    terms = loss(out, batch)
+    torch.testing.assert_close(terms["total"], expected)
+    for name in TERM_NAMES:
+        torch.testing.assert_close(terms[name], loss.weights[name] * raw[name])
+
+
+def test_zero_composition_weight_needs_no_fg_bg() -> None:
+    out, batch = _toy()
+    full = P3MLoss()(out, batch)
+    light = {k: batch[k] for k in ("alpha", "trimap")}
+    terms = P3MLoss(composition=0.0)(out, light)
+    assert "composition" not in terms
+    torch.testing.assert_close(terms["total"], full["total"] - full["composition"])
+
+
+def test_missing_fg_names_the_key_and_the_fix() -> None:
+    out, batch = _toy()
+    del batch["fg"]
+    with pytest.raises(KeyError, match=r"no 'fg'.*composition.*no_composition"):
+        P3MLoss()(out, batch)
+
+
+def test_alpha_without_channel_dim_is_rejected() -> None:
+    out, batch = _toy()
+    batch["alpha"] = batch["alpha"][:, 0]
+    with pytest.raises(ValueError, match=r"'alpha' has shape \(2, 32, 32\)"):
+        P3MLoss()(out, batch)
+
+
+def test_every_prediction_gets_a_gradient() -> None:
+    out, batch = _toy()
+    out = P3MOutput(*(t.clone().requires_grad_() for t in out))
+    P3MLoss()(out, batch)["total"].backward()
+    for name, tensor in out._asdict().items():
+        assert tensor.grad is not None and tensor.grad.abs().sum() > 0, name
+
+
+def test_float32_under_autocast() -> None:
+    out, batch = _toy()
+    low = P3MOutput(*(t.bfloat16() for t in out))
+    loss = P3MLoss()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = loss(low, batch)
+    reference = loss(P3MOutput(*(t.float() for t in low)), batch)
+    for name, value in terms.items():
+        assert value.dtype == torch.float32, name
+        torch.testing.assert_close(value, reference[name], rtol=1e-6, atol=1e-6)
+
+
+def test_segmentation_target_from_resized_trimap() -> None:
+    trimap = torch.tensor([0.0, 0.4, 64.0, 128.0, 200.5, 254.9, 255.0]).view(1, 1, 1, -1)
+    assert segmentation_target(trimap).tolist() == [[[0, 1, 1, 1, 1, 1, 2]]]
+
+
+def test_unknown_region_terms_ignore_known_pixels() -> None:
+    """Errors outside trimap == 128 do not change the local terms (beyond the sqrt(eps) floor)."""
+    out, batch = _toy()
+    loss = P3MLoss()
+    names = ("alpha_unknown", "laplacian_unknown")
+    before = loss.raw_terms(out, batch, names)
+    local = out.local_alpha.clone()
+    local[batch["trimap"] != 128] = 1.0 - batch["alpha"][batch["trimap"] != 128]
+    after = loss.raw_terms(out._replace(local_alpha=local), batch, names)
+    for name in names:
+        torch.testing.assert_close(after[name], before[name], rtol=0, atol=1e-7)
+
+
+def test_kernel_is_a_non_persistent_buffer_that_follows_the_module() -> None:
+    loss = P3MLoss()
+    assert "gauss_kernel" not in loss.state_dict()
+    assert torch.equal(loss.gauss_kernel, official_gauss_kernel())
+    # Official quirk: squared 1-D Gaussians, row and column terms summed (not multiplied).
+    g = torch.exp(-((torch.arange(5, dtype=torch.float64) - 2) ** 2))
+    expected = (g[:, None] + g[None, :]) / (10 * g.sum())
+    torch.testing.assert_close(official_gauss_kernel()[0, 0].double(), expected, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("name", ["paper", "no_composition", "alpha_only"])
+def test_loss_configs_instantiate(name: str) -> None:
+    with initialize_config_dir(config_dir=os.fspath(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=None, overrides=[f"+loss={name}"])
+    loss = instantiate(cfg.loss)
+    assert isinstance(loss, P3MLoss)
+    if name == "paper":
+        assert loss.weights == P3MLoss().weights
+    else:
+        assert loss.weights["composition"] == 0.0

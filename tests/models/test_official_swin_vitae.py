@@ -1,0 +1,116 @@
+"""Parity of P3M-Net (Swin-T, ViTAE-S) with outputs of the official code (../shared/reference).
+
+Weights come from ``fill_official.fill_state_dict(manifest, seed=0)`` in the official key layout and
+go through our converter (src.models.checkpoints), so the key mapping is checked with the maths.
+
+Two properties of the fixtures shape these tests:
+
+* ``fill_state_dict`` fills *every* tensor of the official state dict, buffers included, and the
+  official Swin-T loads its buffers from the file: ``swin_parity_512.pt`` was computed with random
+  ``attn_mask`` values (instead of 0 / -100) and all-zero ``relative_position_index`` (so every
+  window position gets the same bias). A real checkpoint holds the true buffers, which we derive
+  instead of loading; to reproduce the fixture the test puts the filled buffers into our blocks.
+  That our derived masks are the official ones is checked against a brute-force definition in
+  test_swin_vitae.py.
+* The official Performer draws its random projection at build time and saves it nowhere; the
+  ViTAE-S fixture stores the draw of its run (``performer_w``), which the test sets into ours.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+from src.models import P3MNet
+from src.models.checkpoints import convert_official_state_dict
+from src.models.components.backbones.swin import SwinBackbone, SwinBlock
+from src.models.components.backbones.vitae import ViTAEBackbone
+
+OUTPUTS = ("global", "local", "fusion", "side2", "side1", "side0")
+ALPHAS = ("local", "fusion")
+
+
+def _filled_official(reference_dir: Path, arch: str) -> dict[str, Tensor]:
+    spec = importlib.util.spec_from_file_location("fill_official", reference_dir / "fill_official.py")
+    fill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fill)
+    manifest = json.loads((reference_dir / "models" / f"{arch}_manifest.json").read_text())
+    return fill.fill_state_dict(manifest, seed=0)
+
+
+def _net(official: dict[str, Tensor], arch: str) -> P3MNet:
+    net = P3MNet(arch)
+    net.load_state_dict(convert_official_state_dict(official, arch))
+    return net.float().eval()
+
+
+def _max_errors(net: P3MNet, reference: dict) -> dict[str, float]:
+    with torch.no_grad():
+        out = net(reference["input"])
+    stride = reference["stride"]
+    return {
+        name: (o[..., ::stride, ::stride] - reference[name]).abs().max().item()
+        for name, o in zip(OUTPUTS, out, strict=True)
+    }
+
+
+def _assert_parity(errors: dict[str, float], alpha_tol: float, logit_tol: float) -> None:
+    for name, error in errors.items():
+        tol = alpha_tol if name in ALPHAS else logit_tol
+        assert error <= tol, f"{name}: max |ours - official| = {error:.2e} > {tol:.0e} (all: {errors})"
+
+
+def _use_filled_swin_buffers(backbone: SwinBackbone, official: dict[str, Tensor]) -> None:
+    """Make every block use the file's attention mask and relative position index, as the official
+    model does after ``load_state_dict`` (see the module docstring)."""
+    for i, stage in enumerate(backbone.stages):
+        for j, block in enumerate(stage.blocks):
+            prefix = f"encoder.layers.{i}.blocks.{j}."
+            block.attn.relative_position_index.copy_(official[prefix + "attn.relative_position_index"])
+            block.forward = partial(_forward_with_mask, block, official[prefix + "attn_mask"])
+
+
+def _forward_with_mask(block: SwinBlock, mask: Tensor, x: Tensor, _derived_mask: Tensor | None) -> Tensor:
+    return SwinBlock.forward(block, x, mask)
+
+
+@pytest.mark.slow
+def test_swin_reproduces_the_official_outputs_at_512(reference_dir: Path) -> None:
+    reference = torch.load(reference_dir / "models" / "swin_parity_512.pt", weights_only=True)
+    official = _filled_official(reference_dir, "swin")
+    net = _net(official, "swin")
+    _use_filled_swin_buffers(net.backbone, official)
+    errors = _max_errors(net, reference)
+    print(f"swin 512 max |ours - official|: {errors}")
+    _assert_parity(errors, alpha_tol=1e-4, logit_tol=1e-3)
+
+
+@pytest.mark.slow
+def test_vitae_reproduces_the_official_outputs_at_224(reference_dir: Path) -> None:
+    reference = torch.load(reference_dir / "models" / "vitae_parity_224.pt", weights_only=True)
+    official = _filled_official(reference_dir, "vitae")
+    net = _net(official, "vitae")
+    backbone: ViTAEBackbone = net.backbone
+
+    # Our seeded projection is one valid draw: outputs agree with the official run only as two
+    # official runs agree with each other (~1e-4..1e-3).
+    seeded = _max_errors(net, reference)
+    print(f"vitae 224, our seeded Performer features, max |ours - official|: {seeded}")
+    assert max(seeded[name] for name in ALPHAS) < 1e-2
+
+    # With the official run's draw, the outputs are the official ones.
+    performers = backbone.performers()
+    assert sorted(performers) == ["stages.0.cells.0.attn", "stages.0.cells.1.attn"]
+    for official_name, w in reference["performer_w"].items():
+        # encoder.layers.<stage>.NC.<cell>.attn -> stages.<stage>.cells.<cell>.attn
+        _, _, stage, _, cell, _ = official_name.split(".")
+        performers[f"stages.{stage}.cells.{cell}.attn"].random_features.copy_(w)
+    errors = _max_errors(net, reference)
+    print(f"vitae 224, official Performer draw, max |ours - official|: {errors}")
+    _assert_parity(errors, alpha_tol=1e-5, logit_tol=1e-4)
