@@ -7,9 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("P3M_SHARED", REPO_ROOT.parent / "shared"))
+
+# Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine OpenMP spin-waits made
+# single calls up to hundreds of times slower; subprocess runs of the entry points keep the default.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ Training items follow the batch contract (:mod:`src.data.transforms.base`); eval
 full-resolution and unnormalised::
 
     image     uint8   (3, H, W) RGB
-    alpha     float32 (1, H, W) in [0, 1]
+    alpha     float64 (1, H, W) in [0, 1]        mask / 255 in float64, as the official evaluation
     trimap    uint8   (1, H, W) 0/128/255        when the split has trimaps
     facemask  float32 (1, H, W) in [0, 1]        when the split has face masks
     stem      str                                file name without extension
@@ -102,7 +102,7 @@ class P3M10kEvalDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         files = self.files[index]
         image = read_image(files.image)
-        alpha = read_mask(files.alpha, dtype=np.float32)
+        alpha = read_mask(files.alpha, dtype=np.float64)
         others: list[tuple[Path, np.ndarray]] = [(files.alpha, alpha)]
         item: dict[str, Any] = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),

@@ -128,13 +128,17 @@ def read_image(path: str | Path, *, exif: bool = False) -> np.ndarray:
     return image
 
 
-def read_mask(path: str | Path, *, dtype: type[np.uint8] | type[np.float32] = np.uint8) -> np.ndarray:
+def read_mask(
+    path: str | Path, *, dtype: type[np.uint8] | type[np.float32] | type[np.float64] = np.uint8
+) -> np.ndarray:
     """Read a single-channel map (alpha matte, trimap, face mask).
 
     Args:
         path: the mask file, normally an 8-bit grey PNG.
-        dtype: ``np.uint8`` for 0..255 (16-bit files are rounded to 8 bits) or ``np.float32`` for
-            [0, 1] (16-bit files keep their precision).
+        dtype: ``np.uint8`` for 0..255 (16-bit files are rounded to 8 bits), or ``np.float32`` /
+            ``np.float64`` for [0, 1] (16-bit files keep their precision). Evaluation uses float64, as
+            the official ``mask / 255.``: Conn's thresholds are compared in float64, and
+            ``float32(153 / 255)`` clears ``0.6000000000000001`` where the float64 value does not.
 
     Returns:
         (H, W) array of ``dtype``.
@@ -152,14 +156,14 @@ def read_mask(path: str | Path, *, dtype: type[np.uint8] | type[np.float32] = np
     _check_size(mask, path)
     if dtype == np.uint8:
         return _to_uint8(mask, path)
-    if dtype != np.float32:
-        raise ValueError(f"read_mask: dtype must be np.uint8 or np.float32, got {dtype}")
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"read_mask: dtype must be np.uint8, np.float32 or np.float64, got {dtype}")
     if mask.dtype == np.uint8:
-        return mask.astype(np.float32) / np.float32(255.0)
+        return mask.astype(dtype) / dtype(255.0)
     if mask.dtype == np.uint16:
-        return mask.astype(np.float32) / np.float32(65535.0)
+        return mask.astype(dtype) / dtype(65535.0)
     if mask.dtype in (np.float32, np.float64):
-        return np.clip(mask, 0.0, 1.0).astype(np.float32)
+        return np.clip(mask, 0.0, 1.0).astype(dtype)
     raise ImageReadError(path, f"unsupported pixel type {mask.dtype} (expected 8- or 16-bit)")
 
 

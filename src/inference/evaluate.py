@@ -57,7 +57,7 @@ def evaluate_split(
     for sample in tqdm(samples, desc=f"evaluate {name}", unit="img"):
         stem = str(_first(sample["stem"]))
         pred = predict(sample).float()
-        target = _first(sample["alpha"]).float().to(pred.device)
+        target = _first(sample["alpha"]).to(pred.device)  # float64: see read_mask
         trimap = sample.get("trimap")
         trimap = None if trimap is None else _first(trimap).to(pred.device)
         if collection is None:
@@ -97,7 +97,7 @@ def prediction_reader(pred_dir: Path) -> Predictor:
             raise FileNotFoundError(
                 f"no prediction for {split}/{stem}: looked for {candidates[0]} and {candidates[1]}"
             )
-        matte = read_mask(path, dtype=np.float32)
+        matte = read_mask(path, dtype=np.float64)
         expected = tuple(_first(sample["alpha"]).shape[-2:])
         if matte.shape != expected:
             raise ValueError(

@@ -1,0 +1,43 @@
+"""Matting metrics of the P3M papers: a functional per-image core and torchmetrics classes."""
+
+from src.metrics.collection import (
+    FAST_METRIC_NAMES,
+    METRIC_CLASSES,
+    METRIC_NAMES,
+    TRIMAP_METRIC_NAMES,
+    MattingMetricCollection,
+    matting_metrics,
+)
+from src.metrics.matting import (
+    MAD,
+    MSE,
+    SAD,
+    ConnectivityError,
+    GradientError,
+    MADTrimap,
+    MSETrimap,
+    PerImageMattingMetric,
+    SADBackground,
+    SADForeground,
+    SADTrimap,
+)
+
+__all__ = [
+    "FAST_METRIC_NAMES",
+    "MAD",
+    "METRIC_CLASSES",
+    "METRIC_NAMES",
+    "MSE",
+    "SAD",
+    "TRIMAP_METRIC_NAMES",
+    "ConnectivityError",
+    "GradientError",
+    "MADTrimap",
+    "MSETrimap",
+    "MattingMetricCollection",
+    "PerImageMattingMetric",
+    "SADBackground",
+    "SADForeground",
+    "SADTrimap",
+    "matting_metrics",
+]

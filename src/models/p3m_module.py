@@ -103,7 +103,7 @@ class P3MLitModule(LightningModule):
             self.net, batch["image"], self.hparams.val_strategy, self.hparams.val_resize_mode
         )
         pred = output.alpha[None]
-        target = batch["alpha"][0].float()
+        target = batch["alpha"][0]  # float64, as the official evaluation
         trimap = batch["trimap"][0] if "trimap" in batch else None
         collections = [self.val_metrics[split]]
         if self._heavy_now() and split in self.heavy_val_metrics:

@@ -79,7 +79,7 @@ def test_evaluation_loaders_follow_the_split_table(tiny_root: Path) -> None:
     batches = [list(loader) for loader in loaders]
     first = batches[1][1]
     assert first["image"].dtype == torch.uint8 and first["image"].shape == (1, 3, 80, 64)  # full resolution
-    assert first["alpha"].dtype == torch.float32 and first["alpha"].shape == (1, 1, 80, 64)
+    assert first["alpha"].dtype == torch.float64 and first["alpha"].shape == (1, 1, 80, 64)
     assert first["trimap"].dtype == torch.uint8 and set(first["trimap"].unique().tolist()) <= {0, 128, 255}
     assert first["stem"] == ["np_0001"] and first["split"] == ["P3M-500-NP"]
     assert first["orig_size"].tolist() == [[80, 64]]
