@@ -41,23 +41,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last")
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = dict(trainer.callback_metrics)
+    best, last = _checkpoint_paths(trainer)
     if cfg.get("test"):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(trainer.callback_metrics)
     if trainer.is_global_zero:
-        _print_summary(trainer)
+        log.info("Run directory: %s", trainer.default_root_dir)
+        log.info("Best checkpoint: %s | last: %s", best or "(none)", last or "(none)")
+        for logger in trainer.loggers:
+            log.info("Logs (%s): %s", type(logger).__name__, logger.log_dir or logger.save_dir)
     return metrics
 
 
-def _print_summary(trainer: L.Trainer) -> None:
+def _checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
+    """Best and last checkpoint of the fit (read before testing, which restores an older state)."""
     ckpt = trainer.checkpoint_callback
-    log.info("Run directory: %s", trainer.default_root_dir)
-    if ckpt is not None:
-        log.info("Best checkpoint: %s", ckpt.best_model_path or "(none)")
-        log.info("Last checkpoint: %s", getattr(ckpt, "last_model_path", "") or "(none)")
-    for logger in trainer.loggers:
-        log.info("Logs (%s): %s", type(logger).__name__, logger.log_dir or logger.save_dir)
+    if ckpt is None:
+        return "", ""
+    return ckpt.best_model_path, getattr(ckpt, "last_model_path", "")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+import src  # noqa: F401  (sets PROJECT_ROOT, which conf/paths reads)
+from src.data.synthetic import ensure_synthetic_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("P3M_SHARED", REPO_ROOT.parent / "shared"))
@@ -43,3 +51,53 @@ def samples_copy(samples_dir: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "p3m_samples"
     shutil.copytree(samples_dir, dst)
     return dst
+
+
+# A synthetic P3M-style dataset small enough for CPU training tests.
+TINY_SYNTHETIC = {"num_train": 4, "num_test": 2, "size": (96, 64), "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny synthetic dataset per test session (read-only for tests: copy before writing)."""
+    return ensure_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), **TINY_SYNTHETIC)
+
+
+def tiny_data_overrides(root: Path) -> list[str]:
+    """Overrides that point ``data=synthetic`` at a tiny dataset and train at 64 px on the CPU."""
+    return [
+        "data=synthetic",
+        f"data.root={root}",
+        f"data.synthetic.num_train={TINY_SYNTHETIC['num_train']}",
+        f"data.synthetic.num_test={TINY_SYNTHETIC['num_test']}",
+        "data.synthetic.size=[96,64]",
+        "data.train_size=64",
+        "data.crop_sizes=[48,64]",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "trainer=cpu",
+    ]
+
+
+@pytest.fixture
+def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose a real config from conf/ as Hydra would, with run and log directories in ``tmp_path``."""
+
+    def _compose(config_name: str = "train", overrides: Sequence[str] = ()) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+            cfg = compose(
+                config_name,
+                overrides=[
+                    *overrides,
+                    f"paths.log_dir={tmp_path / 'logs'}",
+                    f"paths.output_dir={tmp_path / 'run'}",
+                    f"paths.work_dir={tmp_path}",
+                    f"hydra.run.dir={tmp_path / 'run'}",
+                ],
+                return_hydra_config=True,
+            )
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+    return _compose

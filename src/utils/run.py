@@ -41,8 +41,12 @@ def log_hyperparameters(cfg: DictConfig, model: LightningModule, trainer: Traine
     """Send the resolved config and the parameter counts to every logger."""
     if not trainer.loggers:
         return
-    params = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(params, dict)
+    # the `hydra` node is only present in composed (test) configs and needs a running Hydra job
+    params = {
+        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        for k, v in cfg.items()
+        if k != "hydra"
+    }
     params["model/params/total"] = sum(p.numel() for p in model.parameters())
     params["model/params/trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     for logger in trainer.loggers:

@@ -1,0 +1,126 @@
+"""End-to-end training on the CPU: fast_dev_run, checkpoints and resume, DDP, multirun, real samples."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+
+from src.data.fgbg import prepare_fg_bg
+from src.train import train
+from tests.conftest import REPO_ROOT, tiny_data_overrides
+
+LOSS_TERMS = ("ce_global", "ce_side2", "alpha_unknown", "laplacian_whole", "composition", "total")
+
+
+def test_fast_dev_run_logs_every_term_and_split(
+    compose_config: Callable[..., DictConfig], tiny_synthetic: Path
+) -> None:
+    cfg = compose_config("train", [*tiny_data_overrides(tiny_synthetic), "debug=fdr"])
+    metrics = train(cfg)
+    for term in LOSS_TERMS:
+        assert f"train/loss/{term}" in metrics
+    for prefix in ("val/p", "val/np"):
+        for name in ("sad", "mse", "mad", "sad_t", "sad_fg", "sad_bg"):
+            assert metrics[f"{prefix}/{name}"] >= 0
+
+
+def test_limit_run_checkpoints_then_resumes_from_latest(
+    compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tmp_path: Path
+) -> None:
+    overrides = [*tiny_data_overrides(tiny_synthetic), "debug=limit", "logger=csv", "task_name=resume_test"]
+    train(compose_config("train", overrides))
+    runs = sorted((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+    assert {p.name for p in runs} == {"last.ckpt", "epoch_001.ckpt"} or "last.ckpt" in {p.name for p in runs}
+    rows = list(csv.DictReader((tmp_path / "run" / "csv" / "version_0" / "metrics.csv").open()))
+    assert any(row.get("val/p/sad") for row in rows) and any(row.get("val/np/sad") for row in rows)
+
+    # a second run resumes the newest run of the task (ckpt_path=latest) and trains one more epoch
+    (tmp_path / "logs" / "resume_test" / "runs" / "first").mkdir(parents=True)
+    (tmp_path / "run").rename(tmp_path / "logs" / "resume_test" / "runs" / "first" / "run")
+    resumed = compose_config("train", [*overrides, "ckpt_path=latest", "trainer.max_epochs=3"])
+    metrics = train(resumed)
+    assert "train/loss/total" in metrics
+    rows = list(csv.DictReader((tmp_path / "run" / "csv" / "version_0" / "metrics.csv").open()))
+    epochs = {int(row["epoch"]) for row in rows if row.get("epoch")}
+    assert epochs == {2}, f"the resumed run should train only epoch 2, logged {epochs}"
+
+
+def test_missing_fg_bg_names_the_prepare_command(
+    compose_config: Callable[..., DictConfig], samples_copy: Path
+) -> None:
+    cfg = compose_config("train", [f"data.root={samples_copy}", "trainer=cpu", "debug=fdr"])
+    with pytest.raises(Exception, match="src/prepare.py"):
+        train(cfg)
+
+
+@pytest.mark.slow
+def test_training_on_real_samples_lowers_the_loss(
+    compose_config: Callable[..., DictConfig], samples_copy: Path, tmp_path: Path
+) -> None:
+    summary = prepare_fg_bg(samples_copy, workers=1, progress=False)
+    assert summary.ok and len(summary.written) == 4
+    overrides = [
+        f"data.root={samples_copy}",
+        "trainer=cpu",
+        "debug=overfit",
+        "trainer.max_epochs=20",
+        "trainer.check_val_every_n_epoch=20",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "data.train_size=96",  # paper crops (512..1024 px of the 1080 px portraits) resized to 96
+        "data.limit_eval_samples=1",
+        "model.optimizer.lr=1e-3",
+        "model.val_strategy=resize",
+    ]
+    train(compose_config("train", overrides))
+    rows = list(csv.DictReader((tmp_path / "run" / "csv" / "version_0" / "metrics.csv").open()))
+    losses = [float(r["train/loss/total"]) for r in rows if r.get("train/loss/total")]
+    assert len(losses) == 20
+    # each step draws a new random crop of the same images, so compare means of five steps
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.8 * first, f"loss did not fall: first {first:.3f}, last {last:.3f}"
+
+
+def _run_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, str(REPO_ROOT / "src" / "train.py"), *args, f"paths.log_dir={tmp_path / 'logs'}"]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_cli_ddp_on_two_cpu_processes(tiny_synthetic: Path, tmp_path: Path) -> None:
+    args = [*tiny_data_overrides(tiny_synthetic), "trainer.devices=2", "trainer.strategy=ddp", "debug=limit"]
+    result = _run_cli([*args, "logger=csv", "trainer.max_epochs=1"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((tmp_path / "logs" / "train" / "runs").glob("*/checkpoints/last.ckpt"))
+
+
+@pytest.mark.slow
+def test_cli_multirun_over_loss_configs(tiny_synthetic: Path, tmp_path: Path) -> None:
+    args = ["-m", "loss=paper,no_composition", *tiny_data_overrides(tiny_synthetic), "debug=fdr"]
+    result = _run_cli(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted((tmp_path / "logs" / "train" / "multiruns").glob("*/[0-9]"))
+    assert [j.name for j in jobs] == ["0", "1"]
+    overrides = [(j / ".hydra" / "overrides.yaml").read_text() for j in jobs]
+    assert "loss=paper" in overrides[0] and "loss=no_composition" in overrides[1]
+
+
+@pytest.mark.slow
+def test_wandb_runs_offline_without_an_api_key(
+    compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = compose_config("train", [*tiny_data_overrides(tiny_synthetic), "debug=limit", "trainer.max_epochs=1"])
+    metrics = train(cfg)
+    assert "val/p/sad" in metrics
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
