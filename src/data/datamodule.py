@@ -23,11 +23,14 @@ import cv2
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, get_worker_info
+import torch.distributed as dist
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Sampler, get_worker_info
 
 from src.data.datasets import P3M10kEvalDataset, P3M10kTrainDataset, TrainTransform
 from src.data.layout import EvalSplit, P3M10kLayout, TrainSplit, parse_eval_splits, privacy_mode_of
 from src.data.transforms import PaperTransform
+from src.privacy.training import privacy_hook
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,30 @@ def seed_worker(worker_id: int) -> None:
         info.dataset.reseed(seed)
 
 
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def eval_sampler(dataset: Any, split_name: str) -> Sampler | None:
+    """Under DDP, every rank evaluates every ``world_size``-th image and no image twice; else None.
+
+    Lightning's default DistributedSampler pads the last round with repeated images so all ranks get
+    the same count, which changes the per-image means. This one leaves the ranks one image apart
+    (each runs at least one, so DDP's first-forward buffer sync lines up), and the metrics' sum/count
+    states are summed over ranks: the numbers equal a single-device run.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+    world = dist.get_world_size()
+    if 0 < len(dataset) < world:
+        raise ValueError(
+            f"evaluation split {split_name} has {len(dataset)} images but the run has {world} processes, "
+            "and each needs one: evaluate on fewer devices (trainer.devices=1) or more images "
+            "(data.limit_eval_samples)"
+        )
+    return UnrepeatedDistributedSampler(dataset, shuffle=False)
+
+
 class P3M10kDataModule(L.LightningDataModule):
     """P3M-10k training set (augmented) and evaluation splits (full resolution).
 
@@ -55,10 +82,14 @@ class P3M10kDataModule(L.LightningDataModule):
         root: dataset folder in the release layout; ``None`` raises with instructions.
         augmentation: the training pipeline (an instantiated conf/augmentation object); defaults
             to the paper's.
-        privacy: the privacy config node, ``{mode: ppt}`` (face-blurred training images only) or
-            ``{mode: none}`` (train/original_image).
+        privacy: the privacy config node (conf/privacy): ``{mode: ppt}`` (face-blurred training
+            images only), ``{mode: none}`` (train/original_image), ``{mode: obfuscate, method: ...}``
+            (originals, face obfuscated on the fly) or ``{mode: cp, level: image|feature, ...}``
+            (P3M-CP); see :mod:`src.privacy.training`.
         eval_splits: evaluation split table (``name``, ``prefix``, ``image_dir``, ``mask_dir``,
-            ``trimap_dir``, ``facemask_dir``), used for validation and test.
+            ``trimap_dir``, ``facemask_dir``, optional ``obfuscate``), used for validation and test.
+        extra_eval_splits: more splits appended to ``eval_splits`` (conf/data/extra_splits, e.g.
+            P3M-500-P with its faces zeroed and mosaicked).
         batch_size: training batch size (evaluation always uses 1).
         num_workers: DataLoader worker processes per loader.
         pin_memory: pin host memory when CUDA is available.
@@ -82,6 +113,7 @@ class P3M10kDataModule(L.LightningDataModule):
         augmentation: TrainTransform | None = None,
         privacy: Mapping[str, Any] | None = None,
         eval_splits: Sequence[Mapping[str, Any]] = (),
+        extra_eval_splits: Sequence[Mapping[str, Any]] = (),
         batch_size: int = 8,
         num_workers: int = 4,
         pin_memory: bool = True,
@@ -117,7 +149,7 @@ class P3M10kDataModule(L.LightningDataModule):
                 )
         self.augmentation = augmentation
         self.privacy_mode = privacy_mode_of(privacy)
-        self.eval_splits: list[EvalSplit] = parse_eval_splits(eval_splits)
+        self.eval_splits: list[EvalSplit] = parse_eval_splits([*eval_splits, *extra_eval_splits])
         self.synthetic = dict(synthetic) if synthetic is not None else None
         self.train_set: P3M10kTrainDataset | None = None
         self.eval_sets: list[P3M10kEvalDataset] | None = None
@@ -140,7 +172,8 @@ class P3M10kDataModule(L.LightningDataModule):
 
     @property
     def read_dirs(self) -> tuple[Path, ...]:
-        """Folders the training dataset reads (after ``setup``), for the privacy audit."""
+        """Folders the training dataset reads (after ``setup``), for the privacy audit; with P3M-CP
+        the public source faces' folders too."""
         if self.train_set is None:
             raise RuntimeError("read_dirs is known after setup('fit')")
         return self.train_set.read_dirs
@@ -185,11 +218,12 @@ class P3M10kDataModule(L.LightningDataModule):
                     f"{len(split.files)} training samples at {layout.root} but data.batch_size="
                     f"{self.hparams.batch_size} and incomplete batches are dropped: lower data.batch_size"
                 )
-            self.train_set = P3M10kTrainDataset(split, self.augmentation)
+            hook, hook_dirs = privacy_hook(self.hparams.privacy, layout.root)
+            self.train_set = P3M10kTrainDataset(split, self.augmentation, hook, hook_dirs)
             log.info(
                 "training on %d samples from %s (privacy mode %s)",
                 len(split.files),
-                ", ".join(str(d) for d in split.read_dirs),
+                ", ".join(str(d) for d in self.train_set.read_dirs),
                 self.privacy_mode,
             )
         if stage in (None, "fit", "validate", "test") and self.eval_sets is None:
@@ -198,15 +232,17 @@ class P3M10kDataModule(L.LightningDataModule):
                 P3M10kEvalDataset(layout.eval_files(split)[:limit], split) for split in self.eval_splits
             ]
 
-    def _loader(self, dataset: Any, *, train: bool) -> DataLoader:
+    def _loader(self, dataset: Any, *, train: bool, sampler: Sampler | None = None) -> DataLoader:
         workers = self.hparams.num_workers
         generator = None
         if train and self.hparams.seed is not None:
-            generator = torch.Generator().manual_seed(int(self.hparams.seed))
+            # offset by the rank: the ranks of a DDP run must not draw the same augmentations
+            generator = torch.Generator().manual_seed(int(self.hparams.seed) + _rank())
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size if train else 1,
             shuffle=train,
+            sampler=sampler,
             drop_last=train,
             num_workers=workers,
             pin_memory=bool(self.hparams.pin_memory) and torch.cuda.is_available(),
@@ -224,7 +260,10 @@ class P3M10kDataModule(L.LightningDataModule):
     def _eval_loaders(self) -> list[DataLoader]:
         if self.eval_sets is None:
             self.setup("validate")
-        return [self._loader(dataset, train=False) for dataset in self.eval_sets or []]
+        return [
+            self._loader(dataset, train=False, sampler=eval_sampler(dataset, split.name))
+            for dataset, split in zip(self.eval_sets or [], self.eval_splits, strict=True)
+        ]
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader per evaluation split, in the order of ``data.eval_splits``."""

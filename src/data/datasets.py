@@ -10,6 +10,12 @@ full-resolution and unnormalised::
     stem      str                                file name without extension
     split     str                                split name, e.g. "P3M-500-P"
     orig_size int64   (2,) = (H, W)              collated to (N, 2)
+
+A split with ``obfuscate`` set (e.g. P3M-500-P with its faces zeroed) obfuscates ``image`` on the fly
+inside the face mask minus the trimap's unknown region (the alpha's transition band without trimaps).
+
+Training privacy modes that alter a sample (``obfuscate``, ``cp``) plug in as a ``privacy_hook``
+(:mod:`src.privacy.training`) that runs around the augmentation pipeline.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ from src.data.io import check_same_size, read_image, read_mask
 from src.data.layout import EvalFiles, EvalSplit, TrainFiles, TrainSplit
 
 TrainTransform = Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, torch.Tensor]]
+# (sample, pipeline, augmentation generator, privacy generator) -> batch item; see src.privacy.training.
+PrivacyHook = Callable[
+    [dict[str, np.ndarray], TrainTransform, np.random.Generator, np.random.Generator], dict[str, torch.Tensor]
+]
 
 
 class P3M10kTrainDataset(Dataset):
@@ -38,24 +48,36 @@ class P3M10kTrainDataset(Dataset):
     Args:
         split: the paired files (from :meth:`P3M10kLayout.train_split`).
         transform: the training pipeline (conf/augmentation).
+        privacy_hook: optional privacy mode step around the pipeline (face obfuscation, P3M-CP); it
+            draws from its own generator, so the augmentation of a sample does not depend on it.
+        extra_read_dirs: folders the hook reads (P3M-CP's public source faces), for the audit.
 
     Attributes:
         read_dirs: every folder this dataset reads from; in PPT mode none holds non-anonymised images.
     """
 
-    def __init__(self, split: TrainSplit, transform: TrainTransform) -> None:
+    def __init__(
+        self,
+        split: TrainSplit,
+        transform: TrainTransform,
+        privacy_hook: PrivacyHook | None = None,
+        extra_read_dirs: Sequence[Path] = (),
+    ) -> None:
         self.files: tuple[TrainFiles, ...] = split.files
-        self.read_dirs: tuple[Path, ...] = split.read_dirs
+        self.read_dirs: tuple[Path, ...] = (*split.read_dirs, *extra_read_dirs)
         self.privacy_mode = split.privacy_mode
         self.transform = transform
+        self.privacy_hook = privacy_hook
         self._rng: np.random.Generator | None = None
+        self._privacy_rng: np.random.Generator | None = None
 
     def __len__(self) -> int:
         return len(self.files)
 
     def reseed(self, seed: int) -> None:
-        """Restart the random stream (called by the worker init function)."""
+        """Restart the random streams (called by the worker init function)."""
         self._rng = np.random.default_rng(seed)
+        self._privacy_rng = np.random.default_rng([seed, 1])
 
     @property
     def rng(self) -> np.random.Generator:
@@ -63,6 +85,13 @@ class P3M10kTrainDataset(Dataset):
         if self._rng is None:
             self._rng = np.random.default_rng(torch.initial_seed())
         return self._rng
+
+    @property
+    def privacy_rng(self) -> np.random.Generator:
+        """The privacy hook's generator (a separate stream, seeded like :attr:`rng`)."""
+        if self._privacy_rng is None:
+            self._privacy_rng = np.random.default_rng([torch.initial_seed(), 1])
+        return self._privacy_rng
 
     def load(self, index: int) -> dict[str, np.ndarray]:
         """The full-resolution maps of sample ``index`` (uint8 numpy, RGB), checked for equal sizes."""
@@ -81,7 +110,9 @@ class P3M10kTrainDataset(Dataset):
         return sample
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.transform(self.load(index), self.rng)
+        if self.privacy_hook is None:
+            return self.transform(self.load(index), self.rng)
+        return self.privacy_hook(self.load(index), self.transform, self.rng, self.privacy_rng)
 
 
 class P3M10kEvalDataset(Dataset):
@@ -117,6 +148,14 @@ class P3M10kEvalDataset(Dataset):
             others.append((files.facemask, facemask))
             item["facemask"] = torch.from_numpy(facemask[None])
         check_same_size((files.image, image), others)
+        if self.split.obfuscate is not None:
+            if files.facemask is None:
+                raise ValueError(
+                    f"evaluation split {self.split.name} obfuscates faces but {files.stem} has no face mask"
+                )
+            band = {"trimap": item["trimap"][0].numpy()} if "trimap" in item else {"alpha": alpha}
+            image = self.split.obfuscate(image, item["facemask"][0].numpy(), **band)
+            item["image"] = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         item["stem"] = files.stem
         item["split"] = self.split.name
         item["orig_size"] = torch.tensor(image.shape[:2], dtype=torch.int64)

@@ -16,26 +16,41 @@ path, what is missing and how to fix it.
 
 In PPT mode the training set lists only train/blurred_image (plus mask, fg/bg, facemask); next to
 non-anonymised images it refuses a train/fg that may have been estimated from them (only
-train/fg_blurred is safe there).
+train/fg_blurred is safe there). P3M-CP (``cp``) reads the same folders as PPT (its public source
+faces are listed by :mod:`src.privacy.faces`); ``obfuscate`` reads the non-anonymised images and
+their train/fg by design and needs train/facemask to obfuscate them on the fly, as does ``cp`` to
+paste into the face.
+
+An evaluation split may obfuscate its faces on the fly (``obfuscate: {method: zero}``): the extra
+P3M-500-P splits with the blurred faces re-obfuscated as ``zero`` or ``mosaic`` read the same
+folders as P3M-500-P.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from src.privacy.obfuscate import FaceObfuscator
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 PRIVACY_MODES: dict[str, tuple[str, ...]] = {
     "ppt": ("blurred_image",),  # privacy-preserving training: face-blurred images only
     "none": ("original_image", "original"),  # non-anonymised images (not in P3M-10k)
+    "obfuscate": ("original_image", "original"),  # originals, face obfuscated on the fly
+    "cp": ("blurred_image",),  # P3M-CP: face-blurred images plus public source faces
 }
 _FG_DIRS: dict[str, tuple[str, ...]] = {
     "ppt": ("fg_blurred", "fg"),  # fg estimated from the blurred image first
     "none": ("fg",),  # the fg of the original image; fg_blurred would not match it
+    "obfuscate": ("fg",),  # the original's fg, obfuscated like the image
+    "cp": ("fg_blurred", "fg"),  # as PPT
 }
+_ANONYMISED_MODES = ("ppt", "cp")  # modes whose training images must never be non-anonymised
+_FACEMASK_MODES = ("obfuscate", "cp")  # modes that need train/facemask
 _SHOWN = 5  # stems listed in an error message
 
 
@@ -91,6 +106,10 @@ class EvalSplit:
         facemask_dir: face masks; optional: a missing folder just means no ``facemask`` key.
         anonymised: the faces in its images are obfuscated; only such splits are uploaded as images
             to hosted loggers unless the user opts in (``callbacks.wandb_images.log_unblurred``).
+        obfuscate: obfuscate every image's face on the fly (inside the face mask minus the trimap's
+            unknown region, or the alpha's transition band without trimaps), e.g.
+            ``FaceObfuscator(method="zero")``; needs face masks. From the config: a mapping of
+            :class:`~src.privacy.obfuscate.FaceObfuscator` keys (``{method: mosaic}``).
     """
 
     name: str
@@ -100,6 +119,7 @@ class EvalSplit:
     trimap_dir: str | None = None
     facemask_dir: str | None = None
     anonymised: bool = False
+    obfuscate: FaceObfuscator | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], index: int = 0) -> EvalSplit:
@@ -110,14 +130,21 @@ class EvalSplit:
             raise ValueError(f"data.eval_splits[{index}] must be a mapping, got {config!r}")
         required = ("name", "prefix", "image_dir", "mask_dir")
         missing = [key for key in required if not config.get(key)]
-        unknown = sorted(set(config) - {*required, "trimap_dir", "facemask_dir", "anonymised"})
+        optional = ("trimap_dir", "facemask_dir", "anonymised", "obfuscate")
+        unknown = sorted(set(config) - {*required, *optional})
         if missing or unknown:
             raise ValueError(
                 f"data.eval_splits[{index}] ({dict(config)}): "
                 + (f"missing {', '.join(missing)}; " if missing else "")
                 + (f"unknown keys {', '.join(unknown)}; " if unknown else "")
                 + "each split needs name, prefix, image_dir, mask_dir and may set trimap_dir, facemask_dir, "
-                "anonymised"
+                "anonymised, obfuscate"
+            )
+        obfuscate = _eval_obfuscator(config.get("obfuscate"), index)
+        if obfuscate is not None and not config.get("facemask_dir"):
+            raise ValueError(
+                f"data.eval_splits[{index}] ({config['name']}) sets obfuscate but no facemask_dir: "
+                "faces are obfuscated inside the face masks; set facemask_dir"
             )
         return cls(
             name=str(config["name"]),
@@ -127,7 +154,28 @@ class EvalSplit:
             trimap_dir=str(config["trimap_dir"]) if config.get("trimap_dir") else None,
             facemask_dir=str(config["facemask_dir"]) if config.get("facemask_dir") else None,
             anonymised=bool(config.get("anonymised", False)),
+            obfuscate=obfuscate,
         )
+
+
+def _eval_obfuscator(config: Any, index: int) -> FaceObfuscator | None:
+    """The ``obfuscate`` entry of an evaluation split: null, a FaceObfuscator or a mapping of its keys."""
+    if config is None or isinstance(config, FaceObfuscator):
+        return config
+    if not isinstance(config, Mapping):
+        raise ValueError(
+            f"data.eval_splits[{index}].obfuscate must be a mapping such as {{method: zero}}, got {config!r}"
+        )
+    keys = {f.name for f in fields(FaceObfuscator)}
+    unknown = sorted(set(config) - keys)
+    if unknown:
+        raise ValueError(
+            f"data.eval_splits[{index}].obfuscate: unknown keys {unknown}; choose from {sorted(keys)}"
+        )
+    try:
+        return FaceObfuscator(**dict(config))
+    except ValueError as err:
+        raise ValueError(f"data.eval_splits[{index}].obfuscate: {err}") from None
 
 
 def parse_eval_splits(configs: Iterable[Mapping[str, Any]] | None) -> list[EvalSplit]:
@@ -241,7 +289,8 @@ class P3M10kLayout:
         )
 
     def train_image_dir(self, privacy_mode: str) -> Path:
-        """The training image folder of a privacy mode (``ppt``: blurred, ``none``: original)."""
+        """The training image folder of a privacy mode (``ppt``, ``cp``: blurred; ``none``,
+        ``obfuscate``: original)."""
         if privacy_mode not in PRIVACY_MODES:
             raise ValueError(
                 f"privacy.mode={privacy_mode!r} is unknown; choose one of {sorted(PRIVACY_MODES)}"
@@ -250,11 +299,13 @@ class P3M10kLayout:
         for name in candidates:
             if (self.train_dir / name).is_dir():
                 return self.train_dir / name
-        if privacy_mode == "none":
+        if privacy_mode in ("none", "obfuscate"):
+            what = "obfuscates the faces of" if privacy_mode == "obfuscate" else "trains on"
             raise DatasetLayoutError(
-                f"privacy.mode=none trains on non-anonymised images from {self.train_dir / candidates[0]} "
-                f"(or train/{candidates[1]}), which does not exist: P3M-10k ships only face-blurred training "
-                "images; use privacy=ppt, or a dataset with original images (data=synthetic)"
+                f"privacy.mode={privacy_mode} {what} non-anonymised images from "
+                f"{self.train_dir / candidates[0]} (or train/{candidates[1]}), which does not exist: P3M-10k "
+                "ships only face-blurred training images; use privacy=ppt or privacy=cp, or a dataset with "
+                "original images (data=synthetic)"
             )
         raise self._missing_train("train/blurred_image and train/mask")
 
@@ -271,10 +322,12 @@ class P3M10kLayout:
         """List and pair the training files.
 
         Args:
-            privacy_mode: ``ppt`` (train/blurred_image) or ``none`` (train/original_image).
+            privacy_mode: ``ppt`` or ``cp`` (train/blurred_image), ``none`` or ``obfuscate``
+                (train/original_image).
             require_fg_bg: also pair fg and bg (the composition loss needs them); they are not read
                 otherwise.
-            load_facemask: pair train/facemask when that folder exists.
+            load_facemask: pair train/facemask when that folder exists (``obfuscate`` and ``cp``
+                always pair it, and fail without it).
 
         Returns:
             The paired files and the folders they live in.
@@ -303,10 +356,12 @@ class P3M10kLayout:
                     "to estimate them, or use a loss without composition (loss=no_composition)"
                 )
             originals = [n for n in PRIVACY_MODES["none"] if (self.train_dir / n).is_dir()]
-            if privacy_mode == "ppt" and fg_dir is not None and fg_dir.name == "fg" and originals:
+            anonymised = privacy_mode in _ANONYMISED_MODES
+            if anonymised and fg_dir is not None and fg_dir.name == "fg" and originals:
                 # With non-anonymised images present, train/fg may be their foregrounds (faces intact).
                 raise DatasetLayoutError(
-                    "privacy.mode=ppt needs foregrounds of the face-blurred images (train/fg_blurred), but "
+                    f"privacy.mode={privacy_mode} needs foregrounds of the face-blurred images "
+                    "(train/fg_blurred), but "
                     f"{self.root} has only train/fg next to train/{originals[0]}, so train/fg may show "
                     f"unblurred faces: run `python src/prepare.py data.root={self.root}` (writes fg_blurred)"
                 )
@@ -315,7 +370,12 @@ class P3M10kLayout:
                 check_partners(images, image_dir, extra[key], folder, both_ways=False)
                 read_dirs.append(folder)
         facemask_dir = self.train_dir / "facemask"
-        if load_facemask and facemask_dir.is_dir():
+        if privacy_mode in _FACEMASK_MODES and not facemask_dir.is_dir():
+            raise DatasetLayoutError(
+                f"privacy.mode={privacy_mode} needs face masks in {facemask_dir} (0/255 PNGs named like the "
+                "images; P3M-10k's are a separate download, 'P3M-10k facemask'); add them, or use privacy=ppt"
+            )
+        if (load_facemask or privacy_mode in _FACEMASK_MODES) and facemask_dir.is_dir():
             extra["facemask"] = index_folder(facemask_dir)
             check_partners(images, image_dir, extra["facemask"], facemask_dir, both_ways=False)
             read_dirs.append(facemask_dir)
@@ -357,6 +417,12 @@ class P3M10kLayout:
             facemask_dir = base / split.facemask_dir
             extra["facemask"] = index_folder(facemask_dir)
             check_partners(images, image_dir, extra["facemask"], facemask_dir, both_ways=False)
+        elif split.obfuscate is not None:
+            raise DatasetLayoutError(
+                f"evaluation split {split.name} obfuscates faces inside its face masks, but facemask_dir "
+                f"{base / str(split.facemask_dir)} was not found: add the face masks (P3M-10k's are a "
+                "separate download) or remove the split"
+            )
         return [
             EvalFiles(stem=stem, image=path, alpha=masks[stem], **{k: v[stem] for k, v in extra.items()})
             for stem, path in images.items()

@@ -9,10 +9,13 @@ from typing import Any
 import torch
 from lightning import LightningModule
 from torch import Tensor, nn
+from torchmetrics import MetricCollection
 
 from src.inference import TestTimeOutput, infer_alpha
 from src.metrics.collection import METRIC_NAMES, TRIMAP_METRIC_NAMES, matting_metrics
+from src.metrics.privacy import SADPrivacy
 from src.models.checkpoints import load_checkpoint_state
+from src.privacy.copy_paste import feature_copy_paste_forward
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class P3MLitModule(LightningModule):
             log.info("initialised the network from %s (%s weights)", init_from, checkpoint.source)
         self.val_metrics = nn.ModuleDict()
         self.heavy_val_metrics = nn.ModuleDict()
+        self.privacy_val_metrics = nn.ModuleDict()  # sad_privacy of the splits with face masks
         self._split_names: list[str] = []
 
     # ------------------------------------------------------------------ setup
@@ -76,6 +80,10 @@ class P3MLitModule(LightningModule):
             self.val_metrics[split.name] = matting_metrics(cheap, prefix=f"{split.prefix}/")
             if heavy:
                 self.heavy_val_metrics[split.name] = matting_metrics(heavy, prefix=f"{split.prefix}/")
+            if split.facemask_dir:  # SAD inside the face, e.g. val/p/sad_privacy (needs the face masks)
+                self.privacy_val_metrics[split.name] = MetricCollection(
+                    {"sad_privacy": SADPrivacy()}, prefix=f"{split.prefix}/"
+                )
 
     # --------------------------------------------------------------- training
     def forward(self, image: Tensor) -> Any:
@@ -84,7 +92,12 @@ class P3MLitModule(LightningModule):
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         """One optimisation step on a dict batch; logs every loss term as ``train/loss/<term>``."""
-        terms = self.loss(self.net(batch["image"]), batch)
+        # privacy=cp level=feature (P3M-FCP): public-face features are pasted between encoder stages
+        if "cp_source" in batch:
+            output = feature_copy_paste_forward(self.net, batch)
+        else:
+            output = self.net(batch["image"])
+        terms = self.loss(output, batch)
         batch_size = batch["image"].shape[0]
         for name, value in terms.items():
             self.log(f"train/loss/{name}", value.detach(), batch_size=batch_size, prog_bar=name == "total")
@@ -111,6 +124,10 @@ class P3MLitModule(LightningModule):
         for collection in collections:
             collection.update(pred, target, trimap)
             self.log_dict(collection, batch_size=1, add_dataloader_idx=False)
+        if "facemask" in batch and split in self.privacy_val_metrics:
+            privacy = self.privacy_val_metrics[split]
+            privacy.update(pred, target, batch["facemask"][0])
+            self.log_dict(privacy, batch_size=1, add_dataloader_idx=False)
         return output
 
     def validation_step(
@@ -122,6 +139,46 @@ class P3MLitModule(LightningModule):
     def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> TestTimeOutput:
         """As validation, with the heavy metrics always on."""
         return self._eval_step(batch, dataloader_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the privacy gap (NP minus P) of every metric both splits computed."""
+        self._log_np_minus_p()
+
+    def on_test_epoch_end(self) -> None:
+        """As validation."""
+        self._log_np_minus_p()
+
+    def _log_np_minus_p(self) -> None:
+        """``<parent>/np_minus_p/<metric>``: how much worse the model does on visible faces than on blurred.
+
+        The split metrics are computed (and synced across DDP ranks) here, the same values Lightning
+        logs for them; every rank runs this hook, so the collective calls line up.
+        """
+        prefixes = self._split_prefixes()
+        blurred = next((s for s, p in prefixes.items() if p.rsplit("/", 1)[-1] == "p"), None)
+        visible = next((s for s, p in prefixes.items() if p.rsplit("/", 1)[-1] == "np"), None)
+        if blurred is None or visible is None:
+            return
+        parent = prefixes[blurred].rsplit("/", 1)[0]
+        groups = [self.val_metrics]
+        if self._heavy_now():
+            groups.append(self.heavy_val_metrics)
+        for group in groups:
+            if blurred not in group or visible not in group:
+                continue
+            for name in group[blurred].keys(keep_base=True):
+                if name not in group[visible].keys(keep_base=True):
+                    continue
+                p_metric, np_metric = group[blurred][name], group[visible][name]
+                if not (p_metric.update_called and np_metric.update_called):
+                    continue
+                gap = np_metric.compute() - p_metric.compute()
+                # identical on every rank already; sync_dist only tells Lightning so (a mean of equal values)
+                self.log(f"{parent}/np_minus_p/{name}", gap, batch_size=1, sync_dist=True)
+
+    def _split_prefixes(self) -> dict[str, str]:
+        splits = getattr(self.trainer.datamodule, "eval_splits", None) or []
+        return {split.name: split.prefix for split in splits if split.name in self._split_names}
 
     # -------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> dict[str, Any]:

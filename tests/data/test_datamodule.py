@@ -147,8 +147,8 @@ def test_missing_root_and_unknown_privacy(tmp_path: Path) -> None:
         datamodule(None).setup("fit")
     with pytest.raises(DatasetLayoutError, match=r"P3M-10k not found at"):
         datamodule(tmp_path / "absent").setup("fit")
-    with pytest.raises(ValueError, match=r"privacy.mode='obfuscate' is unknown"):
-        datamodule(tmp_path, privacy={"mode": "obfuscate"})
+    with pytest.raises(ValueError, match=r"privacy.mode='blurry' is unknown"):
+        datamodule(tmp_path, privacy={"mode": "blurry"})
 
 
 def test_bad_files_fail_with_their_names(tiny_root: Path) -> None:

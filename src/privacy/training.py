@@ -1,0 +1,276 @@
+"""The privacy modes of the training data (conf/privacy) and the steps they add to a training sample.
+
+=============  ====================================================================================
+``ppt``        face-blurred images only (train/blurred_image): the paper's setting; no extra step
+``none``       non-anonymised images (train/original_image); no extra step
+``obfuscate``  non-anonymised images whose face is obfuscated on the fly (``method`` blur, mosaic or
+               zero) inside the face mask minus the alpha transition band, before any augmentation:
+               the P3M-10k procedure applied to datasets that have originals
+``cp``         P3M-CP: face-blurred images with a public face pasted over the blurred face
+               (``level=image``: pixels, ICP; ``level=feature``: encoder features, FCP); see
+               :mod:`src.privacy.copy_paste`
+=============  ====================================================================================
+
+A step is a *privacy hook* ``hook(sample, pipeline, rng, privacy_rng) -> batch item`` that the
+training dataset calls instead of ``pipeline(sample, rng)``. It draws its own random choices from
+``privacy_rng``, a stream separate from the augmentation's, so a sample's crop and flip do not
+depend on the privacy mode.
+
+The transition band's kernel (``band_kernel``) is in pixels; ``null`` scales the official 25 px at a
+1080 px short side to the sample's size (at least 3, odd), as the synthetic trimaps do.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from src.privacy.copy_paste import FaceAugment, paste_face
+from src.privacy.faces import PublicFaces
+from src.privacy.obfuscate import DEFAULT_OPAQUE_ALPHA, FaceObfuscator, obfuscation_region
+
+BAND_KERNEL_AT_1080 = 25  # the kernel of the official trimaps at P3M-10k's 1080 px short side
+CP_LEVELS = ("image", "feature")
+PUBLIC_FACES_DIR = "public_faces"  # default source_dir, relative to data.root (the synthetic set)
+_MODE_KEYS: dict[str, frozenset[str]] = {
+    "ppt": frozenset({"mode"}),
+    "none": frozenset({"mode"}),
+    "obfuscate": frozenset({"mode", "method", "blur_sigma", "mosaic_block", "band_kernel", "opaque_alpha"}),
+    "cp": frozenset(
+        {
+            "mode",
+            "level",
+            "prob",
+            "source_dir",
+            "stage",
+            "flip_prob",
+            "rotation",
+            "scale",
+            "colour",
+            "band_kernel",
+            "opaque_alpha",
+        }
+    ),
+}
+
+
+def band_kernel_for(height: int, width: int, band_kernel: int | None = None) -> int:
+    """``band_kernel`` if set, else 25 px scaled from a 1080 px short side (odd, at least 3)."""
+    if band_kernel is not None:
+        return int(band_kernel)
+    return max(3, round(BAND_KERNEL_AT_1080 * min(height, width) / 1080) | 1)
+
+
+def face_region(
+    facemask: np.ndarray,
+    alpha: np.ndarray,
+    band_kernel: int | None = None,
+    opaque_alpha: int = DEFAULT_OPAQUE_ALPHA,
+) -> np.ndarray:
+    """The face mask minus the alpha's transition band (the pixels P3M-10k anonymises), bool (H, W).
+
+    Computed on the face's bounding box padded by the kernel, which gives the full-image result
+    (morphology reads only pixels within the kernel's reach) at a cost independent of the image size.
+    """
+    height, width = alpha.shape[:2]
+    kernel = band_kernel_for(height, width, band_kernel)
+    face = facemask > 0
+    rows, cols = np.flatnonzero(face.any(axis=1)), np.flatnonzero(face.any(axis=0))
+    out = np.zeros((height, width), bool)
+    if rows.size == 0:
+        return out
+    y0, y1 = max(0, rows[0] - kernel), min(height, rows[-1] + 1 + kernel)
+    x0, x1 = max(0, cols[0] - kernel), min(width, cols[-1] + 1 + kernel)
+    out[y0:y1, x0:x1] = obfuscation_region(
+        facemask[y0:y1, x0:x1],
+        alpha=alpha[y0:y1, x0:x1],
+        band_kernel=kernel,
+        opaque_alpha=opaque_alpha,
+    )
+    return out
+
+
+def _check_keys(privacy: Mapping[str, Any], mode: str) -> None:
+    unknown = sorted(set(privacy) - _MODE_KEYS[mode])
+    if unknown:
+        raise ValueError(
+            f"privacy.mode={mode} does not take {', '.join(unknown)}; its keys are {sorted(_MODE_KEYS[mode])}"
+        )
+
+
+@dataclass(frozen=True)
+class ObfuscateHook:
+    """privacy=obfuscate: obfuscate the face of the original image (and its fg), then augment.
+
+    Attributes:
+        obfuscator: method and strengths; its ``band_kernel`` is replaced per sample when
+            ``band_kernel`` is None.
+        band_kernel: transition band kernel in pixels, or None to scale it to the sample.
+    """
+
+    obfuscator: FaceObfuscator
+    band_kernel: int | None = None
+
+    def obfuscate(self, sample: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The sample with ``image`` (and ``fg``) obfuscated inside the face region."""
+        if "facemask" not in sample:
+            raise KeyError("privacy=obfuscate needs the face mask of every training sample (train/facemask)")
+        alpha, facemask = sample["alpha"], sample["facemask"]
+        kernel = band_kernel_for(*alpha.shape[:2], self.band_kernel)
+        obfuscator = dataclasses.replace(self.obfuscator, band_kernel=kernel)
+        out = dict(sample)
+        out["image"] = obfuscator(sample["image"], facemask, alpha=alpha)
+        if "fg" in sample:
+            # Where the face is obfuscated alpha is 1, so the foreground is the (obfuscated) image.
+            region = face_region(facemask, alpha, kernel, obfuscator.opaque_alpha)
+            out["fg"] = np.where(region[..., None], out["image"], sample["fg"])
+        return out
+
+    def __call__(
+        self,
+        sample: dict[str, np.ndarray],
+        transform: Any,
+        rng: np.random.Generator,
+        privacy_rng: np.random.Generator,
+    ) -> dict[str, torch.Tensor]:
+        """Obfuscate, then run the augmentation pipeline."""
+        return transform(self.obfuscate(sample), rng)
+
+
+@dataclass
+class CopyPasteHook:
+    """privacy=cp: paste a public face over the blurred face (ICP) or prepare the FCP inputs.
+
+    Attributes:
+        faces: the public source faces.
+        level: ``image`` (ICP) or ``feature`` (FCP).
+        prob: probability that a sample gets a pasted face.
+        stage: FCP: encoder stages before the paste (sent to the model as ``cp_stage``).
+        augment: the source face's random changes.
+        band_kernel: transition band kernel in pixels, or None to scale it to the sample.
+        opaque_alpha: alpha (0..255) from which a pixel is definite foreground for the band.
+    """
+
+    faces: PublicFaces
+    level: str = "image"
+    prob: float = 0.5
+    stage: int = 1
+    augment: FaceAugment = dataclasses.field(default_factory=FaceAugment)
+    band_kernel: int | None = None
+    opaque_alpha: int = DEFAULT_OPAQUE_ALPHA
+
+    def __post_init__(self) -> None:
+        if self.level not in CP_LEVELS:
+            raise ValueError(f"privacy.level={self.level!r} is unknown; choose image (ICP) or feature (FCP)")
+        if isinstance(self.prob, bool) or not 0.0 <= float(self.prob) <= 1.0:
+            raise ValueError(f"privacy.prob must be a probability in [0, 1], got {self.prob!r}")
+        if isinstance(self.stage, bool) or not isinstance(self.stage, int) or self.stage < 1:
+            raise ValueError(
+                f"privacy.stage must be an integer >= 1 (encoder stages before the paste), got {self.stage!r}"
+            )
+
+    def paste(self, sample: Mapping[str, np.ndarray], privacy_rng: np.random.Generator) -> Any:
+        """Draw whether and what to paste; a :class:`~src.privacy.copy_paste.PastedFace` or None."""
+        if "facemask" not in sample:
+            raise KeyError("privacy=cp needs the face mask of every training sample (train/facemask)")
+        if privacy_rng.random() >= self.prob:
+            return None
+        region = face_region(sample["facemask"], sample["alpha"], self.band_kernel, self.opaque_alpha)
+        if not region.any():  # no face (e.g. a back view)
+            return None
+        face = self.faces.load(int(privacy_rng.integers(len(self.faces))))
+        return paste_face(region, face.image, face.mask, privacy_rng, self.augment)
+
+    def __call__(
+        self,
+        sample: dict[str, np.ndarray],
+        transform: Any,
+        rng: np.random.Generator,
+        privacy_rng: np.random.Generator,
+    ) -> dict[str, torch.Tensor]:
+        """Paste (or not), then augment; FCP items also get ``cp_source``, ``cp_mask`` and ``cp_stage``."""
+        pasted = self.paste(sample, privacy_rng)
+        if self.level == "image":
+            if pasted is not None:
+                sample = {**sample, **{k: pasted.apply(sample[k]) for k in ("image", "fg") if k in sample}}
+            return transform(sample, rng)
+        # FCP: the pasted image and the paste mask take the target's exact crop, flip and resize:
+        # the pipeline runs again with a copy of the generator in the state the target pass started from.
+        twin = copy.deepcopy(rng)
+        item = transform(sample, rng)
+        if pasted is None:
+            item["cp_source"] = item["image"]
+            item["cp_mask"] = torch.zeros_like(item["alpha"])
+        else:
+            source_sample = {
+                **sample,
+                "image": pasted.apply(sample["image"]),
+                "facemask": pasted.full_mask(sample["alpha"].shape),
+            }
+            source = transform(source_sample, twin)
+            item["cp_source"] = source["image"]
+            item["cp_mask"] = source["facemask"]
+        item["cp_stage"] = torch.tensor(self.stage, dtype=torch.int64)
+        return item
+
+
+def privacy_hook(
+    privacy: Mapping[str, Any] | str | None, root: str | Path | None
+) -> tuple[Any, tuple[Path, ...]]:
+    """Build the training step of a privacy config node, and the extra folders it reads.
+
+    Args:
+        privacy: the ``privacy`` config node (``{mode: ppt}``, ...); None means ``ppt``.
+        root: the dataset root; P3M-CP's ``source_dir: null`` means ``<root>/public_faces``.
+
+    Returns:
+        ``(hook, read_dirs)``: None and ``()`` for ``ppt`` and ``none``.
+
+    Raises:
+        ValueError: an unknown mode, a key the mode does not take, or a bad value (named).
+    """
+    if privacy is None or isinstance(privacy, str):
+        privacy = {"mode": privacy or "ppt"}
+    if not isinstance(privacy, Mapping):
+        raise ValueError(f"privacy must be a mapping like {{mode: ppt}}, got {privacy!r}")
+    mode = privacy.get("mode", "ppt")
+    if mode not in _MODE_KEYS:
+        raise ValueError(f"privacy.mode={mode!r} is unknown; choose one of {sorted(_MODE_KEYS)}")
+    _check_keys(privacy, mode)
+    settings = {k: v for k, v in privacy.items() if k != "mode" and v is not None}
+    if mode == "obfuscate":
+        band_kernel = settings.pop("band_kernel", None)
+        try:
+            obfuscator = FaceObfuscator(**settings)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"privacy (mode obfuscate): {err}") from None
+        return ObfuscateHook(obfuscator, band_kernel), ()
+    if mode == "cp":
+        source_dir = privacy.get("source_dir")
+        if source_dir is None:
+            if root is None:
+                raise ValueError(
+                    "privacy.source_dir is null and data.root is not set: set privacy.source_dir"
+                )
+            source_dir = Path(root) / PUBLIC_FACES_DIR
+        faces = PublicFaces(source_dir)
+        augment_keys = {f.name for f in dataclasses.fields(FaceAugment)}
+        augment = FaceAugment(**{k: v for k, v in settings.items() if k in augment_keys})
+        hook = CopyPasteHook(
+            faces,
+            level=str(settings.get("level", "image")),
+            prob=settings.get("prob", 0.5),
+            stage=settings.get("stage", 1),
+            augment=augment,
+            band_kernel=settings.get("band_kernel"),
+            opaque_alpha=int(settings.get("opaque_alpha", DEFAULT_OPAQUE_ALPHA)),
+        )
+        return hook, faces.read_dirs
+    return None, ()
