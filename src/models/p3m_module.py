@@ -15,6 +15,7 @@ from src.inference import TestTimeOutput, infer_alpha
 from src.metrics.collection import METRIC_NAMES, TRIMAP_METRIC_NAMES, matting_metrics
 from src.metrics.privacy import SADPrivacy
 from src.models.checkpoints import load_checkpoint_state
+from src.models.performance import compile_in_place, enable_activation_checkpointing, to_channels_last
 from src.privacy.copy_paste import feature_copy_paste_forward
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,11 @@ class P3MLitModule(LightningModule):
         heavy_metrics: Slower metrics (Grad, Conn) computed every ``heavy_every_n_epochs`` and at test.
         heavy_every_n_epochs: Period of the heavy metrics; 0 disables them during validation.
         init_from: Checkpoint whose network weights start this run (ours or the authors').
+        channels_last: Store weights and training images channels-last (NHWC): faster convolutions on
+            GPUs and on CPUs with oneDNN; max-pool near-ties may break differently.
+        compile: ``torch.compile`` the network (True, or a dict of ``torch.compile`` arguments).
+        activation_checkpointing: Recompute the transformer blocks' activations in the backward pass
+            (Swin-T, ViTAE-S): less memory per batch for about a third more compute.
     """
 
     def __init__(
@@ -48,6 +54,9 @@ class P3MLitModule(LightningModule):
         heavy_metrics: Sequence[str] = ("grad", "conn"),
         heavy_every_n_epochs: int = 5,
         init_from: str | None = None,
+        channels_last: bool = False,
+        compile: bool | Mapping[str, Any] = False,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         # Callables stay out of the checkpoint so it loads with torch.load(weights_only=True).
@@ -60,6 +69,11 @@ class P3MLitModule(LightningModule):
             checkpoint = load_checkpoint_state(init_from)
             self.net.load_state_dict(checkpoint.state_dict)
             log.info("initialised the network from %s (%s weights)", init_from, checkpoint.source)
+        if activation_checkpointing:
+            enable_activation_checkpointing(self.net)
+        if channels_last:
+            to_channels_last(self.net)
+        compile_in_place(self.net, compile)
         self.val_metrics = nn.ModuleDict()
         self.heavy_val_metrics = nn.ModuleDict()
         self.privacy_val_metrics = nn.ModuleDict()  # sad_privacy of the splits with face masks
@@ -96,7 +110,10 @@ class P3MLitModule(LightningModule):
         if "cp_source" in batch:
             output = feature_copy_paste_forward(self.net, batch)
         else:
-            output = self.net(batch["image"])
+            image = batch["image"]
+            if self.hparams.get("channels_last"):
+                image = image.contiguous(memory_format=torch.channels_last)
+            output = self.net(image)
         terms = self.loss(output, batch)
         batch_size = batch["image"].shape[0]
         for name, value in terms.items():

@@ -1,0 +1,62 @@
+"""Export a trained P3M-Net for deployment.
+
+    python src/export.py ckpt_path=PATH format=onnx [output=p3mnet.onnx] [dynamic=true]
+    python src/predict.py runtime=onnx onnx_path=p3mnet.onnx input=photos/ output=out/
+
+The network is exported in fp32, contiguous, eval mode; after export the ONNX outputs are checked
+against PyTorch on a few random inputs (see ``check_*`` in conf/export.yaml) and the run fails when
+they are beyond tolerance.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
+from src.utils.run import task_wrapper
+
+log = logging.getLogger(__name__)
+FORMATS = ("onnx",)
+
+
+def run_export(cfg: DictConfig) -> dict[str, Any]:
+    """Export ``cfg.ckpt_path`` in ``cfg.format``; returns the output path and the check's report."""
+    from src.deploy.onnx_export import check_onnx, export_onnx
+    from src.inference.runner import backbone_choice
+    from src.models.checkpoints import load_model
+    from src.utils.run_dirs import resolve_ckpt_path
+
+    if cfg.format not in FORMATS:
+        raise ValueError(f"format={cfg.format} is not supported; choose one of {FORMATS}")
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, "train", prefer="best")
+    if not ckpt_path:
+        raise ValueError("set ckpt_path=PATH: the checkpoint to export (ours or the authors' file)")
+    output = Path(str(cfg.output)) if cfg.get("output") else Path(str(ckpt_path)).with_suffix(".onnx")
+    net = load_model(ckpt_path, backbone=backbone_choice(cfg))
+    sample_size = (int(cfg.sample_size[0]), int(cfg.sample_size[1]))
+    export_onnx(net, output, sample_size, dynamic=bool(cfg.dynamic), opset=int(cfg.opset))
+    result: dict[str, Any] = {"output": str(output), "checked": False}
+    if cfg.check:
+        sizes = [tuple(size) for size in cfg.check_sizes] if cfg.dynamic else [sample_size]
+        report = check_onnx(net, output, sizes, atol=cfg.check_atol, max_mismatch=cfg.check_max_mismatch)
+        log.info(report.summary())
+        if not report.passed:
+            raise RuntimeError(f"the exported graph {output} disagrees with PyTorch:\n{report.summary()}")
+        result |= {"checked": True, "check": report}
+    log.info("wrote %s", output)
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    task_wrapper(run_export)(cfg)
+
+
+if __name__ == "__main__":
+    main()
