@@ -3,7 +3,10 @@
 Examples:
     python src/eval.py ckpt_path=best.ckpt data.root=/path/to/P3M-10k
     python src/eval.py ckpt_path=p3mnet_pretrained_on_p3m10k.pth test_strategy=hybrid   # the authors' file
+    python src/eval.py ckpt_path=latest data=synthetic backbone=resnet34 save_predictions=true
     python src/eval.py pred_dir=outputs/other_method data.root=/path/to/P3M-10k          # no model
+
+Writes metrics.json, per_image.csv (and predictions/<split>/<stem>.png) into the run directory.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from src.utils.run import task_wrapper
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns SAD of the first split (for sweeps)."""
+    """Hydra entry point; returns the SAD of the first split (for sweeps)."""
     doc = task_wrapper(run_evaluation)(cfg)
     first = next(iter(doc.values()), {})
     return first.get("mean", {}).get("sad") if isinstance(first, dict) else None

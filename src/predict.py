@@ -1,6 +1,7 @@
 """Predict alpha mattes and cut-outs for photos.
 
     python src/predict.py ckpt_path=PATH input=FILE_OR_DIR_OR_GLOB output=DIR [test_strategy=hybrid]
+    python src/predict.py ckpt_path=PATH "input='my photos/a,b [1].jpg'" output=out   # Hydra quoting
 
 Writes DIR/alpha/<stem>.png and DIR/rgba/<stem>.png. The exit code is the number of images that
 failed (capped at 255); they are listed at the end.
@@ -8,43 +9,22 @@ failed (capped at 255); they are listed at the end.
 
 from __future__ import annotations
 
-import logging
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
-from src.inference.predict_files import collect_inputs, predict_files
-from src.inference.runner import resolve_device
-from src.utils.run_dirs import resolve_ckpt_path
-
-log = logging.getLogger(__name__)
+from src.inference.predict_files import run_prediction
+from src.utils.run import task_wrapper
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    from src.models.checkpoints import load_model
-
-    if not cfg.get("ckpt_path") or not cfg.get("input") or not cfg.get("output"):
-        raise SystemExit("usage: python src/predict.py ckpt_path=PATH input=FILE_OR_DIR_OR_GLOB output=DIR")
-    device = resolve_device(cfg.device)
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir, "train", prefer="best")
-    net = load_model(ckpt_path, backbone=cfg.backbone).to(device)
-    paths = collect_inputs(cfg.input)
-    out_dir = Path(cfg.output)
-    failed = predict_files(
-        net, paths, out_dir, cfg.test_strategy, cfg.resize_mode, cfg.max_short_side, device
-    )
-    log.info(
-        "wrote %d mattes to %s/alpha and cut-outs to %s/rgba", len(paths) - len(failed), out_dir, out_dir
-    )
-    for path, reason in failed:
-        log.error("failed: %s (%s)", path, reason)
-    if failed:
-        sys.exit(min(len(failed), 255))
+    """Hydra entry point; exits with the number of images that failed."""
+    summary = task_wrapper(run_prediction)(cfg)
+    if summary.failed:
+        sys.exit(min(len(summary.failed), 255))
 
 
 if __name__ == "__main__":

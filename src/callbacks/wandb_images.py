@@ -40,7 +40,8 @@ class WandbImagePanel(Callback):
         self.log_unblurred = log_unblurred
         self.max_side = max_side
         self._validations = 0
-        self._rows: dict[str, list[list[np.ndarray]]] = {}
+        self.panel: dict[str, list[list[np.ndarray]]] = {}
+        """The rows of the current (or last) validation by split: image, alpha, trimap, local, fusion."""
 
     def _allowed_splits(self, trainer: Trainer) -> set[str]:
         splits = getattr(trainer.datamodule, "eval_splits", None) or []
@@ -55,7 +56,7 @@ class WandbImagePanel(Callback):
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Start a new panel."""
-        self._rows = {}
+        self.panel = {}
 
     def on_validation_batch_end(
         self,
@@ -75,15 +76,15 @@ class WandbImagePanel(Callback):
         image = batch["image"][0].permute(1, 2, 0).cpu().numpy().astype(np.uint8)
         maps = [batch["alpha"][0, 0], outputs.trimap.float() / 255.0, outputs.local_alpha, outputs.alpha]
         row = [image] + [_to_uint8(m) for m in maps]
-        self._rows.setdefault(split, []).append([_shrink(x, self.max_side) for x in row])
+        self.panel.setdefault(split, []).append([_shrink(x, self.max_side) for x in row])
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Send the panel to every W&B logger."""
-        if self._active(trainer) and self._rows:
+        if self._active(trainer) and self.panel:
             for logger in trainer.loggers:
                 if not isinstance(logger, WandbLogger):
                     continue
-                for split, rows in self._rows.items():
+                for split, rows in self.panel.items():
                     images = [x for row in rows for x in row]
                     captions = [c for _ in rows for c in ("image", "alpha (gt)", "trimap", "local", "fusion")]
                     logger.log_image(

@@ -1,28 +1,42 @@
-"""Turn photos into alpha mattes and RGBA cut-outs (``src/predict.py``)."""
+"""Turn photos into alpha mattes and RGBA cut-outs: the task behind ``src/predict.py``."""
 
 from __future__ import annotations
 
 import glob
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
 from src.data.io import ImageReadError, ImageSizeError, read_image
 from src.inference.resize import ResizeMode
+from src.inference.runner import load_network, resolve_device
 from src.inference.test_time import infer_alpha
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+USAGE = "python src/predict.py ckpt_path=PATH input=FILE_OR_DIR_OR_GLOB output=DIR"
+
+
+@dataclass
+class PredictionSummary:
+    """What a prediction run wrote and what it skipped."""
+
+    written: list[Path] = field(default_factory=list)
+    """Input images whose matte and cut-out were written."""
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    """(input, reason) of every image that was skipped."""
 
 
 def collect_inputs(spec: str | Path) -> list[Path]:
-    """A file, every image of a folder (sorted, non-recursive), or a glob pattern."""
+    """A file, every image of a folder (sorted, non-recursive), or a glob pattern (sorted matches)."""
     path = Path(spec)
     if path.is_file():
         return [path]
@@ -32,7 +46,10 @@ def collect_inputs(spec: str | Path) -> list[Path]:
         )
     matches = sorted(Path(p) for p in glob.glob(str(spec)) if Path(p).is_file())
     if not matches:
-        raise FileNotFoundError(f"input={spec} is no file, folder or glob pattern with matches")
+        raise FileNotFoundError(
+            f"input={spec} is no file, folder or glob pattern with matches (quote paths with spaces, "
+            "commas or brackets for Hydra: input=\"'my photos/a,b.jpg'\")"
+        )
     return matches
 
 
@@ -64,18 +81,32 @@ def predict_files(
     resize_mode: ResizeMode = "paper",
     max_short_side: int | None = 1080,
     device: torch.device | str = "cpu",
-) -> list[tuple[Path, str]]:
-    """Predict every image; unreadable ones are reported and skipped.
+) -> PredictionSummary:
+    """Predict every image; unreadable ones (and repeated names) are reported and skipped.
 
-    Returns:
-        (path, reason) of every image that failed.
+    Args:
+        net: The network in eval mode, on ``device``.
+        paths: Input images; outputs are named after their stems.
+        out_dir: Receives ``alpha/<stem>.png`` and ``rgba/<stem>.png``.
+        strategy: Test-time strategy (``hybrid``, ``resize``, ``full``).
+        resize_mode: ``paper`` or ``fast`` (see :mod:`src.inference.resize`).
+        max_short_side: Photos with a longer short side are shrunk to it for inference and their
+            matte resized back, which bounds the memory of the full-size pass; None keeps them.
+        device: Where the image tensors go.
     """
-    failed: list[tuple[Path, str]] = []
+    summary = PredictionSummary()
+    sources: dict[str, Path] = {}
     for path in tqdm(paths, desc="predict", unit="img"):
+        if path.stem in sources:
+            summary.failed.append(
+                (path, f"its name clashes with {sources[path.stem]}: both would be {path.stem}.png")
+            )
+            log.warning("skipped %s: %s", path, summary.failed[-1][1])
+            continue
         try:
             original = read_image(path, exif=True)
         except (ImageReadError, ImageSizeError) as err:
-            failed.append((path, str(err)))
+            summary.failed.append((path, str(err)))
             log.warning("skipped %s", err)
             continue
         image = fit_short_side(original, max_short_side)
@@ -83,10 +114,35 @@ def predict_files(
         try:
             alpha = infer_alpha(net, tensor, strategy, resize_mode).alpha.cpu().numpy()
         except ValueError as err:  # e.g. too small for the strategy
-            failed.append((path, str(err)))
+            summary.failed.append((path, str(err)))
             log.warning("skipped %s: %s", path, err)
             continue
         if alpha.shape != original.shape[:2]:
             alpha = cv2.resize(alpha, original.shape[1::-1], interpolation=cv2.INTER_LINEAR)
         write_outputs(original, alpha, out_dir, path.stem)
-    return failed
+        sources[path.stem] = path
+        summary.written.append(path)
+    return summary
+
+
+def run_prediction(cfg: DictConfig) -> PredictionSummary:
+    """Predict ``cfg.input`` with ``cfg.ckpt_path`` into ``cfg.output`` (the predict config)."""
+    missing = [key for key in ("ckpt_path", "input", "output") if cfg.get(key) in (None, "")]
+    if missing:
+        raise ValueError(f"set {', '.join(missing)}: {USAGE}")
+    device = resolve_device(cfg.device)
+    net, meta = load_network(cfg, device)
+    paths = collect_inputs(str(cfg.input))
+    out_dir = Path(str(cfg.output))
+    log.info(
+        "predicting %d image(s) with %s (%s, %s)", len(paths), meta["checkpoint"], meta["backbone"], device
+    )
+    summary = predict_files(
+        net, paths, out_dir, cfg.test_strategy, cfg.resize_mode, cfg.max_short_side, device
+    )
+    log.info(
+        "wrote %d mattes to %s and cut-outs to %s", len(summary.written), out_dir / "alpha", out_dir / "rgba"
+    )
+    for path, reason in summary.failed:
+        log.error("failed: %s (%s)", path, reason)
+    return summary

@@ -1,19 +1,30 @@
-"""The evaluation task behind ``src/eval.py``: build the predictor, score every split, report."""
+"""Loading a checkpoint for inference, and the evaluation task behind ``src/eval.py``."""
 
 from __future__ import annotations
 
 import logging
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import torch
+import torchmetrics
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
-from torch import Tensor
+from torch import Tensor, nn
 
-from src.inference.evaluate import Predictor, SplitResult, _first, evaluate_split, prediction_reader
+from src.inference.evaluate import (
+    Predictor,
+    SplitResult,
+    evaluate_split,
+    generalisation_gap,
+    metric_order,
+    prediction_reader,
+    unbatch,
+)
 from src.inference.report import print_table, write_reports
 from src.inference.test_time import infer_alpha
 from src.utils.instantiate import instantiate_loggers
@@ -29,42 +40,65 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def model_predictor(cfg: DictConfig, device: torch.device) -> tuple[Predictor, dict[str, Any]]:
-    """Load the checkpoint and wrap it in the configured test-time strategy."""
-    from src.models.checkpoints import load_model
+def backbone_choice(cfg: DictConfig) -> str:
+    """``cfg.backbone`` as a name: the backbone group's option (``backbone=swin``) or a plain string."""
+    choice = cfg.get("backbone") or "auto"
+    return str(choice.get("name", "auto")) if isinstance(choice, Mapping) else str(choice)
+
+
+def load_network(cfg: DictConfig, device: torch.device) -> tuple[nn.Module, dict[str, str]]:
+    """Load ``cfg.ckpt_path`` (``latest`` / ``latest:<task>`` expanded) for inference on ``device``.
+
+    Returns:
+        The network and ``{"checkpoint": path, "backbone": registered name}``.
+    """
+    from src.models.checkpoints import backbone_class, load_model
+    from src.models.components.backbones import list_backbones
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, "train", prefer="best")
     if not ckpt_path:
         raise ValueError(
             "set ckpt_path=PATH (a checkpoint to evaluate) or pred_dir=DIR (existing predictions)"
         )
-    net = load_model(ckpt_path, backbone=cfg.backbone).to(device)
+    net = load_model(ckpt_path, backbone=backbone_choice(cfg)).to(device)
+    backbone = next((n for n in list_backbones() if backbone_class(n) is type(net.backbone)), "unknown")
+    return net, {"checkpoint": str(ckpt_path), "backbone": backbone}
+
+
+def model_predictor(cfg: DictConfig, device: torch.device) -> tuple[Predictor, dict[str, Any]]:
+    """Load the checkpoint and wrap it in the configured test-time strategy."""
+    net, meta = load_network(cfg, device)
 
     def predict(sample: Mapping[str, Any]) -> Tensor:
-        image = _first(sample["image"]).to(device)
+        image = unbatch(sample["image"]).to(device)
         return infer_alpha(net, image, cfg.test_strategy, cfg.resize_mode).alpha
 
-    backbone = type(net.backbone).__name__
-    return predict, {"checkpoint": ckpt_path, "backbone": backbone}
+    return predict, meta | {"strategy": cfg.test_strategy, "resize_mode": cfg.resize_mode}
 
 
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate ``cfg.ckpt_path`` (or ``cfg.pred_dir``) on every split; write reports to the run dir."""
+    """Evaluate ``cfg.ckpt_path`` (or ``cfg.pred_dir``) on every split; write reports to the run dir.
+
+    Returns:
+        The ``metrics.json`` document.
+    """
     out_dir = Path(cfg.paths.output_dir)
     device = resolve_device(cfg.device)
     if cfg.get("pred_dir"):
-        predict, meta = prediction_reader(Path(cfg.pred_dir)), {"pred_dir": str(cfg.pred_dir)}
+        pred_dir = Path(str(cfg.pred_dir))
+        if not pred_dir.is_dir():
+            raise FileNotFoundError(
+                f"pred_dir={pred_dir} is not a folder of <split>/<stem>.png or <stem>.png"
+            )
+        predict = prediction_reader(pred_dir)
+        meta: dict[str, Any] = {"pred_dir": str(pred_dir), "checkpoint": None, "backbone": None}
+        meta |= {"strategy": None, "resize_mode": None}
     else:
         predict, meta = model_predictor(cfg, device)
-    meta |= {
-        "strategy": None if cfg.get("pred_dir") else cfg.test_strategy,
-        "resize_mode": None if cfg.get("pred_dir") else cfg.resize_mode,
-        "device": str(device),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
-    }
 
     datamodule = hydra.utils.instantiate(cfg.data, require_fg_bg=False)
     datamodule.setup("test")
+    meta |= {"data_root": str(datamodule.hparams.root), "device": str(device), "versions": _versions()}
     results: list[SplitResult] = []
     for split, loader in zip(datamodule.eval_splits, datamodule.test_dataloader(), strict=True):
         save_dir = out_dir / "predictions" / split.name if cfg.save_predictions else None
@@ -73,28 +107,49 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     doc = write_reports(results, meta, out_dir)
     print_table(results)
     log.info("Metrics: %s (per image: %s)", out_dir / "metrics.json", out_dir / "per_image.csv")
-    _log_to_loggers(cfg, results, doc)
+    loggers = instantiate_loggers(cfg.get("logger"), cfg)
+    log_results(loggers, results, {split.name: split.prefix for split in datamodule.eval_splits})
     return doc
 
 
-def _log_to_loggers(cfg: DictConfig, results: list[SplitResult], doc: dict[str, Any]) -> None:
-    loggers = instantiate_loggers(cfg.get("logger"), cfg)
-    if not loggers:
+def log_results(
+    loggers: Sequence[Logger], results: Sequence[SplitResult], prefixes: Mapping[str, str]
+) -> None:
+    """Send the numbers of metrics.json to the loggers, then close them.
+
+    Means go to ``test/<split>/<metric>`` (``test/p/sad`` for the split with prefix ``val/p``), gaps to
+    ``test/gap/<b>-<a>/<metric>``, and loggers that take tables (W&B) get the per-image metrics as
+    the table ``test/per_image``.
+    """
+    if not loggers or not results:
         return
-    prefixes = {s["name"]: s["prefix"] for s in cfg.data.eval_splits}
-    flat = {
-        f"test/{prefixes.get(r.name, r.name).split('/')[-1]}/{k}": v
-        for r in results
-        for k, v in r.mean.items()
-    }
-    for label, gap in doc["gap"].items():
-        flat |= {f"test/gap/{k}": v for k, v in gap.items()} if label else {}
+    short = {r.name: prefixes.get(r.name, r.name).rsplit("/", 1)[-1] for r in results}
+    metrics = {f"test/{short[r.name]}/{k}": v for r in results for k, v in r.mean.items()}
+    base = results[0]
+    for other in results[1:]:
+        key = f"test/gap/{short[other.name]}-{short[base.name]}"
+        metrics |= {f"{key}/{k}": v for k, v in generalisation_gap(other, base).items()}
+    names = metric_order(results)
+    columns = ["split", "stem", *names]
+    rows = [[r.name, stem, *(v.get(n) for n in names)] for r in results for stem, v in r.per_image.items()]
     for logger in loggers:
-        logger.log_metrics(flat)
-        if hasattr(logger, "log_table"):
-            names = sorted({k for r in results for v in r.per_image.values() for k in v})
-            rows = [
-                [r.name, stem, *(v.get(n) for n in names)] for r in results for stem, v in r.per_image.items()
-            ]
-            logger.log_table(key="test/per_image", columns=["split", "stem", *names], data=rows)
+        logger.log_metrics(metrics)
+        if hasattr(logger, "log_table"):  # WandbLogger
+            logger.log_table(key="test/per_image", columns=columns, data=rows)
         logger.finalize("success")
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("p3m")
+    except PackageNotFoundError:  # a checkout that is not installed
+        ours = "unknown"
+    return {
+        "p3m": ours,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "numpy": np.__version__,
+    }

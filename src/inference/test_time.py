@@ -62,8 +62,8 @@ def _normalise(image: Tensor) -> Tensor:
 
 def _segmentation_to_trimap(global_logits: Tensor) -> Tensor:
     """(1, 3, H, W) logits -> (1, H, W) float trimap 0/128/255 by argmax."""
-    classes = global_logits.argmax(dim=1).float()
-    return torch.where(classes == 1, torch.full_like(classes, 128.0), classes * 127.5)
+    levels = torch.tensor([0.0, 128.0, 255.0], device=global_logits.device)
+    return levels[global_logits.argmax(dim=1)]
 
 
 def _run(

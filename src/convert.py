@@ -1,0 +1,105 @@
+"""Write the authors' released P3M-Net file as one of our checkpoints.
+
+    python src/convert.py input=p3mnet_pretrained_on_p3m10k.pth output=pretrained/p3mnet_r34.ckpt [arch=r34]
+
+The result holds ``{'state_dict': {'net.<P3MNet key>': tensor}}`` (as a Lightning checkpoint of
+``P3MLitModule``) plus where it came from, loads with ``torch.load(weights_only=True)``, and works
+wherever a checkpoint is taken: ``ckpt_path=`` of eval and predict, ``model.init_from=`` of training,
+``src.models.load_model``. Every official key is converted except the unused ImageNet classifier,
+which is listed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
+from src.models.checkpoints import (
+    LIGHTNING_PREFIX,
+    convert_official_state_dict,
+    detect_official_arch,
+    official_formats,
+)
+from src.utils.run import task_wrapper
+
+log = logging.getLogger(__name__)
+
+
+def convert_official_checkpoint(
+    source: str | Path, target: str | Path, arch: str | None = None
+) -> dict[str, Any]:
+    """Convert an official checkpoint file and save it as ours.
+
+    Args:
+        source: The authors' file: ``{'state_dict': ...}`` or a bare state dict, keys with or without
+            ``module.``.
+        target: Where to write our checkpoint (parent folders are created).
+        arch: ``r34``, ``swin``, ``vitae``...; None detects it from the keys.
+
+    Returns:
+        A summary: ``arch``, ``backbone``, ``converted`` (number of tensors written) and ``ignored``
+        (official keys that were dropped).
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        ValueError: The file is not an official P3M-Net checkpoint (the error names the expected keys).
+    """
+    source, target = Path(source), Path(target)
+    if not source.is_file():
+        raise FileNotFoundError(f"input={source} does not exist")
+    obj = torch.load(source, map_location="cpu", weights_only=True)
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"{source} holds no state dict (found a {type(obj).__name__})")
+    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if any(k.startswith(LIGHTNING_PREFIX) for k in state):
+        raise ValueError(f"{source} is already one of our checkpoints (keys start with {LIGHTNING_PREFIX!r})")
+    arch = arch or detect_official_arch(state)
+    converted = convert_official_state_dict(state, arch)  # raises naming the expected keys
+    fmt = official_formats()[arch]
+    ignored = sorted(k for k in state if any(re.fullmatch(p, k) for p in fmt.encoder.official_unused))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "state_dict": {f"{LIGHTNING_PREFIX}{k}": v.contiguous() for k, v in converted.items()},
+            "converted_from": {"file": str(source), "official_arch": arch, "backbone": fmt.backbone},
+        },
+        target,
+    )
+    summary = {"arch": arch, "backbone": fmt.backbone, "converted": len(converted), "ignored": ignored}
+    log.info(
+        "wrote %s: %d tensors of an official %s P3M-Net (backbone %s); ignored %d unused keys %s",
+        target,
+        len(converted),
+        arch,
+        fmt.backbone,
+        len(ignored),
+        ignored,
+    )
+    return summary
+
+
+def run_conversion(cfg: DictConfig) -> dict[str, Any]:
+    """The convert config's task: ``cfg.input`` -> ``cfg.output``."""
+    if not cfg.get("input") or not cfg.get("output"):
+        raise ValueError(
+            "set input=<the authors' .pth> and output=<our .ckpt>: python src/convert.py input=A output=B"
+        )
+    return convert_official_checkpoint(str(cfg.input), str(cfg.output), cfg.get("arch"))
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="convert")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    task_wrapper(run_conversion)(cfg)
+
+
+if __name__ == "__main__":
+    main()

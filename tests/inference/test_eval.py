@@ -1,0 +1,214 @@
+"""src/eval.py end to end on the tiny synthetic dataset: reports, saved predictions, pred_dir, splits."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import pytest
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, open_dict
+
+from src.inference.evaluate import SplitResult
+from src.inference.report import results_document
+from src.inference.runner import log_results, run_evaluation
+from src.metrics import METRIC_NAMES, TRIMAP_METRIC_NAMES
+from tests.conftest import REPO_ROOT, TINY_SYNTHETIC
+from tests.inference.conftest import eval_data_overrides
+
+SPLITS = ("P3M-500-P", "P3M-500-NP")
+GAP = "P3M-500-NP - P3M-500-P"
+WHOLE_IMAGE = [n for n in METRIC_NAMES if n not in TRIMAP_METRIC_NAMES]
+
+
+def _stems(root: Path, split: str) -> list[str]:
+    folder = "blurred_image" if split == "P3M-500-P" else "original_image"
+    return sorted(p.stem for p in (root / "validation" / split / folder).iterdir())
+
+
+def test_checkpoint_evaluation_writes_json_csv_and_predictions(
+    compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    overrides = [f"ckpt_path={tiny_checkpoint}", "test_strategy=resize", "save_predictions=true"]
+    doc = run_evaluation(compose_config("eval", [*eval_data_overrides(tiny_synthetic), *overrides]))
+    run = tmp_path / "run"
+
+    assert list(doc) == [*SPLITS, "gap", "meta"]
+    assert json.loads((run / "metrics.json").read_text()) == doc
+    for split in SPLITS:
+        # the synthetic P3M-500-P has face masks (SAD inside them: sad_privacy), P3M-500-NP has none
+        with_faces = ["sad_privacy"] if split == "P3M-500-P" else []
+        assert list(doc[split]["mean"]) == [*METRIC_NAMES, *with_faces]
+        assert sorted(doc[split]["per_image"]) == _stems(tiny_synthetic, split)
+        for name in METRIC_NAMES:  # the mean is the mean of the per-image values
+            values = [v[name] for v in doc[split]["per_image"].values()]
+            assert doc[split]["mean"][name] == pytest.approx(sum(values) / len(values))
+    gap = doc["gap"][GAP]
+    assert list(gap) == list(METRIC_NAMES)
+    for name in METRIC_NAMES:
+        assert gap[name] == pytest.approx(doc["P3M-500-NP"]["mean"][name] - doc["P3M-500-P"]["mean"][name])
+    meta = doc["meta"]
+    assert meta["checkpoint"] == str(tiny_checkpoint) and meta["backbone"] == "resnet34"
+    assert (meta["strategy"], meta["resize_mode"]) == ("resize", "paper")
+    assert {"python", "torch", "torchmetrics"} <= set(meta["versions"])
+
+    rows = list(csv.DictReader((run / "per_image.csv").open()))
+    assert len(rows) == 2 * TINY_SYNTHETIC["num_test"]
+    assert list(rows[0]) == ["split", "stem", *METRIC_NAMES, "sad_privacy"]
+    first = rows[0]
+    assert float(first["sad"]) == pytest.approx(doc[first["split"]]["per_image"][first["stem"]]["sad"])
+
+    height, width = TINY_SYNTHETIC["size"]
+    for split in SPLITS:
+        saved = sorted((run / "predictions" / split).glob("*.png"))
+        assert [p.stem for p in saved] == _stems(tiny_synthetic, split)
+        matte = cv2.imread(str(saved[0]), cv2.IMREAD_UNCHANGED)
+        assert matte.shape == (height, width) and matte.dtype == "uint8"
+
+    # The saved mattes, scored without a model (pred_dir/<split>/<stem>.png), give the same numbers up
+    # to their 8-bit rounding: SAD moves by at most H * W * 0.5 / 255 / 1000.
+    shutil.move(run, tmp_path / "model_run")
+    predictions = tmp_path / "model_run" / "predictions"
+    rescored = run_evaluation(
+        compose_config("eval", [*eval_data_overrides(tiny_synthetic), f"pred_dir={predictions}"])
+    )
+    assert rescored["meta"]["pred_dir"] == str(predictions) and rescored["meta"]["checkpoint"] is None
+    bound = height * width * 0.5 / 255 / 1000
+    for split in SPLITS:
+        for stem, values in rescored[split]["per_image"].items():
+            assert values["sad"] == pytest.approx(doc[split]["per_image"][stem]["sad"], abs=bound)
+
+    # ... and from a flat folder (pred_dir/<stem>.png), as other methods often ship them
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in predictions.glob("*/*.png"):
+        shutil.copy(path, flat / path.name)
+    shutil.rmtree(tmp_path / "run")
+    flat_doc = run_evaluation(
+        compose_config("eval", [*eval_data_overrides(tiny_synthetic), f"pred_dir={flat}"])
+    )
+    for split in SPLITS:
+        assert flat_doc[split]["mean"] == rescored[split]["mean"]
+
+
+def test_whole_image_only_split_has_no_trimap_metrics(
+    compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    # A RealWorldPortrait-636-like layout elsewhere on disk: image/ and alpha/, no trimaps.
+    rwp = tmp_path / "rwp"
+    for sub in ("image", "alpha"):
+        (rwp / sub).mkdir(parents=True)
+    source = tiny_synthetic / "validation" / "P3M-500-NP"
+    for image in sorted((source / "original_image").iterdir()):
+        shutil.copy(image, rwp / "image" / image.name)
+        shutil.copy(source / "mask" / f"{image.stem}.png", rwp / "alpha" / f"{image.stem}.png")
+    cfg = compose_config(
+        "eval", [*eval_data_overrides(tiny_synthetic), f"ckpt_path={tiny_checkpoint}", "test_strategy=resize"]
+    )
+    with open_dict(cfg):
+        cfg.data.eval_splits.append(
+            {
+                "name": "RWP-636",
+                "prefix": "val/rwp",
+                "image_dir": str(rwp / "image"),
+                "mask_dir": str(rwp / "alpha"),
+            }
+        )
+    doc = run_evaluation(cfg)
+
+    assert list(doc) == [*SPLITS, "RWP-636", "gap", "meta"]
+    assert list(doc["RWP-636"]["mean"]) == WHOLE_IMAGE
+    assert all(list(v) == WHOLE_IMAGE for v in doc["RWP-636"]["per_image"].values())
+    assert list(doc["gap"]["RWP-636 - P3M-500-P"]) == WHOLE_IMAGE
+    # the same images and mattes as P3M-500-NP: the whole-image numbers agree
+    for name in WHOLE_IMAGE:
+        assert doc["RWP-636"]["mean"][name] == pytest.approx(doc["P3M-500-NP"]["mean"][name])
+    header = next(csv.reader((tmp_path / "run" / "per_image.csv").open()))
+    assert header == ["split", "stem", *METRIC_NAMES, "sad_privacy"]  # blank cells where not computed
+
+
+def test_backbone_is_detected_or_must_match(
+    compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tiny_checkpoint: Path
+) -> None:
+    base = [*eval_data_overrides(tiny_synthetic), f"ckpt_path={tiny_checkpoint}", "test_strategy=resize"]
+    doc = run_evaluation(compose_config("eval", [*base, "backbone=resnet34", "metrics=[sad]"]))
+    assert doc["meta"]["backbone"] == "resnet34" and list(doc["P3M-500-P"]["mean"]) == ["sad"]
+    with pytest.raises(ValueError, match="holds a resnet34 P3M-Net, not swin: set backbone=auto"):
+        run_evaluation(compose_config("eval", [*base, "backbone=swin"]))
+
+
+def test_missing_inputs_raise_actionable_errors(
+    compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match=r"ckpt_path=PATH .* or pred_dir=DIR"):
+        run_evaluation(compose_config("eval", eval_data_overrides(tiny_synthetic)))
+    empty = tmp_path / "empty_predictions"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no prediction for P3M-500-P/syn_valp_0000: looked for"):
+        run_evaluation(compose_config("eval", [*eval_data_overrides(tiny_synthetic), f"pred_dir={empty}"]))
+
+
+@pytest.mark.slow
+def test_cli_evaluates_and_logs_a_per_image_table_to_offline_wandb(
+    tiny_synthetic: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "cli_run"
+    env = os.environ | {
+        "OMP_NUM_THREADS": "1",
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DIR": str(tmp_path),
+    }
+    env.pop("WANDB_API_KEY", None)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "src/eval.py",
+            *eval_data_overrides(tiny_synthetic),
+            f"ckpt_path={tiny_checkpoint}",
+            "backbone=auto",
+            "test_strategy=hybrid",
+            "metrics=[sad,mse,sad_t]",
+            "logger=wandb",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    doc = json.loads((run / "metrics.json").read_text())
+    assert doc["meta"]["strategy"] == "hybrid" and list(doc["P3M-500-P"]["mean"]) == ["sad", "mse", "sad_t"]
+    assert "P3M-500-NP - P3M-500-P" in result.stdout  # the printed table
+    tables = glob.glob(
+        str(run / "wandb" / "offline-run-*" / "files" / "media" / "table" / "test" / "*.table.json")
+    )
+    assert len(tables) == 1, sorted(str(p) for p in run.rglob("*"))[:40]
+    table = json.loads(Path(tables[0]).read_text())
+    assert table["columns"] == ["split", "stem", "sad", "mse", "sad_t"]
+    assert len(table["data"]) == 2 * TINY_SYNTHETIC["num_test"]
+
+
+def test_loggers_get_means_gaps_and_no_table_when_they_cannot_take_one(tmp_path: Path) -> None:
+    results = [
+        SplitResult("P3M-500-P", {"sad": 1.0, "sad_t": 0.5}, {"a": {"sad": 1.0, "sad_t": 0.5}}),
+        SplitResult("P3M-500-NP", {"sad": 3.0, "sad_t": 0.25}, {"b": {"sad": 3.0, "sad_t": 0.25}}),
+    ]
+    logger = CSVLogger(tmp_path, name="csv")
+    log_results([logger], results, {"P3M-500-P": "val/p", "P3M-500-NP": "val/np"})
+    with Path(logger.log_dir, "metrics.csv").open() as fh:
+        (row,) = csv.DictReader(fh)
+    assert float(row["test/p/sad"]) == 1.0 and float(row["test/np/sad_t"]) == 0.25
+    assert float(row["test/gap/np-p/sad"]) == 2.0 and float(row["test/gap/np-p/sad_t"]) == -0.25
+    with pytest.raises(ValueError, match="reserved"):
+        results_document([SplitResult("meta")], {})
