@@ -3,8 +3,11 @@
 Examples:
     python src/train.py data.root=/path/to/P3M-10k
     python src/train.py experiment=demo
-    python src/train.py backbone=vitae trainer.devices=4
-    python src/train.py -m loss=paper,no_composition
+    python src/train.py backbone=vitae trainer.devices=4           # DDP on 4 GPUs
+    python src/train.py -m loss=paper,no_composition               # a grid multirun
+    python src/train.py hparams_search=p3m_optuna                  # an Optuna sweep
+    python src/train.py ckpt_path=latest                           # resume this task's newest run
+    python src/train.py train=false test=true ckpt_path=PATH       # evaluate a checkpoint
 """
 
 from __future__ import annotations
@@ -14,11 +17,19 @@ from typing import Any
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig
+import torch
+from omegaconf import DictConfig, open_dict
 
 import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
+from src.utils.distributed import (
+    dataloader_workers,
+    devices_per_node,
+    effective_batch_size,
+    rank_seed,
+    scaled_lr,
+)
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
-from src.utils.run import log_hyperparameters, metric_value, task_wrapper
+from src.utils.run import log_hyperparameters, metric_value, save_metrics, task_wrapper
 from src.utils.run_dirs import resolve_ckpt_path
 
 log = logging.getLogger(__name__)
@@ -29,28 +40,81 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit (and optionally test) the model described by ``cfg``; returns the logged metrics."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    _size_dataloader_workers(cfg)
+    _cpu_without_sync_batchnorm(cfg)
 
     model = hydra.utils.instantiate(cfg.model)
     datamodule = hydra.utils.instantiate(cfg.data, require_fg_bg="composition" in model.loss.active_terms)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     loggers = instantiate_loggers(cfg.get("logger"), cfg)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    if cfg.get("seed") is not None and trainer.world_size > 1:
+        # every rank had the same seed for the model (DDP broadcasts rank 0's weights anyway); from here
+        # on, ranks draw different augmentations, dropout masks and worker seeds
+        L.seed_everything(rank_seed(cfg.seed, trainer.global_rank), workers=True, verbose=False)
+    _log_batch_and_lr(cfg, trainer)
     log_hyperparameters(cfg, model, trainer)
 
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last")
     if cfg.get("train"):
-        ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last")
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = dict(trainer.callback_metrics)
     best, last = _checkpoint_paths(trainer)
     if cfg.get("test"):
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
+        # after training: its best checkpoint; without training: the one given by ckpt_path
+        test_ckpt = best or (None if cfg.get("train") else ckpt_path)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True)
         metrics.update(trainer.callback_metrics)
     if trainer.is_global_zero:
+        save_metrics(metrics, cfg.paths.output_dir)
         log.info("Run directory: %s", trainer.default_root_dir)
         log.info("Best checkpoint: %s | last: %s", best or "(none)", last or "(none)")
         for logger in trainer.loggers:
             log.info("Logs (%s): %s", type(logger).__name__, logger.log_dir or logger.save_dir)
     return metrics
+
+
+def _cpu_without_sync_batchnorm(cfg: DictConfig) -> None:
+    """Turn ``trainer.sync_batchnorm`` off on the CPU (torch's SyncBatchNorm needs GPUs), with a log line."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and cfg.trainer.get("sync_batchnorm"):
+        log.info("trainer.sync_batchnorm=true ignored: SyncBatchNorm runs on GPUs only")
+        with open_dict(cfg):
+            cfg.trainer.sync_batchnorm = False
+
+
+def _size_dataloader_workers(cfg: DictConfig) -> None:
+    """Cap ``data.num_workers`` so the workers of every rank on a node fit its CPUs."""
+    requested = cfg.data.get("num_workers")
+    if not isinstance(requested, int):
+        return
+    sized = dataloader_workers(requested, devices_per_node(cfg.trainer.get("devices", 1)))
+    if sized != requested:
+        log.info("data.num_workers=%d capped at %d (CPUs available per process)", requested, sized)
+        with open_dict(cfg):
+            cfg.data.num_workers = sized
+
+
+def _log_batch_and_lr(cfg: DictConfig, trainer: L.Trainer) -> None:
+    """State the effective batch size and where the learning rate stands against the linear rule."""
+    if not trainer.is_global_zero:
+        return
+    batch = effective_batch_size(
+        cfg.data.batch_size, trainer.num_devices, trainer.num_nodes, trainer.accumulate_grad_batches
+    )
+    lr = cfg.model.get("optimizer", {}).get("lr")
+    log.info(
+        "effective batch %d = %d per device x %d devices x %d nodes x %d accumulation; lr %s "
+        "(the paper: batch 8, lr 1e-5; linear scaling for this batch: %.3g)",
+        batch,
+        cfg.data.batch_size,
+        trainer.num_devices,
+        trainer.num_nodes,
+        trainer.accumulate_grad_batches,
+        lr,
+        scaled_lr(batch),
+    )
 
 
 def _checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
@@ -63,10 +127,10 @@ def _checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the monitored metric so sweepers can optimise it."""
+    """Hydra entry point; returns the optimised (else the monitored) metric so sweepers can use it."""
     metrics = train(cfg)
-    monitor = cfg.get("callbacks", {}).get("model_checkpoint", {}).get("monitor")
-    return metric_value(metrics, monitor)
+    checkpointing = cfg.get("callbacks", {}).get("model_checkpoint", {})
+    return metric_value(metrics, cfg.get("optimized_metric") or checkpointing.get("monitor"))
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, open_dict
@@ -48,6 +50,51 @@ def run_tags(cfg: DictConfig) -> list[str]:
     return tags
 
 
+def run_name(cfg: DictConfig) -> str:
+    """``<task_name>-<run dir>``, plus the sweep's overrides in a multirun: unique and readable on W&B."""
+    task = str(cfg.get("task_name") or "run")
+    if not HydraConfig.initialized():
+        return task
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(cfg.paths.output_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        name = f"{task}-{output_dir.parent.name}-{output_dir.name}"
+        overrides = hydra_cfg.job.get("override_dirname")
+        return f"{name}[{overrides}]" if overrides else name
+    return f"{task}-{output_dir.name}"
+
+
+def job_type() -> str:
+    """The entry point's name (``train``, ``eval``) from Hydra, else ``train``."""
+    if HydraConfig.initialized():
+        name = str(HydraConfig.get().job.get("name") or "")
+        if name in ("train", "eval", "predict"):
+            return name
+    return "train"
+
+
+def _configure_wandb(lg_conf: DictConfig, cfg: DictConfig) -> None:
+    """Name, job type, tags and offline mode of a WandbLogger config (in place)."""
+    with open_dict(lg_conf):
+        lg_conf.tags = run_tags(cfg)
+        if not lg_conf.get("name"):
+            lg_conf.name = run_name(cfg)
+        if not lg_conf.get("job_type"):
+            lg_conf.job_type = job_type()
+        # wandb's own offline mode instead of the logger's `offline` flag: Lightning refuses
+        # offline=True with log_model, while wandb stores offline artifacts and uploads them on sync
+        offline = bool(lg_conf.get("offline")) or not wandb_has_credentials()
+        lg_conf.offline = False
+        if offline and lg_conf.get("mode") is None:
+            lg_conf.mode = "offline"
+            if not wandb_has_credentials():
+                log.warning(
+                    "W&B: no API key configured, logging offline to %s/wandb "
+                    "(upload later: wandb sync <that dir>/offline-run-*)",
+                    lg_conf.save_dir,
+                )
+
+
 def instantiate_loggers(logger_cfg: DictConfig | None, cfg: DictConfig) -> list[Logger]:
     """Every logger of ``cfg.logger``; W&B goes offline (one log line) when no API key is configured."""
     loggers: list[Logger] = []
@@ -55,14 +102,7 @@ def instantiate_loggers(logger_cfg: DictConfig | None, cfg: DictConfig) -> list[
         if not (isinstance(lg_conf, DictConfig) and "_target_" in lg_conf):
             continue
         if "WandbLogger" in lg_conf._target_:
-            with open_dict(lg_conf):
-                lg_conf.tags = run_tags(cfg)
-                if not lg_conf.get("offline") and not wandb_has_credentials():
-                    lg_conf.offline = True
-                    log.warning(
-                        "W&B: no API key configured, logging offline to %s (sync later: wandb sync <dir>)",
-                        lg_conf.save_dir,
-                    )
+            _configure_wandb(lg_conf, cfg)
         log.info("Logger <%s>: %s", name, lg_conf._target_)
         loggers.append(hydra.utils.instantiate(lg_conf))
     return loggers

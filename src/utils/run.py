@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from lightning import LightningModule, Trainer
@@ -49,6 +52,12 @@ def log_hyperparameters(cfg: DictConfig, model: LightningModule, trainer: Traine
     }
     params["model/params/total"] = sum(p.numel() for p in model.parameters())
     params["model/params/trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    params["trainer/world_size"] = trainer.world_size
+    batch_size = cfg.get("data", {}).get("batch_size")
+    if isinstance(batch_size, int):
+        params["data/effective_batch_size"] = (
+            batch_size * trainer.world_size * trainer.accumulate_grad_batches
+        )
     for logger in trainer.loggers:
         logger.log_hyperparams(params)
 
@@ -58,3 +67,24 @@ def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
     if not name or name not in metrics:
         return None
     return float(metrics[name])
+
+
+def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Plain floats of the scalar entries of ``metrics`` (tensors included), sorted by name."""
+    out: dict[str, float] = {}
+    for name in sorted(metrics):
+        value = metrics[name]
+        try:
+            out[name] = float(value)
+        except (TypeError, ValueError, RuntimeError):  # non-scalar tensors and other objects
+            continue
+    return out
+
+
+def save_metrics(metrics: Mapping[str, Any], output_dir: str | Path, filename: str = "metrics.json") -> Path:
+    """Write the final metrics of a run as JSON (NaN/Inf as null) into its directory; returns the path."""
+    path = Path(output_dir) / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {k: (v if math.isfinite(v) else None) for k, v in scalar_metrics(metrics).items()}
+    path.write_text(json.dumps(clean, indent=2) + "\n")
+    return path

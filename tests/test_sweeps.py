@@ -1,0 +1,120 @@
+"""Sweeps: an Optuna search (parallel jobs) and a grid multirun, each summarised in its sweep directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from omegaconf import DictConfig
+
+from src.utils.multirun_summary import write_summary
+from tests.cli import read_json, run_train_cli
+from tests.conftest import tiny_data_overrides
+
+
+def _sweep_dir(tmp_path: Path) -> Path:
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    return sweep
+
+
+def _check_jobs(sweep: Path, count: int, objective: str) -> list[dict]:
+    """Every job has its own directory with result.json and metrics.json, and they agree."""
+    results = []
+    for job in range(count):
+        result = read_json(sweep / str(job) / "result.json")
+        metrics = read_json(sweep / str(job) / "metrics.json")
+        assert result["status"] == "completed" and result["job"] == job, result
+        assert result["objective"] == pytest.approx(metrics[objective])
+        results.append(result)
+    assert not (sweep / str(count)).exists()
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert len(rows) == count and all(row["status"] == "completed" for row in rows)
+    objectives = [float(row[f"objective ({objective})"]) for row in rows]
+    assert objectives == sorted(objectives)  # best (lowest SAD) first
+    table = (sweep / "summary.md").read_text()
+    assert table.count("| completed |") == count and f"objective ({objective})" in table
+    return results
+
+
+def test_optuna_sweep_config_composes(compose_config: Callable[..., DictConfig]) -> None:
+    cfg = compose_config("train", ["hparams_search=p3m_optuna"])
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.storage is None
+    assert cfg.optimized_metric == "val/p/sad" and str(sweeper.direction).endswith("minimize")
+    assert {"model.optimizer.lr", "loss.composition", "augmentation", "privacy"} <= set(sweeper.params)
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    assert cfg.hydra.callbacks.multirun_summary._target_.endswith("MultirunSummary")
+
+
+@pytest.mark.slow
+def test_optuna_sweep_of_three_trials(tiny_synthetic: Path, tmp_path: Path) -> None:
+    args = [
+        "hparams_search=p3m_optuna",  # lr, loss weights, augmentation, privacy; minimises val/p/sad
+        *tiny_data_overrides(tiny_synthetic),
+        "debug=fdr",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=2",  # Optuna proposes 2 trials at a time ...
+        "hydra/launcher=parallel",  # ... and joblib runs them side by side
+        f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}",  # the pinned sqlalchemy/alembic work
+    ]
+    result = run_train_cli(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = _sweep_dir(tmp_path)
+    jobs = _check_jobs(sweep, 3, "val/p/sad")
+    keys = {override.split("=")[0] for override in jobs[0]["overrides"]}
+    assert {"model.optimizer.lr", "loss.fusion_alpha", "augmentation", "privacy"} <= keys
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(min(job["objective"] for job in jobs))
+    study = optuna.load_study(study_name="train", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert [t.value for t in study.trials] == pytest.approx([job["objective"] for job in jobs])
+
+
+@pytest.mark.slow
+def test_grid_multirun(tiny_synthetic: Path, tmp_path: Path) -> None:
+    args = [
+        "-m",
+        "model.optimizer.lr=1e-5,1e-4",
+        *tiny_data_overrides(tiny_synthetic),
+        "debug=fdr",
+        "+optimized_metric=val/p/sad",  # fdr has no checkpoint callback whose monitor would be returned
+    ]
+    result = run_train_cli(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = _check_jobs(_sweep_dir(tmp_path), 2, "val/p/sad")
+    lrs = [
+        float(o.split("=")[1]) for job in jobs for o in job["overrides"] if o.startswith("model.optimizer.lr")
+    ]
+    assert sorted(lrs) == [1e-5, 1e-4]
+
+
+def test_summary_lists_failed_runs_last(tmp_path: Path) -> None:
+    for job, (status, objective, error) in enumerate(
+        [("completed", 2.0, None), ("failed", None, "FloatingPointError: nan"), ("completed", 1.0, None)]
+    ):
+        folder = tmp_path / str(job)
+        folder.mkdir()
+        result = {
+            "job": job,
+            "overrides": [f"loss=v{job}"],
+            "status": status,
+            "objective": objective,
+            "error": error,
+        }
+        (folder / "result.json").write_text(json.dumps(result))
+        if objective is not None:
+            (folder / "metrics.json").write_text(
+                json.dumps({"val/p/sad": objective, "val/np/sad": objective + 1})
+            )
+    csv_path, md_path = write_summary(tmp_path, metrics=["val/np/sad"], objective="val/p/sad")
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [row["job"] for row in rows] == ["2", "0", "1"] and rows[0]["loss"] == "v2"
+    assert rows[0]["val/np/sad"] == "2.0" and rows[2]["error"] == "FloatingPointError: nan"
+    table = md_path.read_text()
+    assert (
+        "| loss | objective (val/p/sad) | val/np/sad |" in table and "- 1: FloatingPointError: nan" in table
+    )
