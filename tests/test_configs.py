@@ -30,7 +30,12 @@ def test_every_experiment_composes_and_instantiates(
     experiment: str, compose_config: Callable[..., DictConfig], tiny_synthetic: Path
 ) -> None:
     # ImageNet weights cannot be downloaded here: the paper run names a file that is absent
-    overrides = [f"experiment={experiment}", "data.root=/nonexistent", "logger=csv", "backbone.pretrained=null"]
+    overrides = [
+        f"experiment={experiment}",
+        "data.root=/nonexistent",
+        "logger=csv",
+        "backbone.pretrained=null",
+    ]
     cfg = compose_config("train", overrides)
     assert cfg.task_name
     model = hydra.utils.instantiate(cfg.model)
@@ -41,12 +46,14 @@ def test_every_experiment_composes_and_instantiates(
 
 def test_missing_imagenet_weights_name_the_key(compose_config: Callable[..., DictConfig]) -> None:
     cfg = compose_config("train", ["experiment=p3mnet_r34_1xb8-150e_p3m10k"])
-    with pytest.raises(Exception, match="r34mp_pretrained_imagenet.pth.tar.*pretrained"):
+    with pytest.raises(Exception, match=r"r34mp_pretrained_imagenet\.pth\.tar.*pretrained"):
         hydra.utils.instantiate(cfg.model)
 
 
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
-def test_every_group_option_composes(group: str, option: str, compose_config: Callable[..., DictConfig]) -> None:
+def test_every_group_option_composes(
+    group: str, option: str, compose_config: Callable[..., DictConfig]
+) -> None:
     cfg = compose_config("train", [f"{group}={option}"])
     assert cfg.model._target_.endswith("P3MLitModule")
 

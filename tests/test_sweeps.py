@@ -78,7 +78,7 @@ def test_optuna_sweep_of_three_trials(tiny_synthetic: Path, tmp_path: Path) -> N
 def test_grid_multirun(tiny_synthetic: Path, tmp_path: Path) -> None:
     args = [
         "-m",
-        "model.optimizer.lr=1e-5,1e-4",
+        "loss=paper,no_composition",
         *tiny_data_overrides(tiny_synthetic),
         "debug=fdr",
         "+optimized_metric=val/p/sad",  # fdr has no checkpoint callback whose monitor would be returned
@@ -86,10 +86,8 @@ def test_grid_multirun(tiny_synthetic: Path, tmp_path: Path) -> None:
     result = run_train_cli(args, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = _check_jobs(_sweep_dir(tmp_path), 2, "val/p/sad")
-    lrs = [
-        float(o.split("=")[1]) for job in jobs for o in job["overrides"] if o.startswith("model.optimizer.lr")
-    ]
-    assert sorted(lrs) == [1e-5, 1e-4]
+    losses = [o.split("=")[1] for job in jobs for o in job["overrides"] if o.startswith("loss=")]
+    assert sorted(losses) == ["no_composition", "paper"]
 
 
 def test_summary_lists_failed_runs_last(tmp_path: Path) -> None:

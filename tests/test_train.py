@@ -56,7 +56,7 @@ def test_missing_fg_bg_names_the_prepare_command(
     compose_config: Callable[..., DictConfig], samples_copy: Path
 ) -> None:
     cfg = compose_config("train", [f"data.root={samples_copy}", "trainer=cpu", "debug=fdr"])
-    with pytest.raises(Exception, match="src/prepare.py"):
+    with pytest.raises(Exception, match=r"src/prepare\.py"):
         train(cfg)
 
 
@@ -100,27 +100,3 @@ def test_cli_ddp_on_two_cpu_processes(tiny_synthetic: Path, tmp_path: Path) -> N
     result = _run_cli([*args, "logger=csv", "trainer.max_epochs=1"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((tmp_path / "logs" / "train" / "runs").glob("*/checkpoints/last.ckpt"))
-
-
-@pytest.mark.slow
-def test_cli_multirun_over_loss_configs(tiny_synthetic: Path, tmp_path: Path) -> None:
-    args = ["-m", "loss=paper,no_composition", *tiny_data_overrides(tiny_synthetic), "debug=fdr"]
-    result = _run_cli(args, tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = sorted((tmp_path / "logs" / "train" / "multiruns").glob("*/[0-9]"))
-    assert [j.name for j in jobs] == ["0", "1"]
-    overrides = [(j / ".hydra" / "overrides.yaml").read_text() for j in jobs]
-    assert "loss=paper" in overrides[0] and "loss=no_composition" in overrides[1]
-
-
-@pytest.mark.slow
-def test_wandb_runs_offline_without_an_api_key(
-    compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = compose_config("train", [*tiny_data_overrides(tiny_synthetic), "debug=limit", "trainer.max_epochs=1"])
-    metrics = train(cfg)
-    assert "val/p/sad" in metrics
-    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
