@@ -68,7 +68,7 @@ def test_checkpoints_on_sad_privacy_with_the_obfuscated_splits(
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=1",
         "trainer.limit_val_batches=1",
-        "+trainer.num_sanity_val_steps=0",
+        "trainer.num_sanity_val_steps=0",
         "logger=csv",
         "callbacks.model_checkpoint.monitor=val/p/sad_privacy",
         "callbacks.model_checkpoint.save_last=false",
