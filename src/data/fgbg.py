@@ -27,6 +27,7 @@ import importlib.util
 import logging
 import multiprocessing
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -72,6 +73,9 @@ def _ml_estimator() -> Estimator:
             if module_spec is None or module_spec.loader is None:
                 raise ImportError(path)
             module = importlib.util.module_from_spec(module_spec)
+            # numba's on-disk cache records the kernels' module by name: an unregistered module is
+            # saved as '<dynamic>', which no later process can import back
+            sys.modules[module_spec.name] = module
             module_spec.loader.exec_module(module)
             return module.estimate_foreground_ml
         except Exception as err:  # any failure here only costs compile time: fall back
