@@ -10,51 +10,17 @@ import torch
 
 from src.models import P3MNet, P3MOutput
 from src.models.checkpoints import official_decoder_key
-from src.models.components.backbones import DecoderSpec
+from src.models.components.backbones import SwinBackbone, ViTAEBackbone
 from src.models.components.decoders import GlobalDecoder, LocalDecoder
 from src.models.components.p3mnet import fuse_global_local
 
-# The channel plans of the IJCV variants, read off the official Swin-T / ViTAE-S decoders, with
-# their encoders' skip widths (strides 1..16) and deepest width.
-SWIN_SPEC = DecoderSpec(
-    global_stages=(
-        (768, 384, 384, 384),
-        (384, 192, 192, 192),
-        (192, 96, 96, 96),
-        (96, 96, 96, 96),
-        (96, 48, 48, 48),
-    ),
-    local_stages=(
-        (768, 384, 384, 384),
-        (384, 192, 192, 192),
-        (192, 96, 96, 96),
-        (96, 96, 96, 96),
-        (96, 48, 48),
-    ),
-    global_head=True,
-)
-VITAE_SPEC = DecoderSpec(
-    global_stages=(
-        (512, 256, 256, 256),
-        (256, 128, 128, 128),
-        (128, 64, 64, 64),
-        (64, 64, 64, 64),
-        (64, 32, 32, 32),
-    ),
-    local_stages=(
-        (512, 256, 256, 256),
-        (256, 128, 128, 128),
-        (128, 64, 64, 64),
-        (64, 64, 64, 64),
-        (64, 32, 32),
-    ),
-    global_head=True,
-)
+# The IJCV variants' own declarations (decoder plan, skip and deepest widths), checked below against
+# the official decoders' parameter counts (total - encoder) and key shapes.
 IJCV_VARIANTS = {
-    # arch: (spec, skip_channels, deepest_channels, official decoder parameters = total - encoder)
-    "swin": (SWIN_SPEC, (48, 96, 96, 192, 384), 768, 45_128_206 - 26_475_354),
-    "vitae": (VITAE_SPEC, (32, 64, 64, 128, 256), 512, 26_950_052 - 18_653_312),
+    "swin": (SwinBackbone, 45_128_206 - 26_475_354),
+    "vitae": (ViTAEBackbone, 26_950_052 - 18_653_312),
 }
+SWIN_SPEC = SwinBackbone.decoder_spec
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +94,8 @@ def test_decoder_spec_that_does_not_fit_the_backbone_is_refused() -> None:
 
 
 def _decoders(arch: str) -> torch.nn.ModuleDict:
-    spec, skips, deepest, _ = IJCV_VARIANTS[arch]
+    backbone = IJCV_VARIANTS[arch][0]
+    spec, skips, deepest = backbone.decoder_spec, backbone.skip_channels, backbone.deepest_channels
     with torch.device("meta"):
         return torch.nn.ModuleDict(
             {
@@ -140,7 +107,7 @@ def _decoders(arch: str) -> torch.nn.ModuleDict:
 
 @pytest.mark.parametrize("arch", sorted(IJCV_VARIANTS))
 def test_spec_builder_reproduces_the_ijcv_decoders_size(arch: str) -> None:
-    assert sum(p.numel() for p in _decoders(arch).parameters()) == IJCV_VARIANTS[arch][3]
+    assert sum(p.numel() for p in _decoders(arch).parameters()) == IJCV_VARIANTS[arch][1]
 
 
 @pytest.mark.parametrize("arch", sorted(IJCV_VARIANTS))
