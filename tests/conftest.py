@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,21 @@ SHARED_DIR = Path(os.environ.get("P3M_SHARED", REPO_ROOT.parent / "shared"))
 # Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine OpenMP spin-waits made
 # single calls up to hundreds of times slower; subprocess runs of the entry points keep the default.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _wandb_dirs_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep W&B's run, staging and cache folders in the session's tmp dir, which pytest deletes.
+
+    Offline runs stage artifacts (a logged checkpoint is ~0.5 GB) under ``~/.local/share/wandb`` until
+    they are synced, so without this every run of the suite would leave gigabytes behind.
+    """
+    root = tmp_path_factory.mktemp("wandb")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("dir", "data_dir", "cache_dir", "artifact_dir", "config_dir"):
+            (root / name).mkdir()
+            mp.setenv(f"WANDB_{name.upper()}", str(root / name))
+        yield
 
 
 @pytest.fixture(scope="session")
