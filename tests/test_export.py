@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from omegaconf import DictConfig
@@ -12,6 +14,7 @@ from omegaconf import DictConfig
 from src.deploy import OnnxP3MNet
 from src.export import run_export
 from src.inference import infer_alpha
+from src.inference.predict_files import run_prediction
 from src.models import P3MNet, load_model
 
 pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript (a core dependency: pip install -e .)")
@@ -55,6 +58,35 @@ def test_onnx_round_trip(checkpoint: Path, compose_config: Callable[..., DictCon
     assert ours.alpha.shape == reference.alpha.shape == (160, 224)
     diff = (ours.alpha - reference.alpha).abs()
     assert diff.mean() < 1e-4 and (diff > 1e-3).float().mean() < 1e-2  # near-ties may flip a few pixels
+
+    # src/predict.py runtime=onnx writes the same mattes as the PyTorch checkpoint
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "portrait.png"), image.permute(1, 2, 0).numpy()[:, :, ::-1])
+    common = [f"input={photos}", "test_strategy=hybrid", "resize_mode=fast", "device=cpu"]
+    mattes = {}
+    for runtime, weights in (("onnx", f"onnx_path={output}"), ("torch", f"ckpt_path={checkpoint}")):
+        out = tmp_path / runtime
+        summary = run_prediction(
+            compose_config("predict", [*common, weights, f"runtime={runtime}", f"output={out}"])
+        )
+        assert len(summary.written) == 1 and not summary.failed
+        mattes[runtime] = cv2.imread(str(out / "alpha" / "portrait.png"), cv2.IMREAD_UNCHANGED).astype(int)
+    assert (np.abs(mattes["onnx"] - mattes["torch"]) > 1).mean() < 1e-2
+
+
+def test_onnx_runtime_needs_a_graph_and_refuses_torch_only_settings(
+    compose_config: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    cfg = compose_config("predict", ["runtime=onnx", f"input={tmp_path}", f"output={tmp_path}"])
+    with pytest.raises(ValueError, match="onnx_path"):
+        run_prediction(cfg)
+    cfg = compose_config(
+        "predict",
+        ["runtime=onnx", "onnx_path=x.onnx", "precision=bf16", f"input={tmp_path}", f"output={tmp_path}"],
+    )
+    with pytest.raises(ValueError, match="runtime=torch"):
+        run_prediction(cfg)
 
 
 def test_missing_onnx_file_names_the_fix(tmp_path: Path) -> None:

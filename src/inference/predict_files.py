@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from src.data.io import ImageReadError, ImageSizeError, read_image
 from src.inference.resize import ResizeMode
-from src.inference.runner import load_network, resolve_device
+from src.inference.runner import inference_precision, load_network, resolve_device
 from src.inference.test_time import infer_alpha
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ def predict_files(
     resize_mode: ResizeMode = "paper",
     max_short_side: int | None = 1080,
     device: torch.device | str = "cpu",
+    precision: torch.dtype | None = None,
 ) -> PredictionSummary:
     """Predict every image; unreadable ones (and repeated names) are reported and skipped.
 
@@ -93,6 +94,7 @@ def predict_files(
         max_short_side: Photos with a longer short side are shrunk to it for inference and their
             matte resized back, which bounds the memory of the full-size pass; None keeps them.
         device: Where the image tensors go.
+        precision: Autocast dtype of the network (None: fp32), see :func:`infer_alpha`.
     """
     summary = PredictionSummary()
     sources: dict[str, Path] = {}
@@ -112,7 +114,7 @@ def predict_files(
         image = fit_short_side(original, max_short_side)
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(device)
         try:
-            alpha = infer_alpha(net, tensor, strategy, resize_mode).alpha.cpu().numpy()
+            alpha = infer_alpha(net, tensor, strategy, resize_mode, precision=precision).alpha.cpu().numpy()
         except ValueError as err:  # e.g. too small for the strategy
             summary.failed.append((path, str(err)))
             log.warning("skipped %s: %s", path, err)
@@ -127,7 +129,8 @@ def predict_files(
 
 def run_prediction(cfg: DictConfig) -> PredictionSummary:
     """Predict ``cfg.input`` with ``cfg.ckpt_path`` into ``cfg.output`` (the predict config)."""
-    missing = [key for key in ("ckpt_path", "input", "output") if cfg.get(key) in (None, "")]
+    weights = "onnx_path" if cfg.get("runtime") == "onnx" else "ckpt_path"
+    missing = [key for key in (weights, "input", "output") if cfg.get(key) in (None, "")]
     if missing:
         raise ValueError(f"set {', '.join(missing)}: {USAGE}")
     device = resolve_device(cfg.device)
@@ -138,7 +141,14 @@ def run_prediction(cfg: DictConfig) -> PredictionSummary:
         "predicting %d image(s) with %s (%s, %s)", len(paths), meta["checkpoint"], meta["backbone"], device
     )
     summary = predict_files(
-        net, paths, out_dir, cfg.test_strategy, cfg.resize_mode, cfg.max_short_side, device
+        net,
+        paths,
+        out_dir,
+        cfg.test_strategy,
+        cfg.resize_mode,
+        cfg.max_short_side,
+        device,
+        inference_precision(cfg),
     )
     log.info(
         "wrote %d mattes to %s and cut-outs to %s", len(summary.written), out_dir / "alpha", out_dir / "rgba"

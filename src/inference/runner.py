@@ -46,32 +46,77 @@ def backbone_choice(cfg: DictConfig) -> str:
     return str(choice.get("name", "auto")) if isinstance(choice, Mapping) else str(choice)
 
 
+# The ``precision`` key of eval/predict: None runs the network in fp32 (the papers' numbers).
+PRECISIONS: dict[str, torch.dtype | None] = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+RUNTIMES = ("torch", "onnx")
+
+
+def inference_precision(cfg: DictConfig) -> torch.dtype | None:
+    """``cfg.precision`` (32 | bf16 | 16) as the autocast dtype of :func:`infer_alpha`."""
+    value = str(cfg.get("precision", 32))
+    if value not in PRECISIONS:
+        raise ValueError(f"precision={value!r}: expected one of {' | '.join(PRECISIONS)}")
+    return PRECISIONS[value]
+
+
 def load_network(cfg: DictConfig, device: torch.device) -> tuple[nn.Module, dict[str, str]]:
-    """Load ``cfg.ckpt_path`` (``latest`` / ``latest:<task>`` expanded) for inference on ``device``.
+    """Load ``cfg.ckpt_path`` (``latest`` / ``latest:<task>`` expanded) for inference on ``device``,
+    or ``cfg.onnx_path`` with ``runtime=onnx``; ``channels_last=true`` stores the weights NHWC.
 
     Returns:
-        The network and ``{"checkpoint": path, "backbone": registered name}``.
+        The network and ``{"checkpoint": path, "backbone": registered name}`` plus the runtime settings.
     """
     from src.models.checkpoints import backbone_class, load_model
     from src.models.components.backbones import list_backbones
+    from src.models.performance import to_channels_last
 
+    runtime, channels_last = str(cfg.get("runtime", "torch")), bool(cfg.get("channels_last", False))
+    settings = {
+        "runtime": runtime,
+        "precision": str(cfg.get("precision", 32)),
+        "channels_last": channels_last,
+    }
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime={runtime!r}: expected one of {' | '.join(RUNTIMES)}")
+    if runtime == "onnx":
+        return _load_onnx(cfg, device, channels_last), settings | {
+            "checkpoint": str(cfg.onnx_path),
+            "backbone": "onnx",
+        }
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, "train", prefer="best")
     if not ckpt_path:
         raise ValueError(
             "set ckpt_path=PATH (a checkpoint to evaluate) or pred_dir=DIR (existing predictions)"
         )
     net = load_model(ckpt_path, backbone=backbone_choice(cfg)).to(device)
+    if channels_last:
+        to_channels_last(net)
     backbone = next((n for n in list_backbones() if backbone_class(n) is type(net.backbone)), "unknown")
-    return net, {"checkpoint": str(ckpt_path), "backbone": backbone}
+    return net, settings | {"checkpoint": str(ckpt_path), "backbone": backbone}
+
+
+def _load_onnx(cfg: DictConfig, device: torch.device, channels_last: bool) -> nn.Module:
+    from src.deploy.onnx_session import OnnxP3MNet
+
+    if not cfg.get("onnx_path"):
+        raise ValueError(
+            "runtime=onnx needs onnx_path=FILE.onnx; export one with "
+            "`python src/export.py ckpt_path=CKPT format=onnx output=FILE.onnx`"
+        )
+    if inference_precision(cfg) is not None or channels_last:
+        raise ValueError("precision and channels_last apply to runtime=torch; an ONNX graph runs as exported")
+    providers = None if device.type == "cuda" else ["CPUExecutionProvider"]
+    return OnnxP3MNet(str(cfg.onnx_path), providers=providers)
 
 
 def model_predictor(cfg: DictConfig, device: torch.device) -> tuple[Predictor, dict[str, Any]]:
     """Load the checkpoint and wrap it in the configured test-time strategy."""
     net, meta = load_network(cfg, device)
+    precision = inference_precision(cfg)
 
     def predict(sample: Mapping[str, Any]) -> Tensor:
         image = unbatch(sample["image"]).to(device)
-        return infer_alpha(net, image, cfg.test_strategy, cfg.resize_mode).alpha
+        return infer_alpha(net, image, cfg.test_strategy, cfg.resize_mode, precision=precision).alpha
 
     return predict, meta | {"strategy": cfg.test_strategy, "resize_mode": cfg.resize_mode}
 

@@ -66,13 +66,33 @@ def _segmentation_to_trimap(global_logits: Tensor) -> Tensor:
     return levels[global_logits.argmax(dim=1)]
 
 
-def _run(
-    net: nn.Module, image: Tensor, size: tuple[int, int], mode: ResizeMode
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One network pass at ``size``: returns trimap (0..255), local and fusion mattes at ``size``."""
-    scaled = resize_maps(image.float(), size, mode)
-    out = net(_normalise(scaled))
+def _input(image: Tensor, size: tuple[int, int], mode: ResizeMode) -> Tensor:
+    return _normalise(resize_maps(image.float(), size, mode))
+
+
+def _full_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> tuple[Tensor, Tensor, Tensor]:
+    """All outputs: trimap (0..255), local and fused mattes at the pass size."""
+    with _autocast(x, precision):
+        out = net(x)
     return _segmentation_to_trimap(out[0]), out[1][:, 0].float(), out[2][:, 0].float()
+
+
+def _trimap_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> Tensor:
+    """The trimap only; a P3MNet skips its local decoder (other nets, e.g. ONNX, run in full)."""
+    with _autocast(x, precision):
+        logits = net.segment(x) if hasattr(net, "segment") else net(x)[0]
+    return _segmentation_to_trimap(logits)
+
+
+def _local_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> Tensor:
+    """The local matte only; a P3MNet skips the global logits and side heads."""
+    with _autocast(x, precision):
+        local = net.matte(x) if hasattr(net, "matte") else net(x)[1]
+    return local[:, 0].float()
+
+
+def _autocast(x: Tensor, precision: torch.dtype | None) -> torch.autocast:
+    return torch.autocast(x.device.type, dtype=precision, enabled=precision is not None)
 
 
 @torch.no_grad()
@@ -82,15 +102,19 @@ def infer_alpha(
     strategy: str = "hybrid",
     resize_mode: ResizeMode = "paper",
     max_side: int = MAX_SIDE,
+    precision: torch.dtype | None = None,
 ) -> TestTimeOutput:
     """Predict the matte of one image with an official test-time strategy.
 
     Args:
-        net: A P3M-Net (or anything returning the official 6-tuple order) in eval mode.
+        net: A P3M-Net (or anything returning the official 6-tuple order) in eval mode. HYBRID calls
+            its ``segment``/``matte`` methods where it has them (same numbers, less work).
         image: ``(3, H, W)`` or ``(1, 3, H, W)`` RGB, uint8 or float in [0, 255], on the net's device.
         strategy: ``resize``, ``hybrid`` or ``full``.
         resize_mode: ``paper`` (scikit-image 0.14.5 semantics, CPU) or ``fast`` (on device).
         max_side: Cap of each pass side (official: 1600).
+        precision: None for fp32; ``torch.bfloat16``/``torch.float16`` run the network under autocast
+            (faster, mattes move slightly: see the README's performance section).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown test_strategy {strategy!r}; expected one of {STRATEGIES}")
@@ -103,15 +127,18 @@ def infer_alpha(
     height, width = image.shape[-2:]
     full = (height, width)
 
-    ratio = 1.0 if strategy == "full" else 0.5
-    trimap, local, fusion = _run(net, image, pass_size(height, width, ratio, max_side), resize_mode)
-    trimap_full = resize_maps(trimap, full, resize_mode)[0]
     if strategy == "hybrid":
-        _, local, _ = _run(net, image, pass_size(height, width, 1.0, max_side), resize_mode)
-        local_full = resize_maps(local, full, resize_mode)[0]
+        half = _input(image, pass_size(height, width, 0.5, max_side), resize_mode)
+        trimap_full = resize_maps(_trimap_pass(net, half, precision), full, resize_mode)[0]
+        whole = _input(image, pass_size(height, width, 1.0, max_side), resize_mode)
+        local_full = resize_maps(_local_pass(net, whole, precision), full, resize_mode)[0]
         certain = (trimap_full == 0) | (trimap_full == 255)
         alpha = torch.where(certain, trimap_full / 255.0, local_full)
     else:
+        ratio = 1.0 if strategy == "full" else 0.5
+        x = _input(image, pass_size(height, width, ratio, max_side), resize_mode)
+        trimap, local, fusion = _full_pass(net, x, precision)
+        trimap_full = resize_maps(trimap, full, resize_mode)[0]
         local_full = resize_maps(local, full, resize_mode)[0]
         alpha = resize_maps(fusion, full, resize_mode)[0]
     # the resized trimap is continuous; report the nearest of 0/128/255

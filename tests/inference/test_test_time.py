@@ -76,3 +76,41 @@ def test_bad_inputs_raise_clear_errors() -> None:
         infer_alpha(net, torch.zeros(1, 64, 64), "full")
     with pytest.raises(ValueError, match="resize_mode"):
         infer_alpha(net, torch.zeros(3, 64, 64), "full", "bogus")  # type: ignore[arg-type]
+
+
+class OutputsOnly(nn.Module):
+    """A P3M-Net seen only through ``forward`` (as an ONNX session is): no ``segment``/``matte``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        return self.net(x)
+
+
+@pytest.mark.parametrize("resize_mode", ["paper", "fast"])
+def test_hybrid_through_segment_and_matte_equals_the_full_passes(resize_mode: str) -> None:
+    from src.models import P3MNet
+
+    torch.manual_seed(0)
+    net = P3MNet("resnet34").eval()
+    image = torch.randint(
+        0, 256, (3, 130, 100), dtype=torch.uint8, generator=torch.Generator().manual_seed(2)
+    )
+    lean = infer_alpha(net, image, "hybrid", resize_mode)
+    plain = infer_alpha(OutputsOnly(net), image, "hybrid", resize_mode)
+    for ours, reference in zip(lean, plain, strict=True):
+        assert torch.equal(ours, reference)
+
+
+def test_bf16_autocast_keeps_shapes_and_stays_close() -> None:
+    from src.models import P3MNet
+
+    torch.manual_seed(0)
+    net = P3MNet("resnet34").eval()
+    image = torch.randint(0, 256, (3, 96, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    fp32 = infer_alpha(net, image, "full", "fast").local_alpha
+    bf16 = infer_alpha(net, image, "full", "fast", precision=torch.bfloat16).local_alpha
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    assert 0 < (bf16 - fp32).abs().mean() < 0.05  # bf16 really ran, and stayed near the fp32 matte

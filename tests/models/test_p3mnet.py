@@ -86,6 +86,16 @@ def test_bad_input_shape_is_refused_with_the_fix(model: P3MNet, shape: tuple[int
         model(torch.randn(*shape))
 
 
+def test_segment_and_matte_are_the_forward_outputs_without_the_rest(model: P3MNet) -> None:
+    x = torch.randn(1, 3, 96, 64)
+    with torch.no_grad():
+        out = model(x)
+        assert torch.equal(model.segment(x), out.global_logits)
+        assert torch.equal(model.matte(x), out.local_alpha)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model.segment(torch.randn(1, 3, 50, 64))
+
+
 def test_decoder_spec_that_does_not_fit_the_backbone_is_refused() -> None:
     with pytest.raises(ValueError, match="deepest feature has 512"):
         GlobalDecoder(SWIN_SPEC, deepest_channels=512)

@@ -71,12 +71,12 @@ class GlobalStage(nn.Module):
         self.dbfi = dbfi
         self.convs = ConvStack(widths, plain_last=plain_last)
 
-    def forward(self, x: Tensor, deepest: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Return the upsampled stage output and the DBFI side logits (None without a DBFI)."""
-        side = None
+    def forward(self, x: Tensor, deepest: Tensor, side: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Return the upsampled stage output and the DBFI side logits (None without a DBFI or side)."""
+        side_logits = None
         if self.dbfi is not None:
-            x, side = self.dbfi(x, deepest)
-        return bilinear_upsample(self.convs(x), 2), side
+            x, side_logits = self.dbfi(x, deepest, side)
+        return bilinear_upsample(self.convs(x), 2), side_logits
 
 
 class GlobalDecoding(NamedTuple):
@@ -125,18 +125,29 @@ class GlobalDecoder(nn.Module):
             )
             self.head = None
 
-    def forward(self, deepest: Tensor) -> GlobalDecoding:
-        """Decode the stride-32 feature."""
+    def forward(self, deepest: Tensor, sides: bool = True) -> GlobalDecoding:
+        """Decode the stride-32 feature; ``sides=False`` skips the DBFI side heads (``sides`` is empty)."""
+        outputs, side_logits = self._run(deepest, len(self.stages), sides)
+        x = outputs[-1]
+        logits = x if self.head is None else self.head(x)
+        return GlobalDecoding(logits, tuple(outputs[:-1]), side_logits)
+
+    def guidance(self, deepest: Tensor) -> tuple[Tensor, ...]:
+        """Only :attr:`GlobalDecoding.guidance`: stages 0-3 without side heads (no logits are made)."""
+        return self._run(deepest, len(self.stages) - 1, sides=False)[0]
+
+    def _run(
+        self, deepest: Tensor, num_stages: int, sides: bool
+    ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
         x = deepest
         outputs: list[Tensor] = []
-        sides: list[Tensor] = []
-        for stage in self.stages:
-            x, side = stage(x, deepest)
+        side_logits: list[Tensor] = []
+        for stage in self.stages[:num_stages]:
+            x, side = stage(x, deepest, sides)
             outputs.append(x)
             if side is not None:
-                sides.append(side)
-        logits = x if self.head is None else self.head(x)
-        return GlobalDecoding(logits, tuple(outputs[:-1]), tuple(sides))
+                side_logits.append(side)
+        return tuple(outputs), tuple(side_logits)
 
 
 class LocalStage(nn.Module):

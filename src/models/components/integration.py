@@ -104,12 +104,15 @@ class DBFI(nn.Module):
         self.norm = nn.BatchNorm2d(channels)
         self.side = _conv3x3(channels, 3)
 
-    def forward(self, decoder: Tensor, deepest: Tensor) -> tuple[Tensor, Tensor]:
-        """Return the refined decoder feature and the full-resolution side logits (N, 3, H, W)."""
+    def forward(self, decoder: Tensor, deepest: Tensor, side: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Return the refined decoder feature and the full-resolution side logits (N, 3, H, W).
+
+        ``side=False`` skips the side head (None instead): the refined feature does not depend on it.
+        """
         deep = bilinear_upsample(self.reduce_deep(deepest), self.scale)
         x = torch.cat([self.reduce_decoder(decoder), deep], dim=1)
         out = F.relu(self.norm(self.fuse(x))) + decoder
-        return out, bilinear_upsample(self.side(out), self.side_scale)
+        return out, bilinear_upsample(self.side(out), self.side_scale) if side else None
 
 
 def bilinear_upsample(x: Tensor, scale: int) -> Tensor:

@@ -76,12 +76,18 @@ class P3MNet(nn.Module):
 
     def forward(self, image: Tensor) -> P3MOutput:
         """Predict from an ImageNet-normalised RGB batch (N, 3, H, W), H and W multiples of 32."""
-        if image.ndim != 4 or image.shape[1] != 3 or image.shape[2] % 32 or image.shape[3] % 32:
-            raise ValueError(
-                f"P3MNet expects an (N, 3, H, W) image, H and W multiples of 32, got {tuple(image.shape)}: "
-                "pad or resize it first (see src.inference)"
-            )
-        return self.decode(self.backbone(image))
+        return self.decode(self.backbone(_checked(image)))
+
+    def segment(self, image: Tensor) -> Tensor:
+        """Only the global logits (N, 3, H, W), as :meth:`forward` computes them, without the local
+        decoder and the side heads: what HYBRID's half-size pass needs."""
+        return self.global_decoder(self.backbone(_checked(image)).deepest, sides=False).logits
+
+    def matte(self, image: Tensor) -> Tensor:
+        """Only the local alpha (N, 1, H, W), as :meth:`forward` computes it, without the global
+        decoder's last stage and side heads: what HYBRID's full-size pass needs."""
+        features = self.backbone(_checked(image))
+        return self.local_decoder(features, self.global_decoder.guidance(features.deepest))
 
     def decode(self, features: EncoderFeatures) -> P3MOutput:
         """Run both decoders on encoder features (e.g. edited between backbone stages) and fuse."""
@@ -89,6 +95,15 @@ class P3MNet(nn.Module):
         local_alpha = self.local_decoder(features, decoded.guidance)
         fusion = fuse_global_local(decoded.logits, local_alpha)
         return P3MOutput(decoded.logits, local_alpha, fusion, *decoded.sides)
+
+
+def _checked(image: Tensor) -> Tensor:
+    if image.ndim != 4 or image.shape[1] != 3 or image.shape[2] % 32 or image.shape[3] % 32:
+        raise ValueError(
+            f"P3MNet expects an (N, 3, H, W) image, H and W multiples of 32, got {tuple(image.shape)}: "
+            "pad or resize it first (see src.inference)"
+        )
+    return image
 
 
 def build_p3mnet(backbone: Mapping[str, Any]) -> P3MNet:
