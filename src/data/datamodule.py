@@ -93,7 +93,8 @@ class P3M10kDataModule(L.LightningDataModule):
         batch_size: training batch size (evaluation always uses 1).
         num_workers: DataLoader worker processes per loader.
         pin_memory: pin host memory when CUDA is available.
-        persistent_workers: keep workers alive between epochs (only with ``num_workers > 0``).
+        persistent_workers: keep the training loader's workers alive between epochs (only with
+            ``num_workers > 0``; evaluation loaders never hold theirs).
         require_fg_bg: load estimated fg/bg (the composition loss needs them); missing folders
             then raise with the command that makes them. If false, batches have no fg/bg.
         load_facemask: add ``facemask`` to training batches when train/facemask exists.
@@ -246,7 +247,8 @@ class P3M10kDataModule(L.LightningDataModule):
             drop_last=train,
             num_workers=workers,
             pin_memory=bool(self.hparams.pin_memory) and torch.cuda.is_available(),
-            persistent_workers=bool(self.hparams.persistent_workers) and workers > 0,
+            # evaluation loaders start their workers per validation run instead of holding them
+            persistent_workers=bool(self.hparams.persistent_workers) and workers > 0 and train,
             worker_init_fn=seed_worker,
             generator=generator,
         )
