@@ -4,17 +4,24 @@ The baseline is written here from the official ``MattingDataset.__getitem__`` / 
 (ACM MM 2021 ``core/data.py``), not copied: PIL decode of image, alpha, fg and bg at full size, the
 full-size float32 trimap (ellipse kernel from randint(15, 30)), the crop drawn with
 ``np.where(trimap_crop == 128)``, flip, five ``cv2.resize`` calls, float conversion and
-``transforms.Normalize``. Ours is ``P3M10kTrainDataset.__getitem__`` with ``PaperTransform``.
+``transforms.Normalize``. Ours is ``P3M10kTrainDataset.__getitem__`` with ``PaperTransform``, in
+two variants that differ only in how fg/bg are stored:
+
+- ``png``: the same files the official code reads (fg PNG, bg JPEG), decoded with OpenCV;
+- ``npy``: the arrays ``python src/prepare.py fg_bg_format=npy`` makes of those files (it converts
+  them, no estimation), memory-mapped: only the crop's pixels are read, so their cost moves from
+  "decode" into the crop/resize stage.
 
 Data: the 4 real training portraits of ``shared/data/p3m_samples`` (1080 px short side). They ship no
-fg/bg, so a temporary copy gets the files the official layout expects: ``train/fg/<stem>.png`` = the
-image (written with the PNG settings of ``src/prepare.py``) and ``train/bg/<stem>.jpg`` = the image
-blurred (sigma 8).
+fg/bg, so a temporary copy gets the files the official layout expects: ``train/fg_blurred/<stem>.png``
+= the image (written with the PNG settings of ``src/prepare.py``) and ``train/bg/<stem>.jpg`` = the
+image blurred (sigma 8). The official baseline reads these files with PIL in every variant.
 
-Both run in this process, pinned to one CPU core (``--cpu``), single-threaded, interleaved sample by
-sample so that both see the same machine load; every figure is the median over ``--rounds`` passes
-over the 4 images. Before timing, the bench checks that for the same random choices our sample
-equals the official one bit for bit.
+All run in this process, pinned to one CPU core (``--cpu``), single-threaded, interleaved sample by
+sample so that all see the same machine load; every figure is the median over ``--rounds`` passes
+over the 4 images. The files sit in the page cache (as after the first epoch): the figures are CPU
+time, not disk reads. Before timing, the bench checks that for the same random choices both of our
+variants give the official sample bit for bit.
 
     python bench/bench_data.py [--rounds 15] [--cpu 0] [--samples ../shared/data/p3m_samples]
 
@@ -46,7 +53,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from src.data.datasets import P3M10kTrainDataset  # noqa: E402
-from src.data.io import read_image, read_mask  # noqa: E402
+from src.data.fgbg import prepare_fg_bg  # noqa: E402
+from src.data.io import read_image, read_mask, read_rgb_array  # noqa: E402
 from src.data.layout import P3M10kLayout  # noqa: E402
 from src.data.transforms import CropChoices, PaperTransform  # noqa: E402
 
@@ -122,7 +130,7 @@ def official_transform(
 
 def build_root(samples: Path, root: Path) -> list[dict[str, Path]]:
     train = root / "train"
-    for folder in ("blurred_image", "mask", "fg", "bg"):
+    for folder in ("blurred_image", "mask", "fg_blurred", "bg"):
         (train / folder).mkdir(parents=True)
     paths = []
     for image_path in sorted((samples / "train" / "blurred_image").glob("*.jpg")):
@@ -130,17 +138,29 @@ def build_root(samples: Path, root: Path) -> list[dict[str, Path]]:
         shutil.copy(image_path, train / "blurred_image" / image_path.name)
         shutil.copy(samples / "train" / "mask" / f"{stem}.png", train / "mask" / f"{stem}.png")
         bgr = cv2.imread(str(image_path))
-        cv2.imwrite(str(train / "fg" / f"{stem}.png"), bgr, PNG_PARAMS)
+        cv2.imwrite(str(train / "fg_blurred" / f"{stem}.png"), bgr, PNG_PARAMS)
         cv2.imwrite(str(train / "bg" / f"{stem}.jpg"), cv2.GaussianBlur(bgr, (0, 0), 8))
         paths.append(
             {
                 "image": train / "blurred_image" / image_path.name,
                 "alpha": train / "mask" / f"{stem}.png",
-                "fg": train / "fg" / f"{stem}.png",
+                "fg": train / "fg_blurred" / f"{stem}.png",
                 "bg": train / "bg" / f"{stem}.jpg",
             }
         )
     return paths
+
+
+def build_npy_root(root: Path, npy_root: Path) -> None:
+    """A copy of ``root`` whose fg/bg are the ``.npy`` arrays that ``src/prepare.py`` converts them to."""
+    shutil.copytree(root, npy_root)
+    summary = prepare_fg_bg(npy_root, workers=1, progress=False, fg_bg_format="npy")
+    if summary.failed or summary.written or not summary.converted:
+        raise RuntimeError(f"npy conversion did not just convert: {summary}")
+    for folder in ("fg_blurred", "bg"):  # leave only the arrays, so that they are surely what is read
+        for path in (npy_root / "train" / folder).iterdir():
+            if path.suffix != ".npy":
+                path.unlink()
 
 
 def check_parity(dataset: P3M10kTrainDataset, pipeline: PaperTransform, paths: list[dict[str, Path]]) -> bool:
@@ -183,20 +203,27 @@ def main() -> None:
     random.seed(0)
     np.random.seed(0)
 
+    variants = ("png", "npy")
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
-        paths = build_root(args.samples, Path(tmp))
+        paths = build_root(args.samples, Path(tmp) / "images")
+        build_npy_root(Path(tmp) / "images", Path(tmp) / "arrays")
         pipeline = PaperTransform(crop_sizes=CROP_SIZES, out_size=OUT_SIZE)
-        dataset = P3M10kTrainDataset(P3M10kLayout(tmp).train_split("ppt", require_fg_bg=True), pipeline)
-        dataset.reseed(0)
-        assert [f.image.name for f in dataset.files] == [p["image"].name for p in paths]
-        identical = check_parity(dataset, pipeline, paths)
+        datasets: dict[str, P3M10kTrainDataset] = {}
+        for variant, folder in zip(variants, ("images", "arrays"), strict=True):
+            layout = P3M10kLayout(Path(tmp) / folder)
+            datasets[variant] = P3M10kTrainDataset(layout.train_split("ppt", require_fg_bg=True), pipeline)
+            datasets[variant].reseed(0)
+            assert [f.image.name for f in datasets[variant].files] == [p["image"].name for p in paths]
+        assert all(f.fg.suffix == f.bg.suffix == ".npy" for f in datasets["npy"].files)
+        identical = {variant: check_parity(datasets[variant], pipeline, paths) for variant in variants}
 
         times: dict[str, list[float]] = {
-            k: [] for k in ("ours", "official", "ours_decode", "official_decode")
+            f"{who}{part}": [] for who in ("official", "png", "npy") for part in ("", "_decode")
         }
         for index in range(len(paths)):  # warm-up: file cache, lazy tables
-            dataset[index]
             official_transform(*official_decode(paths[index]))
+            for dataset in datasets.values():
+                dataset[index]
         for _ in range(args.rounds):
             for index, files in enumerate(paths):
                 start = time.perf_counter()
@@ -207,51 +234,58 @@ def main() -> None:
                 times["official"].append(end - start)
                 times["official_decode"].append(mid - start)
 
-                start = time.perf_counter()
-                sample = dataset.load(index)
-                mid = time.perf_counter()
-                dataset.transform(sample, dataset.rng)
-                end = time.perf_counter()
-                times["ours"].append(end - start)
-                times["ours_decode"].append(mid - start)
+                for variant, dataset in datasets.items():
+                    start = time.perf_counter()
+                    sample = dataset.load(index)
+                    mid = time.perf_counter()
+                    dataset.transform(sample, dataset.rng)
+                    end = time.perf_counter()
+                    times[variant].append(end - start)
+                    times[f"{variant}_decode"].append(mid - start)
+                    del sample  # unmap the arrays, as a finished sample does
 
         # Per-file decode cost, to show where the time goes (PIL as the official code, ours via src.data.io).
+        # For .npy this is only the header and the mapping: the pixels are read later, in the crop.
+        npy_files = [{"fg": f.fg, "bg": f.bg} for f in datasets["npy"].files]
         readers = {
             "official": {
-                "image": lambda p: np.array(Image.open(p)),
-                "alpha": lambda p: np.array(Image.open(p)),
-                "fg": lambda p: np.array(Image.open(p)),
-                "bg": lambda p: np.array(Image.open(p)),
+                key: (lambda p: np.array(Image.open(p)), paths) for key in ("image", "alpha", "fg", "bg")
             },
-            "ours": {"image": read_image, "alpha": read_mask, "fg": read_image, "bg": read_image},
+            "png": {
+                "image": (read_image, paths),
+                "alpha": (read_mask, paths),
+                "fg": (read_image, paths),
+                "bg": (read_image, paths),
+            },
+            "npy": {"fg": (read_rgb_array, npy_files), "bg": (read_rgb_array, npy_files)},
         }
-        per_file: dict[str, dict[str, float]] = {"official": {}, "ours": {}}
+        per_file: dict[str, dict[str, float]] = {name: {} for name in readers}
         for name, table in readers.items():
-            for key, reader in table.items():
+            for key, (reader, files_list) in table.items():
                 runs = []
                 for _ in range(max(3, args.rounds // 3)):
-                    for files in paths:
+                    for files in files_list:
                         start = time.perf_counter()
                         reader(files[key])
                         runs.append(time.perf_counter() - start)
-                per_file[name][key] = round(1e3 * statistics.median(runs), 2)
+                per_file[name][key] = round(1e3 * statistics.median(runs), 3)
 
     ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-    ms["ours_rest"] = 1e3 * statistics.median(
-        t - d for t, d in zip(times["ours"], times["ours_decode"], strict=True)
-    )
-    ms["official_rest"] = 1e3 * statistics.median(
-        t - d for t, d in zip(times["official"], times["official_decode"], strict=True)
-    )
+    for who in ("official", *variants):
+        ms[f"{who}_rest"] = 1e3 * statistics.median(
+            t - d for t, d in zip(times[who], times[f"{who}_decode"], strict=True)
+        )
+    ratios = {variant: round(ms[variant] / ms["official"], 3) for variant in variants}
     result = {
         "per_sample_ms": {k: round(v, 2) for k, v in ms.items()},
-        "ratio_ours_over_official": round(ms["ours"] / ms["official"], 3),
-        "ratio_after_decode": round(ms["ours_rest"] / ms["official_rest"], 3),
-        "ratio_decode": round(ms["ours_decode"] / ms["official_decode"], 3),
+        "ratio_over_official": ratios,
+        "ratio_after_decode": {v: round(ms[f"{v}_rest"] / ms["official_rest"], 3) for v in variants},
+        "ratio_decode": {v: round(ms[f"{v}_decode"] / ms["official_decode"], 3) for v in variants},
         "decode_ms_per_file": per_file,
         "bit_identical_for_same_choices": identical,
-        "samples": len(times["ours"]),
+        "samples": len(times["official"]),
         "images": [p["image"].name for p in paths],
+        "command": " ".join(["python", "bench/bench_data.py", *sys.argv[1:]]),
         "setup": {
             "cpu_pinned": args.cpu,
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -261,28 +295,36 @@ def main() -> None:
             "opencv": cv2.__version__,
             "pillow": PIL.__version__,
             "torch": torch.__version__,
-            "fg": "PNG (compression 3, UP filter, as src/prepare.py)",
-            "bg": "JPEG quality 95",
+            "numpy": np.__version__,
+            "fg": "png variant and official: PNG (compression 3, UP filter, as src/prepare.py)",
+            "bg": "png variant and official: JPEG quality 95",
+            "npy": "npy variant: fg and bg as uint8 .npy (src/prepare.py fg_bg_format=npy), memory-mapped",
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"One training sample, augmentation=paper, {len(paths)} images of 1080 px short side, one core")
-    count = len(times["ours"])
-    print(f"(median of {count} samples each; ours bit-identical for the same choices: {identical})\n")
-    print("| stage | official (PIL, full-size trimap) | ours | ratio |")
+    count = len(times["official"])
+    print(f"(median of {count} samples each; bit-identical to official for the same choices: {identical})\n")
+    print("| stage | official (PIL, full-size trimap) | ours, PNG+JPEG fg/bg | ratio | ours, .npy | ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, key in (
+        ("decode 4 files", "_decode"),
+        ("trimap, crop, resize, normalise", "_rest"),
+        ("whole", ""),
+    ):
+        o = ms[f"official{key}"]
+        cells = " | ".join(f"{ms[f'{v}{key}']:.1f} ms | {ms[f'{v}{key}'] / o:.2f}" for v in variants)
+        row = f"| {label} | {o:.1f} ms | {cells} |"
+        print(row.replace("| whole |", "| **whole sample** |") if not key else row)
+    print("\n| file (median read) | official (PIL) | ours (OpenCV) | ours (.npy, mmap: header only) |")
     print("|---|---:|---:|---:|")
-    for label, key in (("decode 4 files", "decode"), ("trimap, crop, resize, normalise", "rest")):
-        o, u = ms[f"official_{key}"], ms[f"ours_{key}"]
-        print(f"| {label} | {o:.1f} ms | {u:.1f} ms | {u / o:.2f} |")
-    whole = f"**{ms['official']:.1f} ms** | **{ms['ours']:.1f} ms** | **{ms['ours'] / ms['official']:.2f}**"
-    print(f"| **whole sample** | {whole} |")
-    print("\n| file (median decode) | official (PIL) | ours (OpenCV) |")
-    print("|---|---:|---:|")
     for key, label in (("image", "image JPEG"), ("alpha", "alpha PNG"), ("fg", "fg PNG"), ("bg", "bg JPEG")):
-        print(f"| {label} | {per_file['official'][key]:.1f} ms | {per_file['ours'][key]:.1f} ms |")
-    print(f"\nload average {result['setup']['load_average']}; wrote {args.out}")
+        npy = f"{per_file['npy'][key]:.2f} ms" if key in per_file["npy"] else "(same file)"
+        print(f"| {label} | {per_file['official'][key]:.1f} ms | {per_file['png'][key]:.1f} ms | {npy} |")
+    print(f"\nratio ours/official: png {ratios['png']:.2f}, npy {ratios['npy']:.2f}")
+    print(f"load average {result['setup']['load_average']}; wrote {args.out}")
 
 
 if __name__ == "__main__":

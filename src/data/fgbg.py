@@ -9,11 +9,24 @@ image. `estimate_fg_bg` solves for them with pymatting's multilevel foreground e
            <output_root or root>/train/fg/<stem>.png           (any other image_dir, e.g. original_image)
            <output_root or root>/train/bg/<stem>.png           (shared: an existing bg is kept)
 
-Output format: PNG (lossless; any reader opens it), zlib level 3 with the "up" filter. On a 1080p
-estimated fg/bg (p3m_samples), cv2 decodes it in ~17-20 ms against ~27-31 ms with cv2's default PNG
-settings, at about the same size (1.1-1.3 MB). BMP or uncompressed TIFF decode in 3-6 ms but take
-6.2 MB per image (~120 GB for fg+bg of P3M-10k); lossless WebP is half the size and decodes in ~16 ms
-but takes ~0.7 s to encode each file, more than the estimation itself.
+Output format (``fg_bg_format``), both lossless:
+
+- ``png`` (default; any reader opens it): zlib level 3 with the "up" filter. On a 1080p estimated
+  fg/bg (p3m_samples), cv2 decodes it in ~17-20 ms against ~27-31 ms with cv2's default PNG
+  settings, at about the same size (1.1-1.3 MB). Lossless WebP is half the size and decodes in
+  ~16 ms but takes ~0.7 s to encode each file, more than the estimation itself.
+- ``npy``: the uint8 (H, W, 3) RGB array, uncompressed (``<stem>.npy``). The training dataset
+  memory-maps it (:func:`src.data.io.read_rgb_array`): no decoding, and a crop reads only its rows
+  (well under 1 ms, against 20-40 ms for the PNG). The cost is disk: H * W * 3 bytes, 6.2 MB for a
+  1080x1920 map, so roughly 100-120 GB for fg+bg of the 9,421 P3M-10k training images, against
+  ~25-30 GB as PNG. BMP or uncompressed TIFF are as large and still take 3-6 ms to decode.
+
+Which stems are done: in ``png`` format a readable fg (bg) of the stem in any format, in ``npy``
+format only a readable ``.npy``. In ``npy`` format an existing image file of the stem (from an
+earlier ``png`` run, or fg/bg shipped with a dataset) in the output folder, or else in ``root``'s, is
+re-encoded instead of estimated: converting a prepared dataset is
+``python src/prepare.py data.root=... fg_bg_format=npy``. The image files are kept (delete them to
+get the disk back); where a stem has both, the dataset reads the ``.npy``.
 
 pymatting compiles its numba kernels the first time they are used in an environment and caches them
 next to the package: importing pymatting as a whole compiles every kernel it has (about a minute on a
@@ -24,6 +37,7 @@ Estimation then costs ~0.3 s of CPU per 1080p image (~0.4 s with decoding and bo
 from __future__ import annotations
 
 import importlib.util
+import io
 import logging
 import multiprocessing
 import os
@@ -39,11 +53,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from src.data.io import ImageReadError, ImageSizeError, read_image, read_mask
+from src.data.io import ARRAY_SUFFIX, ImageReadError, ImageSizeError, read_image, read_mask, read_rgb
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+FG_BG_FORMATS = ("png", "npy")  # values of fg_bg_format; see the module docstring
+# fg/bg image files that the npy format converts, lossless ones first (used when a stem has several).
+SOURCE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".webp", ".jpg", ".jpeg")
 # PNG level 3 + "up" filter: see the module docstring for the measurements behind it.
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 BG_DIR = "bg"
@@ -133,12 +150,33 @@ class _BadInputError(ValueError):
 
 
 @dataclass(frozen=True)
+class _Output:
+    """One file to produce: the fg or the bg of a stem.
+
+    Attributes:
+        path: the file written, ``<dir>/<stem>.png`` or ``.npy``.
+        present: files that already serve as this output if one of them reads (``path`` first).
+        source: an existing image file to re-encode instead of estimating (``npy`` format).
+        replaces: the stem's ``.npy`` in the folder (made by an earlier ``npy`` run), removed when
+            ``overwrite`` rewrites ``path`` as PNG: the dataset would read it instead of the new PNG.
+        clashes: the stem's other image files in the folder (e.g. shipped with the dataset): never
+            deleted, so ``overwrite`` in ``png`` format refuses the stem rather than write a second one.
+    """
+
+    path: Path
+    present: tuple[Path, ...]
+    source: Path | None = None
+    replaces: tuple[Path, ...] = ()
+    clashes: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
 class _Job:
     stem: str
     image: Path
     mask: Path | None
-    fg: Path
-    bg: Path
+    fg: _Output
+    bg: _Output
     overwrite: bool
 
 
@@ -147,12 +185,14 @@ class PrepareSummary:
     """What `prepare_fg_bg` did.
 
     Attributes:
-        written: stems whose fg and/or bg were (re)written.
+        written: stems whose fg and/or bg were estimated and (re)written.
+        converted: stems whose missing fg/bg were only re-encoded from existing files (``npy``).
         skipped: stems whose fg and bg already existed and were readable.
         failed: stem -> reason, for images that could not be used (unreadable, no mask, ...).
     """
 
     written: list[str] = field(default_factory=list)
+    converted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
 
@@ -163,51 +203,102 @@ class PrepareSummary:
 
 
 def _readable(path: Path) -> bool:
-    """True if `path` decodes completely (existence alone does not prove a file is whole)."""
+    """True if `path` reads completely (existence alone does not prove a file is whole).
+
+    A ``.npy`` is checked from its header and size (:func:`read_rgb_array`), an image is decoded.
+    """
     if not path.is_file():
         return False
     try:
-        read_image(path)
+        read_rgb(path)
     except (ImageReadError, ImageSizeError):
         return False
     return True
 
 
-def _write_png_atomic(path: Path, rgb: np.ndarray) -> None:
-    """Encode to a hidden temporary file beside `path`, then rename: readers never see half a file."""
+def _encode(path: Path, rgb: np.ndarray) -> bytes | memoryview:
+    """The bytes of `rgb` in the format of `path`'s suffix (``.npy`` or ``.png``)."""
+    if path.suffix == ARRAY_SUFFIX:
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(rgb, dtype=np.uint8), allow_pickle=False)
+        return buffer.getbuffer()
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), PNG_PARAMS)
     if not ok:
         raise OSError(f"PNG encoding failed for {path}")
-    # Hidden and not *.png, so dataset listings never pick it up; os.open (not mkstemp, which makes
-    # 0600 files) lets the umask set the permissions as for any other output.
+    return encoded.tobytes()
+
+
+def _write_atomic(path: Path, rgb: np.ndarray) -> None:
+    """Encode to a hidden temporary file beside `path`, then rename: readers never see half a file."""
+    encoded = _encode(path, rgb)
+    # Hidden and not *.png / *.npy, so dataset listings never pick it up; os.open (not mkstemp,
+    # which makes 0600 files) lets the umask set the permissions as for any other output.
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
-            f.write(encoded.tobytes())
+            f.write(encoded)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _run_job(job: _Job) -> tuple[str, str, str]:
-    """Prepare one stem; returns (stem, "written" | "skipped" | "failed", reason). Never raises."""
+def _read_source(source: Path, key: str, image: Path, size: tuple[int, int]) -> np.ndarray:
+    """An existing fg/bg image to convert, checked against the training image's size."""
+    redo = "delete it (or set overwrite=true) to estimate a new one"
     try:
-        need_fg = job.overwrite or not _readable(job.fg)
-        need_bg = job.overwrite or not _readable(job.bg)
-        if not (need_fg or need_bg):
+        rgb = read_image(source)
+    except (ImageReadError, ImageSizeError) as err:
+        raise _BadInputError(f"{err} (the existing {key} to convert; {redo})") from None
+    if rgb.shape[:2] != size:
+        raise _BadInputError(
+            f"the existing {key} {source} is {rgb.shape[:2]} but its image {image} is {size}; {redo}"
+        )
+    return rgb
+
+
+def _run_job(job: _Job) -> tuple[str, str, str]:
+    """Prepare one stem; returns (stem, "written" | "converted" | "skipped" | "failed", reason).
+
+    Never raises.
+    """
+    try:
+        pending = {
+            key: out
+            for key, out in (("fg", job.fg), ("bg", job.bg))
+            if job.overwrite or not any(_readable(p) for p in out.present)
+        }
+        if not pending:
             return job.stem, "skipped", ""
-        if job.mask is None:
-            raise _BadInputError(f"no mask for {job.image} (expected train/mask/{job.stem}.png)")
-        image, alpha = read_image(job.image), read_mask(job.mask)
-        if alpha.shape != image.shape[:2]:
-            raise _BadInputError(f"{job.image} is {image.shape[:2]} but its mask {job.mask} is {alpha.shape}")
-        fg, bg = estimate_fg_bg(image, alpha)
-        if need_fg:
-            _write_png_atomic(job.fg, fg)
-        if need_bg:
-            _write_png_atomic(job.bg, bg)
-        return job.stem, "written", ""
+        for key, out in pending.items():
+            if job.overwrite and out.clashes:
+                raise _BadInputError(
+                    f"overwrite=true would write {out.path} beside the existing {key} {out.clashes[0]} "
+                    "(two files for one stem); move that file away first (it is not deleted)"
+                )
+        image = read_image(job.image)
+        estimate = [key for key, out in pending.items() if job.overwrite or out.source is None]
+        estimated: dict[str, np.ndarray] = {}
+        if estimate:
+            if job.mask is None:
+                raise _BadInputError(f"no mask for {job.image} (expected train/mask/{job.stem}.png)")
+            alpha = read_mask(job.mask)
+            if alpha.shape != image.shape[:2]:
+                raise _BadInputError(
+                    f"{job.image} is {image.shape[:2]} but its mask {job.mask} is {alpha.shape}"
+                )
+            estimated = dict(zip(("fg", "bg"), estimate_fg_bg(image, alpha), strict=True))
+        for key, out in pending.items():
+            if key in estimate:
+                rgb = estimated[key]
+            else:  # keep an existing layer even when the other one has to be estimated
+                assert out.source is not None  # pending without estimation means a source exists
+                rgb = _read_source(out.source, key, job.image, image.shape[:2])
+            _write_atomic(out.path, rgb)
+            if job.overwrite:
+                for stale in out.replaces:
+                    stale.unlink(missing_ok=True)
+        return job.stem, "written" if estimate else "converted", ""
     except Exception as err:  # one bad image must not stop a 10k-image batch; reported at the end
         expected = (_BadInputError, ImageReadError, ImageSizeError)
         reason = str(err) if isinstance(err, expected) else f"{type(err).__name__}: {err}"
@@ -225,7 +316,44 @@ def _init_worker() -> None:
         pass
 
 
-def _jobs(root: Path, out: Path, image_dir: str, overwrite: bool) -> list[_Job]:
+def _stem_files(folder: Path) -> dict[str, list[Path]]:
+    """stem -> the fg/bg files (images and ``.npy``) of that stem in `folder`; hidden files ignored."""
+    files: dict[str, list[Path]] = {}
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            suffix = path.suffix.lower()
+            if not path.name.startswith(".") and (suffix in SOURCE_SUFFIXES or suffix == ARRAY_SUFFIX):
+                files.setdefault(path.stem, []).append(path)
+    return files
+
+
+def _source(candidates: list[Path]) -> Path | None:
+    """The image file to convert among a stem's files: lossless formats first."""
+    images = [p for p in candidates if p.suffix.lower() in SOURCE_SUFFIXES]
+    return min(images, key=lambda p: SOURCE_SUFFIXES.index(p.suffix.lower()), default=None)
+
+
+def _output(
+    path: Path, existing: dict[str, list[Path]], fallback: dict[str, list[Path]], fmt: str
+) -> _Output:
+    """What to produce at `path` (one stem's fg or bg; see :class:`_Output`).
+
+    Args:
+        path: the file to write.
+        existing: stem -> files in the output folder.
+        fallback: stem -> files in the same folder under the dataset root (empty if it is the same).
+        fmt: ``png`` or ``npy``.
+    """
+    others = tuple(p for p in existing.get(path.stem, ()) if p != path)
+    if fmt == "png":
+        arrays = tuple(p for p in others if p.suffix == ARRAY_SUFFIX)
+        images = tuple(p for p in others if p.suffix != ARRAY_SUFFIX)
+        return _Output(path, present=(path, *others), replaces=arrays, clashes=images)
+    source = _source(list(others)) or _source(fallback.get(path.stem, []))
+    return _Output(path, present=(path,), source=source)
+
+
+def _jobs(root: Path, out: Path, image_dir: str, overwrite: bool, fmt: str) -> list[_Job]:
     images_dir, masks_dir = root / "train" / image_dir, root / "train" / "mask"
     if not images_dir.is_dir() or not masks_dir.is_dir():
         found = sorted(p.name for p in (root / "train").iterdir()) if (root / "train").is_dir() else []
@@ -234,17 +362,26 @@ def _jobs(root: Path, out: Path, image_dir: str, overwrite: bool) -> list[_Job]:
             f"train/mask/*.png (train/ holds {found or 'nothing'}). Set data.root=/path/to/P3M-10k "
             "(the folder that contains train/), or image_dir=... to the images to prepare."
         )
-    fg_dir, bg_dir = out / "train" / fg_dir_for(image_dir), out / "train" / BG_DIR
-    fg_dir.mkdir(parents=True, exist_ok=True)
-    bg_dir.mkdir(parents=True, exist_ok=True)
+    folders = {"fg": fg_dir_for(image_dir), "bg": BG_DIR}
+    existing: dict[str, dict[str, list[Path]]] = {}
+    fallback: dict[str, dict[str, list[Path]]] = {}
+    for key, name in folders.items():
+        (out / "train" / name).mkdir(parents=True, exist_ok=True)
+        existing[key] = _stem_files(out / "train" / name)
+        # npy conversion also reads fg/bg shipped in the dataset itself when writing elsewhere.
+        same = (root / "train" / name).resolve() == (out / "train" / name).resolve()
+        fallback[key] = {} if fmt == "png" or same else _stem_files(root / "train" / name)
     jobs = []
     for image in sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         if image.name.startswith("."):
             continue
         mask = masks_dir / f"{image.stem}.png"
-        name = f"{image.stem}.png"
+        outputs = {
+            key: _output(out / "train" / name / f"{image.stem}.{fmt}", existing[key], fallback[key], fmt)
+            for key, name in folders.items()
+        }
         jobs.append(
-            _Job(image.stem, image, mask if mask.is_file() else None, fg_dir / name, bg_dir / name, overwrite)
+            _Job(image.stem, image, mask if mask.is_file() else None, outputs["fg"], outputs["bg"], overwrite)
         )
     return jobs
 
@@ -277,39 +414,50 @@ def prepare_fg_bg(
     overwrite: bool = False,
     image_dir: str = "blurred_image",
     progress: bool = True,
+    fg_bg_format: str = "png",
 ) -> PrepareSummary:
-    """Estimate and write fg/bg for every training image of a P3M-10k-layout dataset.
+    """Estimate (or convert) and write fg/bg for every training image of a P3M-10k-layout dataset.
 
-    Resumable: a stem whose fg and bg exist and decode is skipped (unless `overwrite`), and files are
+    Resumable: a stem whose fg and bg exist and read is skipped (unless `overwrite`), and files are
     written through a temporary file and a rename, so an interrupted run leaves no partial outputs.
-    Images that cannot be used are skipped and listed in the summary (and logged) at the end; they do
-    not stop the batch.
+    In ``npy`` format a missing ``.npy`` whose stem has an image file already is converted from it,
+    not estimated (see the module docstring). Images that cannot be used are skipped and listed in
+    the summary (and logged) at the end; they do not stop the batch.
 
     Args:
         root: dataset root holding `train/<image_dir>/` and `train/mask/`.
         output_root: where `train/<fg dir>/` and `train/bg/` are written; None writes into `root`.
         workers: processes; None -> `default_workers()`; 1 runs in this process.
-        overwrite: recompute even when outputs exist.
+        overwrite: estimate again even when outputs exist (no conversion); in ``png`` format the
+            stem's other fg/bg files in the output folder (``.npy``, other image types) are removed,
+            since they would be read instead of, or clash with, the new PNG.
         image_dir: training image folder; `blurred_image` writes `fg_blurred/`, anything else (e.g.
             `original_image`) writes `fg/`. `bg/` is shared, and an existing bg is kept.
         progress: show a progress bar.
+        fg_bg_format: ``png`` (lossless PNG) or ``npy`` (uncompressed arrays, ~6 MB per 1080p map,
+            memory-mapped by the training dataset; decoding drops from 20-40 ms to under 1 ms).
 
     Returns:
-        What was written, skipped and failed.
+        What was written, converted, skipped and failed.
 
     Raises:
         FileNotFoundError: `root` does not have the expected training folders.
         ImportError: pymatting is not installed.
+        ValueError: unknown `fg_bg_format`.
     """
+    if fg_bg_format not in FG_BG_FORMATS:
+        choices = ", ".join(FG_BG_FORMATS)
+        raise ValueError(f"fg_bg_format={fg_bg_format!r} is unknown; choose one of {choices}")
     root = Path(root).expanduser()
     out = Path(output_root).expanduser() if output_root is not None else root
     if importlib.util.find_spec("pymatting") is None:  # fail once here, not once per image
         raise ImportError("fg/bg estimation needs pymatting: pip install 'pymatting>=1.1.12'")
-    jobs = _jobs(root, out, image_dir, overwrite)
+    jobs = _jobs(root, out, image_dir, overwrite, fg_bg_format)
     workers = default_workers() if workers is None else max(1, int(workers))
     workers = min(workers, max(1, len(jobs)))
     log.info(
-        "Estimating fg/bg for %d images in %s -> %s (%d worker%s)",
+        "Preparing fg/bg (%s) for %d images in %s -> %s (%d worker%s)",
+        fg_bg_format,
         len(jobs),
         root / "train" / image_dir,
         out / "train",
@@ -324,11 +472,12 @@ def prepare_fg_bg(
             summary.failed[stem] = reason
         else:
             getattr(summary, status).append(stem)
-    summary.written.sort()
-    summary.skipped.sort()
+    for stems in (summary.written, summary.converted, summary.skipped):
+        stems.sort()
     log.info(
-        "fg/bg: %d written, %d skipped (already done), %d failed",
+        "fg/bg: %d estimated, %d converted from existing files, %d skipped (already done), %d failed",
         len(summary.written),
+        len(summary.converted),
         len(summary.skipped),
         len(summary.failed),
     )

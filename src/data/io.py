@@ -15,6 +15,10 @@ exactly what the official ``np.array(PIL.Image.open(path))`` gives:
   ignores it; ``exif=True`` (the predict path, for photos from phones) applies it.
 
 A missing, empty, undecodable or truncated file raises :class:`ImageReadError` naming the file.
+
+Estimated foregrounds and backgrounds may also be stored as ``.npy`` arrays (``src/prepare.py
+fg_bg_format=npy``): :func:`read_rgb_array` memory-maps them instead of decoding, so a training crop
+touches only the rows and columns it uses; :func:`read_rgb` picks the reader by suffix.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ _JPEG_MAGIC = b"\xff\xd8"
 _JPEG_END = b"\xff\xd9"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND"
+_NPY_MAGIC = b"\x93NUMPY"
+ARRAY_SUFFIX = ".npy"  # uncompressed (H, W, 3) uint8 RGB arrays, the fast fg/bg format
 
 
 class ImageReadError(OSError):
@@ -167,8 +173,70 @@ def read_mask(
     raise ImageReadError(path, f"unsupported pixel type {mask.dtype} (expected 8- or 16-bit)")
 
 
+def read_rgb_array(path: str | Path) -> np.ndarray:
+    """Memory-map a ``.npy`` file holding an (H, W, 3) uint8 RGB image, read-only.
+
+    Nothing is read but the header until pixels are used: cropping the result and resizing the crop
+    touches only the crop's rows. The array is read-only; copy it before writing into it.
+
+    Args:
+        path: the ``.npy`` file (``np.save`` of a C- or Fortran-ordered uint8 (H, W, 3) array).
+
+    Returns:
+        (H, W, 3) uint8 RGB array (a ``numpy.memmap`` when the file is C-ordered).
+
+    Raises:
+        ImageReadError: the file is missing, empty, not a ``.npy`` file, truncated, or holds another
+            dtype or shape.
+        ImageSizeError: a side is shorter than ``MIN_IMAGE_SIDE``.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            magic = f.read(len(_NPY_MAGIC))
+    except FileNotFoundError:
+        raise ImageReadError(path, "the file does not exist") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "it is a directory, not a .npy file") from None
+    except OSError as err:
+        raise ImageReadError(path, f"{type(err).__name__}: {err}") from None
+    if not magic:
+        raise ImageReadError(path, "the file is empty")
+    if magic != _NPY_MAGIC:
+        raise ImageReadError(path, "not a .npy file (no NUMPY header); delete it and re-run src/prepare.py")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        # numpy maps the size the header announces; a shorter file fails here ("mmap length ...").
+        truncated = "mmap length" in str(err) or isinstance(err, EOFError) or "EOF" in str(err)
+        what = "truncated .npy (shorter than its header says)" if truncated else f"corrupt .npy ({err})"
+        raise ImageReadError(path, f"{what}; delete it and re-run src/prepare.py fg_bg_format=npy") from None
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ImageReadError(
+            path,
+            f"holds a {array.dtype} array of shape {array.shape}; expected uint8 (H, W, 3) RGB "
+            "(as src/prepare.py fg_bg_format=npy writes)",
+        )
+    _check_size(array, path)
+    if not array.flags.c_contiguous:  # Fortran order: OpenCV needs rows of contiguous pixels
+        array = np.ascontiguousarray(array)
+    return array
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read a colour map: ``.npy`` files with :func:`read_rgb_array`, anything else with :func:`read_image`.
+
+    Raises:
+        ImageReadError, ImageSizeError: as the reader used.
+    """
+    path = Path(path)
+    return read_rgb_array(path) if path.suffix.lower() == ARRAY_SUFFIX else read_image(path)
+
+
 def check_same_size(reference: tuple[Path, np.ndarray], others: Sequence[tuple[Path, np.ndarray]]) -> None:
     """Raise if any map's height and width differ from the reference image's.
+
+    Only shapes are compared, so memory-mapped arrays (:func:`read_rgb_array`) are not read.
 
     Args:
         reference: (path, array) of the image the others must match.

@@ -4,15 +4,17 @@ The official release (and our synthetic dataset) looks like::
 
     <root>/train/blurred_image/*.jpg      face-blurred training images (the only ones PPT may read)
     <root>/train/mask/*.png               alpha mattes
-    <root>/train/fg_blurred|fg/, bg/      optional: estimated foreground / background (src/prepare.py)
+    <root>/train/fg_blurred|fg/, bg/      optional: estimated foreground / background (src/prepare.py),
+                                          image files or .npy arrays (fg_bg_format=npy)
     <root>/train/facemask/*.png           optional: face masks
     <root>/train/original_image|original/ only in datasets that have non-anonymised training images
     <root>/validation/P3M-500-P/{blurred_image,mask,trimap,facemask}/
     <root>/validation/P3M-500-NP/{original_image,mask,trimap}/
 
 and is also accepted without the ``validation/`` level. Files are paired by stem (the name without
-extension), whatever the extension. Every problem raises :class:`DatasetLayoutError` with the
-path, what is missing and how to fix it.
+extension), whatever the extension; in the fg/bg folders a ``.npy`` array wins over an image file of
+the same stem (it is the faster copy ``src/prepare.py fg_bg_format=npy`` made of it). Every problem
+raises :class:`DatasetLayoutError` with the path, what is missing and how to fix it.
 
 In PPT mode the training set lists only train/blurred_image (plus mask, fg/bg, facemask); next to
 non-anonymised images it refuses a train/fg that may have been estimated from them (only
@@ -29,7 +31,7 @@ folders as P3M-500-P.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ from typing import Any
 from src.privacy.obfuscate import FaceObfuscator
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+ARRAY_SUFFIX = ".npy"  # fg/bg only: uncompressed arrays from src/prepare.py fg_bg_format=npy
+FG_BG_SUFFIXES = IMAGE_SUFFIXES | {ARRAY_SUFFIX}
 PRIVACY_MODES: dict[str, tuple[str, ...]] = {
     "ppt": ("blurred_image",),  # privacy-preserving training: face-blurred images only
     "none": ("original_image", "original"),  # non-anonymised images (not in P3M-10k)
@@ -197,25 +201,40 @@ def _listing(stems: Iterable[str]) -> str:
     return shown + (f" (and {len(stems) - _SHOWN} more)" if len(stems) > _SHOWN else "")
 
 
-def index_folder(folder: Path) -> dict[str, Path]:
+def index_folder(
+    folder: Path, suffixes: Collection[str] = IMAGE_SUFFIXES, prefer: str | None = None
+) -> dict[str, Path]:
     """Map stem -> file for the image files of a folder (hidden files and other types are ignored).
 
+    Args:
+        folder: the folder to list.
+        suffixes: lower-case extensions (with the dot) to list.
+        prefer: an extension that wins when a stem also has files with other extensions (``.npy``
+            in the fg/bg folders) instead of being a clash.
+
     Raises:
-        DatasetLayoutError: the folder is missing, or two files share a stem (``a.jpg``, ``a.png``).
+        DatasetLayoutError: the folder is missing, or two files share a stem (``a.jpg``, ``a.png``)
+            and neither has the ``prefer`` extension.
     """
     if not folder.is_dir():
         raise DatasetLayoutError(f"folder not found: {folder}")
     index: dict[str, Path] = {}
-    clashes: list[str] = []
+    clashes: set[str] = set()
+    preferred: set[str] = set()
     with os.scandir(folder) as entries:
         for entry in entries:
             name = entry.name
-            if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
+            stem, suffix = os.path.splitext(name)
+            if name.startswith(".") or suffix.lower() not in suffixes:
                 continue
-            stem = os.path.splitext(name)[0]
-            if stem in index:
-                clashes.append(stem)
-            index[stem] = Path(entry.path)
+            if suffix.lower() == prefer:
+                preferred.add(stem)
+            elif stem in index:
+                clashes.add(stem)
+                continue
+            if stem not in index or suffix.lower() == prefer:
+                index[stem] = Path(entry.path)
+    clashes -= preferred
     if clashes:
         raise DatasetLayoutError(
             f"{folder} has several files with the same stem: {_listing(clashes)}; keep one per sample"
@@ -366,7 +385,7 @@ class P3M10kLayout:
                     f"unblurred faces: run `python src/prepare.py data.root={self.root}` (writes fg_blurred)"
                 )
             for key, folder in (("fg", fg_dir), ("bg", bg_dir)):
-                extra[key] = index_folder(folder)
+                extra[key] = index_folder(folder, FG_BG_SUFFIXES, prefer=ARRAY_SUFFIX)
                 check_partners(images, image_dir, extra[key], folder, both_ways=False)
                 read_dirs.append(folder)
         facemask_dir = self.train_dir / "facemask"

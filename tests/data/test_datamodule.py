@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from src.data.datamodule import P3M10kDataModule
+from src.data.fgbg import prepare_fg_bg
 from src.data.io import ImageReadError, ImageSizeError
 from src.data.layout import DatasetLayoutError
 from src.data.transforms import IJCVTransform, PaperTransform, ResizeTransform, StrongTransform
@@ -163,6 +165,59 @@ def test_bad_files_fail_with_their_names(tiny_root: Path) -> None:
         ImageSizeError, match=r"mask/p_0002\.png is 70x64 but .*blurred_image/p_0002\.jpg is 72x64"
     ):
         dm.train_set[by_stem["p_0002"]]
+
+
+@pytest.mark.parametrize(
+    "augmentation",
+    [PaperTransform(**SMALL), IJCVTransform(**SMALL), ResizeTransform(out_size=32), StrongTransform(**SMALL)],
+    ids=["paper", "ijcv", "none", "strong"],
+)
+def test_npy_fg_bg_give_the_same_samples_as_image_files(
+    tiny_root: Path, tmp_path: Path, augmentation: PaperTransform | ResizeTransform
+) -> None:
+    fast = Path(shutil.copytree(tiny_root, tmp_path / "fast"))
+    summary = prepare_fg_bg(fast, workers=1, progress=False, fg_bg_format="npy")
+    assert len(summary.converted) == 4  # re-encoded from the PNG / JPEG files, not estimated
+    for folder in ("fg_blurred", "bg"):  # only the arrays remain: they must be what is read
+        for path in (fast / "train" / folder).iterdir():
+            if path.suffix != ".npy":
+                path.unlink()
+    images = datamodule(tiny_root, augmentation=augmentation)
+    arrays = datamodule(fast, augmentation=augmentation)
+    images.setup("fit")
+    arrays.setup("fit")
+    loaded = arrays.train_set.load(0)
+    assert isinstance(loaded["fg"], np.memmap) and isinstance(loaded["bg"], np.memmap)
+    for seed in range(3):
+        images.train_set.reseed(seed)
+        arrays.train_set.reseed(seed)
+        for index in range(len(images.train_set)):
+            expected, got = images.train_set[index], arrays.train_set[index]
+            assert set(expected) == set(got) == {"image", "alpha", "trimap", "fg", "bg", "facemask"}
+            for key in expected:
+                assert torch.equal(expected[key], got[key]), (seed, index, key)
+
+
+def test_bad_npy_fg_bg_fail_with_their_names(tiny_root: Path) -> None:
+    for stem in ("p_0000", "p_0001", "p_0002", "p_0003"):
+        (tiny_root / f"train/fg_blurred/{stem}.png").unlink()
+    np.save(tiny_root / "train/fg_blurred/p_0000.npy", np.zeros((72, 64, 3), np.float32))
+    np.save(tiny_root / "train/fg_blurred/p_0001.npy", np.zeros((72, 64), np.uint8))
+    np.save(tiny_root / "train/fg_blurred/p_0002.npy", np.zeros((72, 64, 3), np.uint8))
+    data = (tiny_root / "train/fg_blurred/p_0002.npy").read_bytes()
+    (tiny_root / "train/fg_blurred/p_0002.npy").write_bytes(data[: len(data) // 2])
+    np.save(tiny_root / "train/fg_blurred/p_0003.npy", np.zeros((70, 64, 3), np.uint8))
+    dm = datamodule(tiny_root)
+    dm.setup("fit")
+    by_stem = {f.stem: i for i, f in enumerate(dm.train_set.files)}
+    for stem, error, message in (
+        ("p_0000", ImageReadError, r"fg_blurred/p_0000\.npy: holds a float32 array"),
+        ("p_0001", ImageReadError, r"fg_blurred/p_0001\.npy: holds a uint8 array of shape \(72, 64\)"),
+        ("p_0002", ImageReadError, r"fg_blurred/p_0002\.npy: truncated \.npy"),
+        ("p_0003", ImageSizeError, r"fg_blurred/p_0003\.npy is 70x64 but .*/p_0003\.jpg is 72x64"),
+    ):
+        with pytest.raises(error, match=message):
+            dm.train_set[by_stem[stem]]
 
 
 def test_grey_rgba_and_16_bit_files_are_read(tmp_path: Path) -> None:

@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from src.data.fgbg import estimate_fg_bg, fg_dir_for, prepare_fg_bg
-from src.data.io import read_image, read_mask
+from src.data.io import read_image, read_mask, read_rgb_array
 from src.data.synthetic import ensure_synthetic_dataset, render_portrait
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +106,116 @@ def test_prepare_writes_lossless_pngs_and_resumes(tiny: Path) -> None:
     assert read_image(fg_file).shape[:2] == (64, 48)
 
 
+def test_prepare_npy_writes_loadable_arrays_and_resumes(tiny: Path) -> None:
+    summary = prepare_fg_bg(tiny, workers=1, progress=False, fg_bg_format="npy")
+    stems = sorted(p.stem for p in (tiny / "train" / "mask").iterdir())
+    assert summary.written == stems and summary.ok and not summary.converted
+    for folder in ("fg_blurred", "bg"):
+        assert sorted(p.name for p in (tiny / "train" / folder).iterdir()) == [f"{s}.npy" for s in stems]
+    image = read_image(tiny / "train" / "blurred_image" / f"{stems[0]}.jpg")
+    ref_fg, ref_bg = estimate_fg_bg(image, read_mask(tiny / "train" / "mask" / f"{stems[0]}.png"))
+    fg = np.load(tiny / "train" / "fg_blurred" / f"{stems[0]}.npy")
+    assert fg.dtype == np.uint8 and fg.shape == image.shape
+    np.testing.assert_array_equal(fg, ref_fg)
+    np.testing.assert_array_equal(read_rgb_array(tiny / "train" / "bg" / f"{stems[0]}.npy"), ref_bg)
+
+    again = prepare_fg_bg(tiny, workers=1, progress=False, fg_bg_format="npy")
+    assert again.skipped == stems and not again.written
+    bg_file = tiny / "train" / "bg" / f"{stems[1]}.npy"
+    bg_file.write_bytes(bg_file.read_bytes()[:500])  # truncated: redone, the rest skipped
+    third = prepare_fg_bg(tiny, workers=1, progress=False, fg_bg_format="npy")
+    assert third.written == [stems[1]] and third.skipped == [stems[0]]
+    assert read_rgb_array(bg_file).shape == image.shape
+    assert not [p for p in (tiny / "train").rglob(".*")], "no temporary files left"
+
+
+def _write_rgb(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), rgb[:, :, ::-1].copy())
+
+
+def _fake_fg_bg(root: Path, fg_dir: str = "fg_blurred") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """fg PNG and bg JPEG per stem, as a dataset might ship them (not estimated: no pymatting needed)."""
+    layers = {}
+    for image_path in sorted((root / "train" / "blurred_image").iterdir()):
+        image = read_image(image_path)
+        _write_rgb(root / "train" / fg_dir / f"{image_path.stem}.png", 255 - image)
+        _write_rgb(root / "train" / "bg" / f"{image_path.stem}.jpg", image // 2)
+        layers[image_path.stem] = (
+            read_image(root / "train" / fg_dir / f"{image_path.stem}.png"),
+            read_image(root / "train" / "bg" / f"{image_path.stem}.jpg"),
+        )
+    return layers
+
+
+def _no_estimation(*args: object, **kwargs: object) -> None:
+    raise AssertionError("converting existing fg/bg must not estimate")
+
+
+def test_npy_converts_existing_fg_bg_without_estimating(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layers = _fake_fg_bg(tiny)
+    monkeypatch.setattr("src.data.fgbg.estimate_fg_bg", _no_estimation)
+    # Into another root first: the dataset's own files are the sources and stay untouched.
+    out = tmp_path / "fast"
+    summary = prepare_fg_bg(tiny, output_root=out, workers=1, progress=False, fg_bg_format="npy")
+    assert summary.converted == sorted(layers) and summary.ok and not summary.written
+    for stem, (fg, bg) in layers.items():
+        np.testing.assert_array_equal(np.load(out / "train" / "fg_blurred" / f"{stem}.npy"), fg)
+        np.testing.assert_array_equal(np.load(out / "train" / "bg" / f"{stem}.npy"), bg)
+    assert not list((tiny / "train").rglob("*.npy"))
+    # In place: the arrays land next to the image files, which are kept (delete them to save disk).
+    summary = prepare_fg_bg(tiny, workers=1, progress=False, fg_bg_format="npy")
+    assert summary.converted == sorted(layers)
+    stem, (fg, _) = next(iter(layers.items()))
+    np.testing.assert_array_equal(np.load(tiny / "train" / "fg_blurred" / f"{stem}.npy"), fg)
+    assert (tiny / "train" / "fg_blurred" / f"{stem}.png").is_file()
+    assert prepare_fg_bg(tiny, workers=1, progress=False, fg_bg_format="npy").skipped == sorted(layers)
+
+
+def test_conversion_checks_the_source_size_and_estimates_what_is_missing(tiny: Path) -> None:
+    layers = _fake_fg_bg(tiny)
+    first, second = sorted(layers)
+    _write_rgb(tiny / "train" / "fg_blurred" / f"{first}.png", np.zeros((40, 40, 3), np.uint8))
+    (tiny / "train" / "bg" / f"{second}.jpg").unlink()
+    summary = prepare_fg_bg(tiny, workers=1, progress=False, fg_bg_format="npy")
+    assert list(summary.failed) == [first] and summary.written == [second]
+    assert f"fg_blurred/{first}.png is (40, 40)" in summary.failed[first]
+    assert "overwrite=true" in summary.failed[first]
+    # The fg came from its PNG, the missing bg from the estimator.
+    np.testing.assert_array_equal(np.load(tiny / "train" / "fg_blurred" / f"{second}.npy"), layers[second][0])
+    image = read_image(tiny / "train" / "blurred_image" / f"{second}.jpg")
+    _, ref_bg = estimate_fg_bg(image, read_mask(tiny / "train" / "mask" / f"{second}.png"))
+    np.testing.assert_array_equal(np.load(tiny / "train" / "bg" / f"{second}.npy"), ref_bg)
+
+
+def test_png_format_counts_any_existing_file_and_overwrite_replaces_it(tiny: Path) -> None:
+    stems = sorted(p.stem for p in (tiny / "train" / "mask").iterdir())
+    prepare_fg_bg(tiny, workers=1, progress=False, fg_bg_format="npy")
+    assert prepare_fg_bg(tiny, workers=1, progress=False).skipped == stems  # the arrays are fg/bg too
+    summary = prepare_fg_bg(tiny, workers=1, progress=False, overwrite=True)
+    assert summary.written == stems
+    # The arrays would be read instead of the new PNGs: overwrite removed them.
+    assert not list((tiny / "train").rglob("*.npy"))
+    assert len(list((tiny / "train" / "bg").glob("*.png"))) == len(stems)
+
+
+def test_png_overwrite_never_deletes_a_shipped_image_file(tiny: Path) -> None:
+    stem = sorted(p.stem for p in (tiny / "train" / "mask").iterdir())[0]
+    shipped = tiny / "train" / "bg" / f"{stem}.jpg"
+    shipped.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tiny / "train" / "blurred_image" / f"{stem}.jpg", shipped)
+    summary = prepare_fg_bg(tiny, workers=1, progress=False, overwrite=True)
+    assert shipped.is_file() and not (tiny / "train" / "bg" / f"{stem}.png").exists()
+    assert "move that file away" in summary.failed[stem] and str(shipped) in summary.failed[stem]
+
+
+def test_unknown_format_is_refused(tiny: Path) -> None:
+    with pytest.raises(ValueError, match=r"fg_bg_format='bmp' is unknown; choose one of png, npy"):
+        prepare_fg_bg(tiny, progress=False, fg_bg_format="bmp")
+
+
 def test_prepare_originals_into_another_root(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     summary = prepare_fg_bg(tiny, output_root=out, image_dir="original_image", workers=1, progress=False)
@@ -146,6 +257,13 @@ def test_prepare_entry_point_config(tiny: Path, caplog: pytest.LogCaptureFixture
         cfg = compose("prepare", overrides=[f"data.root={tiny}", "workers=1", "progress=false"])
     assert run(cfg) == 0
     assert len(list((tiny / "train" / "fg_blurred").glob("*.png"))) == 2
+    assert cfg.fg_bg_format == "png"
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        base = [f"data.root={tiny}", "workers=1", "progress=false"]
+        assert run(compose("prepare", overrides=[*base, "fg_bg_format=webp"])) == 2
+        assert "fg_bg_format='webp'" in caplog.text
+        assert run(compose("prepare", overrides=[*base, "fg_bg_format=npy"])) == 0
+    assert len(list((tiny / "train" / "bg").glob("*.npy"))) == 2  # converted from the PNGs
 
 
 def _prepare_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.data.io import ImageReadError, ImageSizeError, check_same_size, read_image, read_mask
+from src.data.io import (
+    ImageReadError,
+    ImageSizeError,
+    check_same_size,
+    read_image,
+    read_mask,
+    read_rgb,
+    read_rgb_array,
+)
 
 
 @pytest.fixture
@@ -127,3 +135,68 @@ def test_size_mismatch_names_both_files() -> None:
     check_same_size((Path("img.jpg"), image), [(Path("ok.png"), np.zeros((40, 50), np.uint8))])
     with pytest.raises(ImageSizeError, match=r"m\.png is 40x52 but img\.jpg is 40x50"):
         check_same_size((Path("img.jpg"), image), [(Path("m.png"), mask)])
+
+
+def test_npy_is_memory_mapped_read_only(tmp_path: Path, rng: np.random.Generator) -> None:
+    rgb = rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)
+    np.save(tmp_path / "fg.npy", rgb)
+    mapped = read_rgb_array(tmp_path / "fg.npy")
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    np.testing.assert_array_equal(mapped, rgb)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "fg.npy"), rgb)  # dispatch by suffix
+    cv2.imwrite(str(tmp_path / "fg.png"), rgb[:, :, ::-1])
+    np.testing.assert_array_equal(read_rgb(tmp_path / "fg.png"), rgb)
+    np.save(tmp_path / "fortran.npy", np.asfortranarray(rgb))
+    fortran = read_rgb_array(tmp_path / "fortran.npy")
+    assert fortran.flags.c_contiguous  # OpenCV needs contiguous rows
+    np.testing.assert_array_equal(fortran, rgb)
+
+
+def _npy_bytes(array: np.ndarray, path: Path) -> bytes:
+    np.save(path, array)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("missing", "does not exist"),
+        ("empty", "empty"),
+        ("png", "not a .npy file"),
+        ("float", r"float32 array of shape \(40, 36, 3\); expected uint8 \(H, W, 3\)"),
+        ("grey", r"shape \(40, 36\); expected uint8 \(H, W, 3\)"),
+        ("rgba", r"shape \(40, 36, 4\)"),
+        ("truncated", "truncated .npy"),
+        ("header", "truncated .npy"),
+    ],
+)
+def test_bad_npy_names_the_file(tmp_path: Path, case: str, reason: str) -> None:
+    rgb = np.zeros((40, 36, 3), np.uint8)
+    scratch = tmp_path / "scratch.npy"
+    content = {
+        "missing": None,
+        "empty": b"",
+        "png": cv2.imencode(".png", rgb)[1].tobytes(),
+        "float": _npy_bytes(rgb.astype(np.float32), scratch),
+        "grey": _npy_bytes(rgb[:, :, 0], scratch),
+        "rgba": _npy_bytes(np.zeros((40, 36, 4), np.uint8), scratch),
+        "truncated": _npy_bytes(rgb, scratch)[:1000],
+        "header": _npy_bytes(rgb, scratch)[:60],
+    }[case]
+    path = tmp_path / "bg.npy"
+    if content is not None:
+        path.write_bytes(content)
+    for reader in (read_rgb_array, read_rgb):
+        with pytest.raises(ImageReadError, match=reason) as info:
+            reader(path)
+        assert info.value.path == path and str(path) in str(info.value)
+
+
+def test_tiny_npy_is_a_size_error_and_sizes_compare_without_reading(tmp_path: Path) -> None:
+    np.save(tmp_path / "tiny.npy", np.zeros((20, 64, 3), np.uint8))
+    with pytest.raises(ImageSizeError, match=r"tiny\.npy is 20x64"):
+        read_rgb_array(tmp_path / "tiny.npy")
+    np.save(tmp_path / "fg.npy", np.zeros((40, 52, 3), np.uint8))
+    mapped = read_rgb_array(tmp_path / "fg.npy")
+    with pytest.raises(ImageSizeError, match=r"fg\.npy is 40x52 but img\.jpg is 40x50"):
+        check_same_size((Path("img.jpg"), np.zeros((40, 50, 3), np.uint8)), [(tmp_path / "fg.npy", mapped)])

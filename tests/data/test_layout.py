@@ -164,3 +164,24 @@ def test_eval_split_config_errors() -> None:
         parse_eval_splits([{**EVAL_SPLITS[0], "alpha_dir": "x"}])
     with pytest.raises(ValueError, match=r"duplicate prefix"):
         parse_eval_splits([EVAL_SPLITS[0], {**EVAL_SPLITS[1], "prefix": "val/p"}])
+
+
+def test_npy_fg_bg_win_over_image_files_of_the_same_stem(tmp_path: Path) -> None:
+    root = make_p3m_tree(tmp_path, num_train=3)
+    for folder in ("fg_blurred", "bg"):
+        (root / "train" / folder / "p_0000.npy").write_bytes(b"only listed here, not read")
+    (root / "train/bg/p_0001.npy").write_bytes(b"")
+    (root / "train/blurred_image/p_0002.npy").write_bytes(b"")  # arrays are fg/bg only: ignored here
+    files = {f.stem: f for f in P3M10kLayout(root).train_split(require_fg_bg=True).files}
+    assert sorted(files) == ["p_0000", "p_0001", "p_0002"]
+    assert (files["p_0000"].fg.name, files["p_0000"].bg.name) == ("p_0000.npy", "p_0000.npy")
+    assert (files["p_0001"].fg.name, files["p_0001"].bg.name) == ("p_0001.png", "p_0001.npy")
+    assert files["p_0002"].image.suffix == ".jpg" and files["p_0002"].bg.suffix == ".jpg"
+    # Without a .npy, two image files of one stem are still a clash.
+    shutil.copy(root / "train/bg/p_0002.jpg", root / "train/bg/p_0002.png")
+    with pytest.raises(DatasetLayoutError, match=r"bg has several files with the same stem: p_0002"):
+        P3M10kLayout(root).train_split(require_fg_bg=True)
+    # A mask folder does not take arrays.
+    (root / "train/bg/p_0002.png").unlink()
+    (root / "train/mask/p_0000.npy").write_bytes(b"")
+    assert P3M10kLayout(root).train_split().files[0].alpha.suffix == ".png"
