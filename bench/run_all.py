@@ -45,6 +45,7 @@ ITEMS: dict[str, tuple[str, list[str], list[str], int]] = {
     ),
     "inference": ("bench_inference.py", ["--runs", "3"], ["--runs", "5"], 900),
     "onnx": ("bench_onnx.py", ["--size", "512", "--runs", "3"], ["--size", "512", "--runs", "5"], 600),
+    "memory": ("bench_memory.py", ["--size", "256"], ["--size", "512", "--precision", "fp32", "bf16"], 1800),
     "data": ("bench_data.py", ["--rounds", "5"], [], 600),
     "metrics": ("bench_metrics.py", ["--runs", "3"], ["--runs", "5"], 600),
 }  # fmt: skip

@@ -161,3 +161,31 @@ def test_model_config_exposes_the_switches(compose_config) -> None:
     assert cfg.model.channels_last is True
     assert cfg.model.compile is False
     assert cfg.model.activation_checkpointing is True
+
+
+def _bench_memory():
+    """bench/bench_memory.py as a module (bench/ is scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_memory.py"
+    spec = importlib.util.spec_from_file_location("bench_memory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_memory_bench_measures_a_training_step() -> None:
+    bench = _bench_memory()
+    result = bench.measure_step("resnet34", size=SIZE, batch=1)
+    # in this (shared) process the step may reuse memory freed earlier, so only its sign is certain
+    assert result["peak_mib"] >= result["before_mib"] > 0
+    assert result["increase_mib"] >= 0
+    assert result["checkpointed_blocks"] == 0
+    assert torch.isfinite(torch.tensor(result["loss"]))
+    configs = bench.configurations(["resnet34", "swin"], ["fp32"])
+    assert [(c["backbone"], c["checkpointing"]) for c in configs] == [
+        ("resnet34", False),
+        ("swin", False),
+        ("swin", True),
+    ]
