@@ -9,6 +9,13 @@ same weights and batch.
 
     python bench/bench_train_step.py [--size 512] [--batch 2] [--runs 3] [--warmup 1] \
         [--backbones resnet34 swin vitae] [--variants fp32-cl bf16 bf16-cl]
+    # on a GPU (bench/gpu_check.sh): strict fp32 vs TF32 vs bf16 + channels-last (+ compile)
+    python bench/bench_train_step.py --device cuda --batch 8 --backbones resnet34 vitae --warmup 2 \
+        --variants fp32-tf32 bf16-cl bf16-cl-compile --peak-tflops 989
+
+With ``--device cuda`` the table adds the achieved TFLOP/s (3x the forward FLOPs per image: 117
+GFLOPs for ResNet-34 and 142 for ViTAE-S at 512x512), their fraction of ``--peak-tflops`` and the
+peak memory of each variant (``torch.cuda.max_memory_allocated``).
 
 Prints a markdown table and writes bench/results/train_step.json.
 """
@@ -22,6 +29,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,13 +40,27 @@ sys.path.insert(0, str(REPO))
 from src.models import P3MNet  # noqa: E402
 from src.models.losses import P3MLoss  # noqa: E402
 
-# name -> (channels_last, bf16 autocast)
-VARIANTS: dict[str, tuple[bool, bool]] = {
-    "fp32": (False, False),
-    "fp32-cl": (True, False),
-    "bf16": (False, True),
-    "bf16-cl": (True, True),
+
+@dataclass(frozen=True)
+class Variant:
+    """How one variant runs the same step."""
+
+    channels_last: bool = False
+    bf16: bool = False
+    tf32: bool = False  # CUDA only: TF32 matmuls and convolutions (the fp32 baseline has it off)
+    compile: bool = False  # torch.compile of the network (its first rounds compile: use --warmup 2)
+
+
+VARIANTS: dict[str, Variant] = {
+    "fp32": Variant(),
+    "fp32-tf32": Variant(tf32=True),
+    "fp32-cl": Variant(channels_last=True),
+    "bf16": Variant(bf16=True),
+    "bf16-cl": Variant(channels_last=True, bf16=True),
+    "bf16-cl-compile": Variant(channels_last=True, bf16=True, compile=True),
 }
+# Forward GFLOPs per 512x512 image (from the issue); a training step costs about three times that.
+FORWARD_GFLOPS_512 = {"resnet34": 117.0, "vitae": 142.0}
 
 
 def make_batch(batch: int, size: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -54,37 +76,50 @@ def make_batch(batch: int, size: int, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 class Step:
-    """One variant: its own copy of the network and optimiser."""
+    """One variant: its own copy of the network and optimiser, on ``device``."""
 
-    def __init__(self, net: P3MNet, loss: P3MLoss, channels_last: bool, bf16: bool) -> None:
-        self.net = copy.deepcopy(net).train()
-        if channels_last:
+    def __init__(self, net: P3MNet, loss: P3MLoss, variant: Variant, device: torch.device) -> None:
+        self.net = copy.deepcopy(net).to(device).train()
+        if variant.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.loss, self.channels_last, self.bf16 = loss, channels_last, bf16
+        if variant.compile:
+            self.net.compile()
+        self.loss, self.variant, self.device = loss.to(device), variant, device
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=1e-5)
+        self.peak_bytes = 0
 
     def loss_value(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         image = batch["image"]
-        if self.channels_last:
+        if self.variant.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.variant.bf16):
             output = self.net(image)
         return self.loss(output, batch)["total"]
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> float:
+        cuda = self.device.type == "cuda"
+        if cuda:
+            # the baseline is strict fp32: TF32 only where the variant asks for it
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.variant.tf32
+            torch.cuda.reset_peak_memory_stats(self.device)
+            torch.cuda.synchronize(self.device)
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         self.loss_value(batch).backward()
         self.optimizer.step()
+        if cuda:
+            torch.cuda.synchronize(self.device)
+            self.peak_bytes = max(self.peak_bytes, torch.cuda.max_memory_allocated(self.device))
         return time.perf_counter() - start
 
 
 def bench_backbone(name: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """Time the baseline and each variant of ``args.variants`` for one backbone, interleaved."""
     torch.manual_seed(0)
+    device = torch.device(args.device)
     net, loss = P3MNet(name), P3MLoss()
-    batch = make_batch(args.batch, args.size)
-    steps = {v: Step(net, loss, *VARIANTS[v]) for v in ["fp32", *args.variants]}
+    batch = {k: v.to(device) for k, v in make_batch(args.batch, args.size).items()}
+    steps = {v: Step(net, loss, VARIANTS[v], device) for v in ["fp32", *args.variants]}
     # loss of each variant from the same (initial) weights and batch, before any optimiser step
     with torch.no_grad():
         losses = {v: float(step.loss_value(batch)) for v, step in steps.items()}
@@ -95,6 +130,7 @@ def bench_backbone(name: str, args: argparse.Namespace) -> dict[str, dict[str, f
             if round_ >= args.warmup:
                 times[variant].append(seconds)
     base = statistics.median(times["fp32"])
+    gflops = FORWARD_GFLOPS_512.get(name)
     rows = {}
     for variant, runs in times.items():
         median = statistics.median(runs)
@@ -106,6 +142,13 @@ def bench_backbone(name: str, args: argparse.Namespace) -> dict[str, dict[str, f
             "loss_rel_diff": abs(losses[variant] - losses["fp32"]) / abs(losses["fp32"]),
             "runs_s": runs,
         }
+        if gflops is not None:  # 3x the forward FLOPs per image, scaled from 512x512
+            tflops = 3 * gflops * (args.size / 512) ** 2 * args.batch / median / 1000
+            rows[variant]["tflops"] = tflops
+            if args.peak_tflops:
+                rows[variant]["fraction_of_peak"] = tflops / args.peak_tflops
+        if device.type == "cuda":
+            rows[variant]["peak_mib"] = steps[variant].peak_bytes / 2**20
     return rows
 
 
@@ -116,6 +159,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=0.0,
+        help="the device's dense bf16 peak, for the fraction reached",
+    )
     parser.add_argument("--backbones", nargs="+", default=["resnet34", "swin", "vitae"])
     parser.add_argument(
         "--variants", nargs="+", default=["fp32-cl", "bf16", "bf16-cl"], choices=list(VARIANTS)
@@ -125,27 +175,38 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     results = {name: bench_backbone(name, args) for name in args.backbones}
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     meta = {
         "input": [args.batch, 3, args.size, args.size],
+        "device": where,
         "threads": torch.get_num_threads(),
         "runs": args.runs,
         "warmup": args.warmup,
         "torch": torch.__version__,
         "machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
+        "peak_tflops": args.peak_tflops or None,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     print(
-        f"Training step, batch {args.batch} at {args.size}x{args.size}, CPU, {meta['threads']} threads, "
+        f"Training step, batch {args.batch} at {args.size}x{args.size}, {where}, {meta['threads']} threads, "
         f"median of {args.runs} interleaved rounds after {args.warmup} warm-up\n"
     )
-    print("| backbone | variant | median (s) | images/s | vs fp32 | loss rel. diff |")
-    print("|---|---|---:|---:|---:|---:|")
+    extra = [("tflops", "TFLOP/s", "{:.1f}"), ("fraction_of_peak", "of bf16 peak", "{:.1%}")]
+    extra += [("peak_mib", "peak MiB", "{:.0f}")]
+    shown = [e for e in extra if any(e[0] in r for rows in results.values() for r in rows.values())]
+    print(
+        "| backbone | variant | median (s) | images/s | vs fp32 | loss rel. diff |"
+        + "".join(f" {h} |" for _, h, _ in shown)
+    )
+    print("|---|---|---:|---:|---:|---:|" + "---:|" * len(shown))
     for name, rows in results.items():
         for variant, r in rows.items():
+            cells = "".join(f" {fmt.format(r[key]) if key in r else ''} |" for key, _, fmt in shown)
             print(
                 f"| {name} | {variant} | {r['median_s']:.2f} | {r['images_per_s']:.2f} | "
-                f"{r['speedup']:.2f}x | {r['loss_rel_diff']:.2%} |"
+                f"{r['speedup']:.2f}x | {r['loss_rel_diff']:.2%} |{cells}"
             )
 
 
