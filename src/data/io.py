@@ -57,17 +57,24 @@ class ImageSizeError(ValueError):
     """Maps of one sample disagree in size, or an image is too small to be a sample."""
 
 
-def _read_bytes(path: Path) -> np.ndarray:
+def _read_head(path: Path, size: int = -1, kind: str = "an image file") -> bytes:
+    """The file's bytes (only the first ``size`` if given); unreadable or empty files raise."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(size)
     except FileNotFoundError:
         raise ImageReadError(path, "the file does not exist") from None
     except IsADirectoryError:
-        raise ImageReadError(path, "it is a directory, not an image file") from None
+        raise ImageReadError(path, f"it is a directory, not {kind}") from None
     except OSError as err:
         raise ImageReadError(path, f"{type(err).__name__}: {err}") from None
     if not data:
         raise ImageReadError(path, "the file is empty")
+    return data
+
+
+def _read_bytes(path: Path) -> np.ndarray:
+    data = _read_head(path)
     # libjpeg decodes a truncated JPEG into a grey-padded image with only a warning; catch it here.
     # Entropy-coded JPEG data cannot contain FF D9 (FF is byte-stuffed), so a missing end marker in
     # the tail means the file was cut short.
@@ -191,18 +198,7 @@ def read_rgb_array(path: str | Path) -> np.ndarray:
         ImageSizeError: a side is shorter than ``MIN_IMAGE_SIDE``.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as f:
-            magic = f.read(len(_NPY_MAGIC))
-    except FileNotFoundError:
-        raise ImageReadError(path, "the file does not exist") from None
-    except IsADirectoryError:
-        raise ImageReadError(path, "it is a directory, not a .npy file") from None
-    except OSError as err:
-        raise ImageReadError(path, f"{type(err).__name__}: {err}") from None
-    if not magic:
-        raise ImageReadError(path, "the file is empty")
-    if magic != _NPY_MAGIC:
+    if _read_head(path, len(_NPY_MAGIC), kind="a .npy file") != _NPY_MAGIC:
         raise ImageReadError(path, "not a .npy file (no NUMPY header); delete it and re-run src/prepare.py")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
