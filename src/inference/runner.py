@@ -6,7 +6,7 @@ import logging
 import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 import numpy as np
@@ -29,6 +29,9 @@ from src.inference.report import print_table, write_reports
 from src.inference.test_time import infer_alpha
 from src.utils.instantiate import instantiate_loggers
 from src.utils.run_dirs import resolve_ckpt_path
+
+if TYPE_CHECKING:
+    from src.deploy.onnx_session import OnnxP3MNet
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ def inference_precision(cfg: DictConfig) -> torch.dtype | None:
     return PRECISIONS[value]
 
 
-def load_network(cfg: DictConfig, device: torch.device) -> tuple[nn.Module, dict[str, str]]:
+def load_network(cfg: DictConfig, device: torch.device) -> tuple[nn.Module | OnnxP3MNet, dict[str, Any]]:
     """Load ``cfg.ckpt_path`` (``latest`` / ``latest:<task>`` expanded) for inference on ``device``,
     or ``cfg.onnx_path`` with ``runtime=onnx``; ``channels_last=true`` stores the weights NHWC.
 
@@ -71,6 +74,7 @@ def load_network(cfg: DictConfig, device: torch.device) -> tuple[nn.Module, dict
     from src.models.performance import to_channels_last
 
     runtime, channels_last = str(cfg.get("runtime", "torch")), bool(cfg.get("channels_last", False))
+    precision = inference_precision(cfg)  # checked before the (slow) load
     settings = {
         "runtime": runtime,
         "precision": str(cfg.get("precision", 32)),
@@ -79,10 +83,8 @@ def load_network(cfg: DictConfig, device: torch.device) -> tuple[nn.Module, dict
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime={runtime!r}: expected one of {' | '.join(RUNTIMES)}")
     if runtime == "onnx":
-        return _load_onnx(cfg, device, channels_last), settings | {
-            "checkpoint": str(cfg.onnx_path),
-            "backbone": "onnx",
-        }
+        net = _load_onnx(cfg, device, torch_only=precision is not None or channels_last)
+        return net, settings | {"checkpoint": str(cfg.onnx_path), "backbone": "onnx"}
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, "train", prefer="best")
     if not ckpt_path:
         raise ValueError(
@@ -95,7 +97,7 @@ def load_network(cfg: DictConfig, device: torch.device) -> tuple[nn.Module, dict
     return net, settings | {"checkpoint": str(ckpt_path), "backbone": backbone}
 
 
-def _load_onnx(cfg: DictConfig, device: torch.device, channels_last: bool) -> nn.Module:
+def _load_onnx(cfg: DictConfig, device: torch.device, torch_only: bool) -> OnnxP3MNet:
     from src.deploy.onnx_session import OnnxP3MNet
 
     if not cfg.get("onnx_path"):
@@ -103,7 +105,7 @@ def _load_onnx(cfg: DictConfig, device: torch.device, channels_last: bool) -> nn
             "runtime=onnx needs onnx_path=FILE.onnx; export one with "
             "`python src/export.py ckpt_path=CKPT format=onnx output=FILE.onnx`"
         )
-    if inference_precision(cfg) is not None or channels_last:
+    if torch_only:
         raise ValueError("precision and channels_last apply to runtime=torch; an ONNX graph runs as exported")
     providers = None if device.type == "cuda" else ["CPUExecutionProvider"]
     return OnnxP3MNet(str(cfg.onnx_path), providers=providers)
