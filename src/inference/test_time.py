@@ -114,7 +114,7 @@ def infer_alpha(
         resize_mode: ``paper`` (scikit-image 0.14.5 semantics, CPU) or ``fast`` (on device).
         max_side: Cap of each pass side (official: 1600).
         precision: None for fp32; ``torch.bfloat16``/``torch.float16`` run the network under autocast
-            (faster, mattes move slightly: see the README's performance section).
+            (faster; the mattes move: the README's performance section measures how much).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown test_strategy {strategy!r}; expected one of {STRATEGIES}")
