@@ -29,12 +29,7 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from timm.models.swin_transformer import get_relative_position_index, window_partition, window_reverse
 from torch import Tensor, nn
 
-from src.models.components.backbones.base import Backbone, DecoderSpec, EncoderState
-from src.models.components.backbones.imagenet_weights import (
-    EncoderLoadReport,
-    load_encoder_file,
-    rename_official_key,
-)
+from src.models.components.backbones.base import DecoderSpec
 from src.models.components.backbones.layers import (
     ConvPoolStem,
     MaxPoolMerge,
@@ -42,6 +37,7 @@ from src.models.components.backbones.layers import (
     window_attention_mask,
 )
 from src.models.components.backbones.registry import register_backbone
+from src.models.components.backbones.token_stages import TokenStagesBackbone
 
 SWIN_DECODER_SPEC = DecoderSpec(
     global_stages=(
@@ -220,7 +216,7 @@ class SwinStage(nn.Module):
         return x
 
 
-class SwinBackbone(Backbone):
+class SwinBackbone(TokenStagesBackbone):
     """P3M-Net's Swin-T: convolutional stem, Swin stages, max-pool merging (see the module docstring).
 
     Args:
@@ -237,7 +233,6 @@ class SwinBackbone(Backbone):
     skip_channels = (48, 96, 96, 192, 384)
     deepest_channels = 768
     decoder_spec = SWIN_DECODER_SPEC
-    num_stages = 6
 
     # How the authors' checkpoints name this encoder (read by src.models.checkpoints).
     official_arch: ClassVar[str] = "swin"
@@ -305,28 +300,9 @@ class SwinBackbone(Backbone):
         self.norm = nn.LayerNorm(embed_dim * 2 ** (len(depths) - 1))
         self.apply(init_transformer_weights)
 
-    def run_stage(self, index: int, state: EncoderState) -> EncoderState:
-        """Stages 0-1: stem conv + pool; 2-5: Swin stage ``index - 2`` (+ merge, or the final norm)."""
-        if index < 2:
-            state = EncoderState(state.x, list(state.skips), list(state.indices))
-            return self.stem.down(index, state)
-        tokens = self.stem.embed(state.x) if index == 2 else state.x.permute(0, 2, 3, 1)
-        stage = self.stages[index - 2]
-        tokens = stage(tokens)
-        if stage.merge is None:
-            deepest = self.norm(tokens).permute(0, 3, 1, 2).contiguous()
-            return EncoderState(deepest, list(state.skips), list(state.indices))
-        tokens, skip, indices = stage.merge(tokens)
-        return EncoderState(tokens.permute(0, 3, 1, 2), [*state.skips, skip], [*state.indices, indices])
-
-    @classmethod
-    def official_encoder_key(cls, key: str) -> str | None:
-        """Our key for an encoder key of the authors' checkpoints (with or without ``encoder.``), or None."""
-        return rename_official_key(key, cls._OFFICIAL_KEYS)
-
-    def load_pretrained(self, path: str | Path) -> EncoderLoadReport:
-        """Load the authors' Swin-T ImageNet file (see :func:`load_encoder_file`)."""
-        return load_encoder_file(self, path)
+    def finish(self, tokens: Tensor) -> Tensor:
+        """The final LayerNorm of the last stage's tokens."""
+        return self.norm(tokens)
 
 
 @register_backbone

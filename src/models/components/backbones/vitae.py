@@ -32,12 +32,7 @@ import torch
 from timm.layers import Attention, DropPath, Mlp
 from torch import Tensor, nn
 
-from src.models.components.backbones.base import Backbone, DecoderSpec, EncoderState
-from src.models.components.backbones.imagenet_weights import (
-    EncoderLoadReport,
-    load_encoder_file,
-    rename_official_key,
-)
+from src.models.components.backbones.base import DecoderSpec
 from src.models.components.backbones.layers import (
     ConvPoolStem,
     MaxPoolMerge,
@@ -47,6 +42,7 @@ from src.models.components.backbones.layers import (
     orthogonal_random_features,
 )
 from src.models.components.backbones.registry import register_backbone
+from src.models.components.backbones.token_stages import TokenStagesBackbone
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +129,21 @@ class NormalCell(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
+class ViTAEStage(nn.Module):
+    """Normal cells in sequence, optionally followed by a max-pool merge (run by the backbone)."""
+
+    def __init__(self, cells: list[NormalCell], merge: MaxPoolMerge | None) -> None:
+        super().__init__()
+        self.cells = nn.ModuleList(cells)
+        self.merge = merge
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Run the cells on ``(N, H, W, C)`` tokens."""
+        for cell in self.cells:
+            x = cell(x)
+        return x
+
+
 def _official_key_rules() -> tuple[tuple[str, str], ...]:
     """(official encoder key without ``encoder.``, ours): official layer ``i``'s reduction cell (RC) is
     the stem for ``i = 0`` and otherwise the merge that ends our stage ``i - 1``."""
@@ -156,7 +167,7 @@ def _official_key_rules() -> tuple[tuple[str, str], ...]:
     return tuple(rules)
 
 
-class ViTAEBackbone(Backbone):
+class ViTAEBackbone(TokenStagesBackbone):
     """P3M-Net's ViTAE-S: convolutional stem, four stages of normal cells, max-pool merges.
 
     Args:
@@ -174,7 +185,6 @@ class ViTAEBackbone(Backbone):
     skip_channels = (32, 64, 64, 128, 256)
     deepest_channels = 512
     decoder_spec = VITAE_DECODER_SPEC
-    num_stages = 6
 
     # How the authors' checkpoints name this encoder (read by src.models.checkpoints).
     official_arch: ClassVar[str] = "vitae"
@@ -224,8 +234,7 @@ class ViTAEBackbone(Backbone):
             zip(token_dims, depths, num_heads, pcm_groups, strict=True)
         ):
             start = sum(depths[:i])
-            stage = nn.Module()
-            stage.cells = nn.ModuleList(
+            cells = [
                 NormalCell(
                     dim,
                     heads,
@@ -237,31 +246,10 @@ class ViTAEBackbone(Backbone):
                     attn_drop=attn_drop_rate,
                 )
                 for j in range(depth)
-            )
-            stage.merge = MaxPoolMerge(dim, token_dims[i + 1]) if i + 1 < len(token_dims) else None
-            self.stages.append(stage)
+            ]
+            merge = MaxPoolMerge(dim, token_dims[i + 1]) if i + 1 < len(token_dims) else None
+            self.stages.append(ViTAEStage(cells, merge))
         self.apply(init_transformer_weights)
-
-    def run_stage(self, index: int, state: EncoderState) -> EncoderState:
-        """Stages 0-1: stem conv + pool; 2-5: the cells of ViTAE stage ``index - 2`` (+ merge)."""
-        if index < 2:
-            state = EncoderState(state.x, list(state.skips), list(state.indices))
-            return self.stem.down(index, state)
-        tokens = self.stem.embed(state.x) if index == 2 else state.x.permute(0, 2, 3, 1)
-        stage = self.stages[index - 2]
-        for cell in stage.cells:
-            tokens = cell(tokens)
-        if stage.merge is None:
-            return EncoderState(
-                tokens.permute(0, 3, 1, 2).contiguous(), list(state.skips), list(state.indices)
-            )
-        tokens, skip, indices = stage.merge(tokens)
-        return EncoderState(tokens.permute(0, 3, 1, 2), [*state.skips, skip], [*state.indices, indices])
-
-    @classmethod
-    def official_encoder_key(cls, key: str) -> str | None:
-        """Our key for an encoder key of the authors' checkpoints (with or without ``encoder.``), or None."""
-        return rename_official_key(key, cls._OFFICIAL_KEYS)
 
     def performers(self) -> dict[str, PerformerAttention]:
         """Performer attention modules by their name in this encoder."""
@@ -296,10 +284,6 @@ class ViTAEBackbone(Backbone):
                 "official weights hold no Performer projection for %s: drawn from seed %d", match[1], seed
             )
         return state
-
-    def load_pretrained(self, path: str | Path) -> EncoderLoadReport:
-        """Load the authors' ViTAE-S ImageNet file (see :func:`load_encoder_file`)."""
-        return load_encoder_file(self, path)
 
 
 @register_backbone
