@@ -12,13 +12,11 @@ can drive checkpointing: ``callbacks.model_checkpoint.monitor=val/p/sad_privacy`
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 
 from src.metrics.functional import SAD_SCALE, prepare_inputs
+from src.metrics.matting import PerImageMattingMetric
 
 FACE_THRESHOLD = 0.5  # on the 0..1 scale: a face mask pixel above it counts as face
 
@@ -69,24 +67,15 @@ def sad_privacy(pred: Tensor, target: Tensor, facemask: Tensor) -> Tensor:
     return scores[0] if single else scores
 
 
-class SADPrivacy(Metric):
+class SADPrivacy(PerImageMattingMetric):
     """Mean over images with a face of SAD / 1000 inside the face mask (see the module docstring).
 
-    ``update(pred, target, facemask)``; states are a float64 score sum and an image count, reduced
-    with ``"sum"`` across processes.
+    ``update(pred, target, facemask)``; the states of :class:`PerImageMattingMetric` (a float64
+    score sum and an image count, reduced with ``"sum"`` across processes) count faces only.
     """
 
-    higher_is_better: ClassVar[bool] = False
-    is_differentiable: ClassVar[bool] = True
-    full_state_update: ClassVar[bool] = False
-
-    score_sum: Tensor
-    num_images: Tensor
-
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.add_state("score_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("num_images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+    is_differentiable = True
+    score_fn = staticmethod(sad_privacy)
 
     def update(self, pred: Tensor, target: Tensor, facemask: Tensor) -> None:
         """Add the scores of the images of a batch that have a face.
@@ -100,7 +89,3 @@ class SADPrivacy(Metric):
         counted = ~torch.isnan(scores)
         self.score_sum += scores[counted].sum().to(self.score_sum.dtype)
         self.num_images += counted.sum()
-
-    def compute(self) -> Tensor:
-        """Mean per-image score over images with a face (NaN when there were none)."""
-        return self.score_sum / self.num_images
