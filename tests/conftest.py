@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +54,23 @@ def shared_dir() -> Path:
 def reference_dir(shared_dir: Path) -> Path:
     """Fixtures computed with the official code (see its README)."""
     return shared_dir / "reference"
+
+
+@pytest.fixture(scope="session")
+def official_weights(reference_dir: Path) -> Callable[..., dict[str, torch.Tensor]]:
+    """``official_weights(arch, seed=0, prefix="")``: stand-in weights in the official key layout, as
+    the fixtures were computed with: ``fill_official.py`` of the reference folder filling
+    ``models/<arch>_manifest.json`` (only its entries whose key starts with ``prefix``)."""
+    spec = importlib.util.spec_from_file_location("fill_official", reference_dir / "fill_official.py")
+    fill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fill)
+
+    def filled(arch: str, seed: int = 0, prefix: str = "") -> dict[str, torch.Tensor]:
+        manifest = json.loads((reference_dir / "models" / f"{arch}_manifest.json").read_text())
+        entries = [e for e in manifest["state_dict"] if e[0].startswith(prefix)]
+        return fill.fill_state_dict({**manifest, "state_dict": entries}, seed=seed)
+
+    return filled
 
 
 @pytest.fixture(scope="session")

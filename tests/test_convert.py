@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,13 +15,11 @@ from src.models.checkpoints import load_checkpoint_state
 
 
 @pytest.fixture(scope="module")
-def official_file(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def official_file(
+    official_weights: Callable[..., dict[str, torch.Tensor]], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The r34 stand-in weights (fill_official, seed 0) as the authors ship them: DataParallel keys."""
-    spec = importlib.util.spec_from_file_location("fill_official", reference_dir / "fill_official.py")
-    fill = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fill)
-    manifest = json.loads((reference_dir / "models" / "r34_manifest.json").read_text())
-    state = fill.fill_state_dict(manifest, seed=0)
+    state = official_weights("r34")
     path = tmp_path_factory.mktemp("official") / "p3mnet_pretrained_on_p3m10k.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
     return path

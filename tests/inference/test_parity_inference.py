@@ -20,8 +20,6 @@ warp (which has no wheel for current Pythons) equals today's ``skimage.transform
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,14 +67,10 @@ class ReusePasses(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def seed5_net(reference_dir: Path) -> ReusePasses:
+def seed5_net(official_weights: Callable[..., dict[str, Tensor]]) -> ReusePasses:
     """The official r34 weights of the inference fixtures (fill_official, seed 5), in our P3MNet."""
-    spec = importlib.util.spec_from_file_location("fill_official", reference_dir / "fill_official.py")
-    fill = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fill)
-    manifest = json.loads((reference_dir / "models" / "r34_manifest.json").read_text())
     net = P3MNet("resnet34")
-    net.load_state_dict(convert_official_state_dict(fill.fill_state_dict(manifest, seed=5)))
+    net.load_state_dict(convert_official_state_dict(official_weights("r34", seed=5)))
     return ReusePasses(net.eval())
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -27,13 +25,9 @@ FIXTURE_NAMES = ("global", "local", "fusion", "side2", "side1", "side0")  # offi
 
 
 @pytest.fixture(scope="module")
-def official_state(reference_dir: Path) -> dict[str, Tensor]:
+def official_state(official_weights: Callable[..., dict[str, Tensor]]) -> dict[str, Tensor]:
     """The official-format r34 weights the fixtures were computed with (fill_official, seed 0)."""
-    spec = importlib.util.spec_from_file_location("fill_official", reference_dir / "fill_official.py")
-    fill = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fill)
-    manifest = json.loads((reference_dir / "models" / "r34_manifest.json").read_text())
-    return fill.fill_state_dict(manifest, seed=0)
+    return official_weights("r34")
 
 
 @pytest.fixture(scope="module")

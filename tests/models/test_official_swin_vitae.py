@@ -18,8 +18,7 @@ Two properties of the fixtures shape these tests:
 
 from __future__ import annotations
 
-import importlib.util
-import json
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -34,14 +33,6 @@ from src.models.components.backbones.vitae import ViTAEBackbone
 
 OUTPUTS = ("global", "local", "fusion", "side2", "side1", "side0")
 ALPHAS = ("local", "fusion")
-
-
-def _filled_official(reference_dir: Path, arch: str) -> dict[str, Tensor]:
-    spec = importlib.util.spec_from_file_location("fill_official", reference_dir / "fill_official.py")
-    fill = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fill)
-    manifest = json.loads((reference_dir / "models" / f"{arch}_manifest.json").read_text())
-    return fill.fill_state_dict(manifest, seed=0)
 
 
 def _net(official: dict[str, Tensor], arch: str) -> P3MNet:
@@ -81,9 +72,11 @@ def _forward_with_mask(block: SwinBlock, mask: Tensor, x: Tensor, _derived_mask:
 
 
 @pytest.mark.slow
-def test_swin_reproduces_the_official_outputs_at_512(reference_dir: Path) -> None:
+def test_swin_reproduces_the_official_outputs_at_512(
+    reference_dir: Path, official_weights: Callable[..., dict[str, Tensor]]
+) -> None:
     reference = torch.load(reference_dir / "models" / "swin_parity_512.pt", weights_only=True)
-    official = _filled_official(reference_dir, "swin")
+    official = official_weights("swin")
     net = _net(official, "swin")
     _use_filled_swin_buffers(net.backbone, official)
     errors = _max_errors(net, reference)
@@ -92,9 +85,11 @@ def test_swin_reproduces_the_official_outputs_at_512(reference_dir: Path) -> Non
 
 
 @pytest.mark.slow
-def test_vitae_reproduces_the_official_outputs_at_224(reference_dir: Path) -> None:
+def test_vitae_reproduces_the_official_outputs_at_224(
+    reference_dir: Path, official_weights: Callable[..., dict[str, Tensor]]
+) -> None:
     reference = torch.load(reference_dir / "models" / "vitae_parity_224.pt", weights_only=True)
-    official = _filled_official(reference_dir, "vitae")
+    official = official_weights("vitae")
     net = _net(official, "vitae")
     backbone: ViTAEBackbone = net.backbone
 

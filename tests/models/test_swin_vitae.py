@@ -6,8 +6,6 @@ with the official model is in test_official_swin_vitae.py.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -247,19 +245,16 @@ def test_official_states_get_the_seeded_features_with_a_log_line(
 
 
 @pytest.fixture(scope="module")
-def official_encoder(reference_dir: Path) -> Callable[[str], dict[str, torch.Tensor]]:
+def official_encoder(
+    official_weights: Callable[..., dict[str, torch.Tensor]],
+) -> Callable[[str], dict[str, torch.Tensor]]:
     """``official_encoder(arch)``: the encoder part of the filled official model, as the authors'
     ImageNet files hold it (keys without ``encoder.``); a fresh dict each call, filled once."""
-    spec = importlib.util.spec_from_file_location("fill_official", reference_dir / "fill_official.py")
-    fill = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fill)
     cache: dict[str, dict[str, torch.Tensor]] = {}
 
     def get(arch: str) -> dict[str, torch.Tensor]:
         if arch not in cache:
-            manifest = json.loads((reference_dir / "models" / f"{arch}_manifest.json").read_text())
-            entries = [e for e in manifest["state_dict"] if e[0].startswith("encoder.")]
-            filled = fill.fill_state_dict({**manifest, "state_dict": entries}, seed=0)
+            filled = official_weights(arch, prefix="encoder.")
             cache[arch] = {k.removeprefix("encoder."): v for k, v in filled.items()}
         return dict(cache[arch])
 
