@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -12,16 +11,6 @@ from scipy import ndimage
 from skimage.measure import label as skimage_label
 
 from src.metrics import functional as F
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """One torch thread: on the shared 2-core CI box, OpenMP barriers make 2 threads several times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 # ------------------------------------------------------------------------ independent reference
 # Written from the definitions in the official evaluate.py with different tools (skimage labels,

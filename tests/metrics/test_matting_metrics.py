@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +22,6 @@ from src.metrics import (
     matting_metrics,
 )
 from tests.metrics.test_functional import random_mattes, reference
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """One torch thread: on the shared 2-core CI box, OpenMP barriers make 2 threads several times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 # Keys of official_values.json for our canonical names.
 OFFICIAL_KEYS = {
