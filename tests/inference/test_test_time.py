@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from src.inference import STRATEGIES, infer_alpha
 from src.inference.test_time import pass_size
+from src.models import P3MNet
 
 
 class ThreeBands(nn.Module):
@@ -91,8 +92,6 @@ class OutputsOnly(nn.Module):
 
 @pytest.mark.parametrize("resize_mode", ["paper", "fast"])
 def test_hybrid_through_segment_and_matte_equals_the_full_passes(resize_mode: str) -> None:
-    from src.models import P3MNet
-
     torch.manual_seed(0)
     net = P3MNet("resnet34").eval()
     image = torch.randint(
@@ -105,8 +104,6 @@ def test_hybrid_through_segment_and_matte_equals_the_full_passes(resize_mode: st
 
 
 def test_bf16_autocast_keeps_shapes_and_stays_close() -> None:
-    from src.models import P3MNet
-
     torch.manual_seed(0)
     net = P3MNet("resnet34").eval()
     image = torch.randint(0, 256, (3, 96, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
