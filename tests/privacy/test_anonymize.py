@@ -56,7 +56,6 @@ class _BoxDetector:
 
 
 @pytest.mark.slow
-@pytest.mark.shared
 def test_sample_faces_are_found_and_obfuscated(samples_copy: Path, tmp_path: Path, centerface: None) -> None:
     split = samples_copy / "validation" / "P3M-500-NP"
     out = tmp_path / "anonymised"
@@ -88,7 +87,6 @@ def test_sample_faces_are_found_and_obfuscated(samples_copy: Path, tmp_path: Pat
         assert not changed[facemask & ~region].any()  # ... except for the transition band
 
 
-@pytest.mark.shared
 def test_zero_without_alpha_blackens_the_whole_face_mask(
     samples_copy: Path, tmp_path: Path, centerface: None
 ) -> None:
