@@ -59,10 +59,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from src.data.io import read_image  # noqa: E402
-from src.inference import infer_alpha  # noqa: E402
 from src.models import P3MNet  # noqa: E402
 from src.models.checkpoints import convert_official_state_dict  # noqa: E402
 from src.models.performance import to_channels_last  # noqa: E402
+from src.models.test_time import infer_alpha  # noqa: E402
 from tests.fixtures import read_matte16  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures"

@@ -13,9 +13,9 @@ from omegaconf import DictConfig
 
 from src.deploy import OnnxP3MNet
 from src.export import run_export
-from src.inference import infer_alpha
 from src.inference.predict_files import run_prediction
 from src.models import P3MNet, load_model
+from src.models.test_time import infer_alpha
 
 pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript (a core dependency: pip install -e .)")
 

@@ -16,9 +16,9 @@ from torch import nn
 from tqdm import tqdm
 
 from src.data.io import ImageReadError, ImageSizeError, read_image
-from src.inference.resize import ResizeMode
 from src.inference.runner import inference_precision, load_network, resolve_device
-from src.inference.test_time import infer_alpha
+from src.models.test_time import infer_alpha
+from src.models.test_time.resize import ResizeMode
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -90,7 +90,7 @@ def predict_files(
         paths: Input images; outputs are named after their stems.
         out_dir: Receives ``alpha/<stem>.png`` and ``rgba/<stem>.png``.
         strategy: Test-time strategy (``hybrid``, ``resize``, ``full``).
-        resize_mode: ``paper`` or ``fast`` (see :mod:`src.inference.resize`).
+        resize_mode: ``paper`` or ``fast`` (see :mod:`src.models.test_time.resize`).
         max_short_side: Photos with a longer short side are shrunk to it for inference and their
             matte resized back, which bounds the memory of the full-size pass; None keeps them.
         device: Where the image tensors go.

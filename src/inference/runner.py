@@ -26,7 +26,7 @@ from src.inference.evaluate import (
     unbatch,
 )
 from src.inference.report import print_table, write_reports
-from src.inference.test_time import infer_alpha
+from src.models.test_time import infer_alpha
 from src.utils.instantiate import instantiate_loggers
 from src.utils.run_dirs import resolve_ckpt_path
 

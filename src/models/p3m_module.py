@@ -11,11 +11,11 @@ from lightning import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from src.inference import TestTimeOutput, infer_alpha
 from src.metrics.collection import METRIC_NAMES, TRIMAP_METRIC_NAMES, matting_metrics
 from src.metrics.privacy import SADPrivacy
 from src.models.checkpoints import load_checkpoint_state
 from src.models.performance import compile_in_place, enable_activation_checkpointing, to_channels_last
+from src.models.test_time import TestTimeOutput, infer_alpha
 from src.privacy.copy_paste import feature_copy_paste_forward
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from src.inference import STRATEGIES, infer_alpha
-from src.inference.test_time import pass_size
 from src.models import P3MNet
+from src.models.test_time import STRATEGIES, infer_alpha, pass_size
 
 
 class ThreeBands(nn.Module):

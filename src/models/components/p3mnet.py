@@ -101,7 +101,7 @@ def _checked(image: Tensor) -> Tensor:
     if image.ndim != 4 or image.shape[1] != 3 or image.shape[2] % 32 or image.shape[3] % 32:
         raise ValueError(
             f"P3MNet expects an (N, 3, H, W) image, H and W multiples of 32, got {tuple(image.shape)}: "
-            "pad or resize it first (see src.inference)"
+            "pad or resize it first (see src.models.test_time)"
         )
     return image
 

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from src.inference.resize import ResizeMode, resize_maps
+from src.models.test_time.resize import ResizeMode, resize_maps
 
 STRATEGIES: tuple[str, ...] = ("resize", "hybrid", "full")
 MAX_SIDE = 1600
