@@ -15,7 +15,7 @@ A split with ``obfuscate`` set (e.g. P3M-500-P with its faces zeroed) obfuscates
 inside the face mask minus the trimap's unknown region (the alpha's transition band without trimaps).
 
 Training privacy modes that alter a sample (``obfuscate``, ``cp``) plug in as a ``privacy_hook``
-(:mod:`src.privacy.training`) that runs around the augmentation pipeline.
+(a privacy mode's ``sample_hook``, :mod:`src.privacy.modes`) that runs around the augmentation pipeline.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from src.metrics.privacy import SADPrivacy
 from src.models.checkpoints import load_checkpoint_state
 from src.models.performance import compile_in_place, enable_activation_checkpointing, to_channels_last
 from src.models.test_time import TestTimeOutput, infer_alpha
-from src.privacy.copy_paste import feature_copy_paste_forward
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +39,8 @@ class P3MLitModule(LightningModule):
         compile: ``torch.compile`` the network (True, or a dict of ``torch.compile`` arguments).
         activation_checkpointing: Recompute the transformer blocks' activations in the backward pass
             (Swin-T, ViTAE-S): less memory per batch for about a third more compute.
+        privacy: The privacy mode (conf/privacy, :mod:`src.privacy.modes`): its ``training_forward``
+            runs the network in training (P3M-FCP pastes features inside it); None: a plain forward.
     """
 
     def __init__(
@@ -57,10 +58,14 @@ class P3MLitModule(LightningModule):
         channels_last: bool = False,
         compile: bool | Mapping[str, Any] = False,
         activation_checkpointing: bool = False,
+        privacy: Any = None,
     ) -> None:
         super().__init__()
-        # Callables stay out of the checkpoint so it loads with torch.load(weights_only=True).
-        self.save_hyperparameters(logger=False, ignore=["net", "loss", "optimizer", "scheduler"])
+        # Objects stay out of the checkpoint so it loads with torch.load(weights_only=True); the privacy
+        # mode is recorded as plain values.
+        self.save_hyperparameters(logger=False, ignore=["net", "loss", "optimizer", "scheduler", "privacy"])
+        self.hparams["privacy"] = privacy.describe() if privacy is not None else None
+        self.privacy = privacy
         self.net = net
         self.loss = loss
         self.optimizer_factory = optimizer
@@ -106,14 +111,13 @@ class P3MLitModule(LightningModule):
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         """One optimisation step on a dict batch; logs every loss term as ``train/loss/<term>``."""
-        # privacy=cp level=feature (P3M-FCP): public-face features are pasted between encoder stages
-        if "cp_source" in batch:
-            output = feature_copy_paste_forward(self.net, batch)
-        else:
-            image = batch["image"]
-            if self.hparams.get("channels_last"):
-                image = image.contiguous(memory_format=torch.channels_last)
-            output = self.net(image)
+        image = batch["image"]
+        if self.hparams.get("channels_last"):
+            image = image.contiguous(memory_format=torch.channels_last)
+        # e.g. privacy=cp level=feature (P3M-FCP) pastes public-face features between encoder stages
+        output = (
+            self.net(image) if self.privacy is None else self.privacy.training_forward(self.net, image, batch)
+        )
         terms = self.loss(output, batch)
         batch_size = batch["image"].shape[0]
         for name, value in terms.items():

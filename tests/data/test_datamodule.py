@@ -19,6 +19,7 @@ from src.data.fgbg import prepare_fg_bg
 from src.data.io import ImageReadError, ImageSizeError
 from src.data.layout import DatasetLayoutError
 from src.data.transforms import IJCVTransform, PaperTransform, ResizeTransform, StrongTransform
+from src.privacy.modes import PPT, NoPrivacy
 from tests.data import EVAL_SPLITS, make_p3m_tree, write
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -149,7 +150,7 @@ def test_missing_root_and_unknown_privacy(tmp_path: Path) -> None:
         datamodule(None).setup("fit")
     with pytest.raises(DatasetLayoutError, match=r"P3M-10k not found at"):
         datamodule(tmp_path / "absent").setup("fit")
-    with pytest.raises(ValueError, match=r"privacy.mode='blurry' is unknown"):
+    with pytest.raises(TypeError, match=r"data.privacy must be an instantiated privacy mode .*_target_"):
         datamodule(tmp_path, privacy={"mode": "blurry"})
 
 
@@ -252,7 +253,7 @@ def test_synthetic_block_generates_the_dataset(tmp_path: Path, monkeypatch: pyte
     dm = datamodule(
         tmp_path / "syn",
         synthetic={"num_train": 4, "size": [72, 64], "seed": 0},
-        privacy={"mode": "none"},
+        privacy=NoPrivacy(),
         require_fg_bg=False,
     )
     dm.prepare_data()
@@ -306,7 +307,7 @@ def test_configs_compose_and_instantiate(tiny_root: Path, augmentation: str, kin
             ],
         )
     dm = instantiate(cfg.data)
-    assert type(dm.augmentation) is kind and dm.privacy_mode == "ppt"
+    assert type(dm.augmentation) is kind and dm.privacy == PPT() and dm.hparams.privacy == {"mode": "ppt"}
     assert dm.eval_split_prefixes == ["val/p", "val/np"]
     dm.augmentation = dm.augmentation.with_geometry(crop_sizes=[32, 48], out_size=32)
     dm.setup("fit")
@@ -318,7 +319,7 @@ def test_synthetic_config_points_under_data_dir(tmp_path: Path) -> None:
         cfg = compose(
             config_name="train", overrides=["data=synthetic", f"paths.data_dir={tmp_path}", "privacy=none"]
         )
-    assert cfg.data.root == f"{tmp_path}/synthetic" and cfg.privacy.mode == "none"
+    assert cfg.data.root == f"{tmp_path}/synthetic" and cfg.privacy._target_ == "src.privacy.modes.NoPrivacy"
     assert cfg.data.train_size == 128 and cfg.data.synthetic.size == [256, 192]
     assert cfg.data.eval_splits[0].prefix == "val/p"  # inherited from p3m10k
 

@@ -7,6 +7,7 @@ covers the ResNet-34, Swin-T and ViTAE-S variants of the papers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 
 from src.models.components.backbones import Backbone, EncoderFeatures, create_backbone
 from src.models.components.decoders import GlobalDecoder, LocalDecoder
+from src.models.components.feature_paste import paste_features, source_pass_batchnorm
 
 CLASS_BACKGROUND, CLASS_TRANSITION, CLASS_FOREGROUND = 0, 1, 2
 
@@ -88,6 +90,36 @@ class P3MNet(nn.Module):
         decoder's last stage and side heads: what HYBRID's full-size pass needs."""
         features = self.backbone(_checked(image))
         return self.local_decoder(features, self.global_decoder.guidance(features.deepest))
+
+    def forward_feature_paste(self, image: Tensor, source: Tensor, mask: Tensor, stage: int) -> P3MOutput:
+        """P3M-FCP's training forward: ``source``'s features pasted into ``image``'s after ``stage``
+        encoder stages, inside ``mask`` (see :mod:`src.models.components.feature_paste`).
+
+        Every skip feature recorded by the first ``stage`` stages and every max-pool index are the
+        target's: the paste replaces only the running feature the remaining stages consume. The
+        source pass runs even when nothing is pasted: under DDP with SyncBatchNorm every rank must
+        run the same layers. Gradients flow through both passes.
+
+        Args:
+            image: the target batch (N, 3, H, W), ImageNet-normalised.
+            source: the pasted images, normalised like ``image``.
+            mask: (N, 1, H, W) paste mask in [0, 1].
+            stage: encoder stages before the paste, 1 .. ``backbone.num_stages``.
+        """
+        backbone = self.backbone
+        if isinstance(stage, bool) or not isinstance(stage, int) or not 1 <= stage <= backbone.num_stages:
+            raise ValueError(
+                f"privacy.stage={stage!r} is outside 1..{backbone.num_stages} ({type(backbone).__name__} "
+                f"has {backbone.num_stages} encoder stages)"
+            )
+        if source.shape != image.shape:
+            raise ValueError(f"cp_source {tuple(source.shape)} must match image {tuple(image.shape)}")
+        target_state = backbone.forward_stages(_checked(image), end=stage)
+        with source_pass_batchnorm(backbone):
+            source_state = backbone.forward_stages(source, end=stage)
+        merged = paste_features(target_state.x, source_state.x, mask)
+        state = backbone.forward_stages(dataclasses.replace(target_state, x=merged), start=stage)
+        return self.decode(EncoderFeatures(tuple(state.skips), state.x, tuple(state.indices)))
 
     def decode(self, features: EncoderFeatures) -> P3MOutput:
         """Run both decoders on encoder features (e.g. edited between backbone stages) and fuse."""
