@@ -7,8 +7,8 @@ Wiring (conf/data/p3m10k.yaml)::
 
 Validation and test return one DataLoader per evaluation split, in the order of
 ``data.eval_splits``, with batch size 1 (full-resolution images differ in size). The
-LightningModule maps ``dataloader_idx`` to a split with :attr:`eval_split_names` /
-:attr:`eval_split_prefixes` (or :meth:`eval_split`): e.g. ``val/p/sad`` for P3M-500-P.
+LightningModule maps ``dataloader_idx`` to ``eval_splits[dataloader_idx]`` and logs under its
+``prefix``: e.g. ``val/p/sad`` for P3M-500-P.
 """
 
 from __future__ import annotations
@@ -163,22 +163,6 @@ class P3M10kDataModule(L.LightningDataModule):
         self.synthetic = dict(synthetic) if synthetic is not None else None
         self.train_set: P3M10kTrainDataset | None = None
         self.eval_sets: list[P3M10kEvalDataset] | None = None
-
-    # -- evaluation split bookkeeping for the LightningModule -------------------------------------
-
-    @property
-    def eval_split_names(self) -> list[str]:
-        """Split names in dataloader order, e.g. ``["P3M-500-P", "P3M-500-NP"]``."""
-        return [split.name for split in self.eval_splits]
-
-    @property
-    def eval_split_prefixes(self) -> list[str]:
-        """Metric prefixes in dataloader order, e.g. ``["val/p", "val/np"]``."""
-        return [split.prefix for split in self.eval_splits]
-
-    def eval_split(self, dataloader_idx: int) -> EvalSplit:
-        """The split behind validation/test dataloader ``dataloader_idx``."""
-        return self.eval_splits[dataloader_idx]
 
     @property
     def read_dirs(self) -> tuple[Path, ...]:

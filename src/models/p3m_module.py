@@ -11,7 +11,8 @@ from lightning import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from src.metrics.collection import METRIC_NAMES, TRIMAP_METRIC_NAMES, matting_metrics
+from src.metrics.collection import matting_metrics
+from src.metrics.matting import METRIC_CLASSES
 from src.metrics.privacy import SADPrivacy
 from src.models.checkpoints import load_checkpoint_state
 from src.models.performance import compile_in_place, enable_activation_checkpointing, to_channels_last
@@ -93,7 +94,9 @@ class P3MLitModule(LightningModule):
         for split in splits:
             self._split_names.append(split.name)
             # splits without trimaps (e.g. whole-image-only test sets) get the whole-image metrics only
-            usable = [n for n in METRIC_NAMES if split.trimap_dir or n not in TRIMAP_METRIC_NAMES]
+            usable = [
+                n for n, metric in METRIC_CLASSES.items() if split.trimap_dir or not metric.needs_trimap
+            ]
             cheap = [n for n in self.hparams.val_metrics if n in usable]
             heavy = [n for n in self.hparams.heavy_metrics if n in usable]
             self.val_metrics[split.name] = matting_metrics(cheap, prefix=f"{split.prefix}/")

@@ -70,11 +70,9 @@ def test_without_fg_bg_the_batch_omits_them(tiny_root: Path) -> None:
 
 def test_evaluation_loaders_follow_the_split_table(tiny_root: Path) -> None:
     dm = datamodule(tiny_root)
-    assert dm.eval_split_names == ["P3M-500-P", "P3M-500-NP"] and dm.eval_split_prefixes == [
-        "val/p",
-        "val/np",
-    ]
-    assert dm.eval_split(1).image_dir == "P3M-500-NP/original_image"
+    assert [s.name for s in dm.eval_splits] == ["P3M-500-P", "P3M-500-NP"]
+    assert [s.prefix for s in dm.eval_splits] == ["val/p", "val/np"]
+    assert dm.eval_splits[1].image_dir == "P3M-500-NP/original_image"
     dm.setup("validate")
     loaders = dm.val_dataloader()
     assert len(loaders) == 2 and all(loader.batch_size == 1 for loader in loaders)
@@ -308,7 +306,7 @@ def test_configs_compose_and_instantiate(tiny_root: Path, augmentation: str, kin
         )
     dm = instantiate(cfg.data)
     assert type(dm.augmentation) is kind and dm.privacy == PPT() and dm.hparams.privacy == {"mode": "ppt"}
-    assert dm.eval_split_prefixes == ["val/p", "val/np"]
+    assert [s.prefix for s in dm.eval_splits] == ["val/p", "val/np"]
     dm.augmentation = dm.augmentation.with_geometry(crop_sizes=[32, 48], out_size=32)
     dm.setup("fit")
     assert next(iter(dm.train_dataloader()))["image"].shape == (2, 3, 32, 32)

@@ -92,9 +92,14 @@ def test_obfuscated_evaluation_splits(
     data = [o for o in tiny_data_overrides(tiny_synthetic) if not o.startswith("trainer")]
     cfg = compose_config("eval", [*data, "data/extra_splits=obfuscated"])
     dm: P3M10kDataModule = instantiate(cfg.data, require_fg_bg=False)
-    assert dm.eval_split_names == ["P3M-500-P", "P3M-500-NP", "P3M-500-P-zero", "P3M-500-P-mosaic"]
-    assert dm.eval_split_prefixes == ["val/p", "val/np", "val/p_zero", "val/p_mosaic"]
-    assert dm.eval_split(2).obfuscate == FaceObfuscator(method="zero")
+    assert [s.name for s in dm.eval_splits] == [
+        "P3M-500-P",
+        "P3M-500-NP",
+        "P3M-500-P-zero",
+        "P3M-500-P-mosaic",
+    ]
+    assert [s.prefix for s in dm.eval_splits] == ["val/p", "val/np", "val/p_zero", "val/p_mosaic"]
+    assert dm.eval_splits[2].obfuscate == FaceObfuscator(method="zero")
     dm.setup("test")
     loaders = dm.test_dataloader()
     for p_item, zero_item, mosaic_item in zip(loaders[0], loaders[2], loaders[3], strict=True):
