@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 import src.models.test_time.resize as resize_module
 from src.data.io import read_image
-from src.models import P3MNet
+from src.models import P3MNet, P3MOutput
 from src.models.checkpoints import convert_official_state_dict
 from src.models.test_time import infer_alpha, pass_size
 from src.models.test_time.resize import resize_like_skimage_0_14, resize_maps, skimage_0_14_transform
@@ -59,19 +59,19 @@ class ReusePasses(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
-        self.passes: list[tuple[Tensor, tuple[Tensor, ...]]] = []
+        self.passes: list[tuple[Tensor, P3MOutput]] = []
 
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+    def forward(self, x: Tensor) -> P3MOutput:
         for seen, out in self.passes:
             if seen.shape == x.shape and torch.equal(seen, x):
                 return out
-        out = tuple(self.net(x))
+        out = self.net(x)
         self.passes.append((x.clone(), out))
         return out
 
     def global_logits(self, size: tuple[int, int]) -> Tensor:
         """The global logits of the (first) pass at ``size``."""
-        return next(out[0] for x, out in self.passes if tuple(x.shape[-2:]) == size)
+        return next(out.global_logits for x, out in self.passes if tuple(x.shape[-2:]) == size)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from src.models import P3MNet
+from src.models import P3MNet, P3MOutput
 from src.models.test_time import STRATEGIES, infer_alpha, pass_size
 
 
@@ -18,7 +18,7 @@ class ThreeBands(nn.Module):
         self.local_value = local_value
         self.sizes: list[tuple[int, int]] = []
 
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+    def forward(self, x: Tensor) -> P3MOutput:
         n, _, h, w = x.shape
         self.sizes.append((h, w))
         cls = torch.zeros(n, h, w, dtype=torch.long)
@@ -27,7 +27,7 @@ class ThreeBands(nn.Module):
         logits = torch.nn.functional.one_hot(cls, 3).permute(0, 3, 1, 2).float() * 10
         local = torch.full((n, 1, h, w), self.local_value)
         fusion = torch.where(cls[:, None] == 2, 1.0, torch.where(cls[:, None] == 1, local, 0.0))
-        return logits, local, fusion, logits, logits, logits
+        return P3MOutput(logits, local, fusion, logits, logits, logits)
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ class OutputsOnly(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+    def forward(self, x: Tensor) -> P3MOutput:
         return self.net(x)
 
 

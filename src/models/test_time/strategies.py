@@ -75,20 +75,24 @@ def _full_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> tupl
     """All outputs: trimap (0..255), local and fused mattes at the pass size."""
     with _autocast(x, precision):
         out = net(x)
-    return _segmentation_to_trimap(out[0]), out[1][:, 0].float(), out[2][:, 0].float()
+    return (
+        _segmentation_to_trimap(out.global_logits),
+        out.local_alpha[:, 0].float(),
+        out.fusion_alpha[:, 0].float(),
+    )
 
 
 def _trimap_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> Tensor:
     """The trimap only; a P3MNet skips its local decoder (other nets, e.g. ONNX, run in full)."""
     with _autocast(x, precision):
-        logits = net.segment(x) if hasattr(net, "segment") else net(x)[0]
+        logits = net.segment(x) if hasattr(net, "segment") else net(x).global_logits
     return _segmentation_to_trimap(logits)
 
 
 def _local_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> Tensor:
     """The local matte only; a P3MNet skips the global logits and side heads."""
     with _autocast(x, precision):
-        local = net.matte(x) if hasattr(net, "matte") else net(x)[1]
+        local = net.matte(x) if hasattr(net, "matte") else net(x).local_alpha
     return local[:, 0].float()
 
 
@@ -108,8 +112,9 @@ def infer_alpha(
     """Predict the matte of one image with an official test-time strategy.
 
     Args:
-        net: A P3M-Net (or anything returning the official 6-tuple order) in eval mode. HYBRID calls
-            its ``segment``/``matte`` methods where it has them (same numbers, less work).
+        net: A P3M-Net (or anything returning its :class:`~src.models.components.p3mnet.P3MOutput`,
+            e.g. the ONNX runtime's) in eval mode. HYBRID calls its ``segment``/``matte`` methods
+            where it has them (same numbers, less work).
         image: ``(3, H, W)`` or ``(1, 3, H, W)`` RGB, uint8 or float in [0, 255], on the net's device.
         strategy: ``resize``, ``hybrid`` or ``full``.
         resize_mode: ``paper`` (scikit-image 0.14.5's arithmetic, bit for bit, float64) or ``fast``
