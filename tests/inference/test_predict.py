@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from src.inference.predict_files import run_prediction
+from src.utils.errors import UserError
 from tests.conftest import REPO_ROOT
 
 EXIF_ORIENTATION = 0x0112
@@ -97,7 +98,7 @@ def test_clashing_names_and_bad_arguments_are_reported(
     shutil.copy(photos / "second.png", photos / "portrait.png")  # portrait.jpg and portrait.png
     summary = _predict(compose_config, tiny_checkpoint, str(photos), tmp_path / "out")
     assert any(p.name == "portrait.png" and "clashes" in reason for p, reason in summary.failed)
-    with pytest.raises(FileNotFoundError, match="no file, folder or glob pattern"):
+    with pytest.raises(UserError, match="no file, folder or glob pattern"):
         _predict(compose_config, tiny_checkpoint, str(tmp_path / "nothing*.jpg"), tmp_path / "out")
     with pytest.raises(ValueError, match="set input, output"):
         run_prediction(compose_config("predict", [f"ckpt_path={tiny_checkpoint}"]))
