@@ -43,7 +43,6 @@ def official_checkpoint(
 
 
 @pytest.mark.slow
-@pytest.mark.shared
 def test_onnx_round_trip(
     official_checkpoint: Path, compose_config: Callable[..., DictConfig], tmp_path: Path
 ) -> None:
