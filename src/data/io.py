@@ -15,6 +15,9 @@ exactly what the official ``np.array(PIL.Image.open(path))`` gives:
   ignores it; ``exif=True`` (the predict path, for photos from phones) applies it.
 
 A missing, empty, undecodable or truncated file raises :class:`ImageReadError` naming the file.
+Truncation is found by walking the JPEG segments and scans (PNG chunks) to the end marker, so data
+after it (phone "motion photos" append a video) is accepted and an EXIF thumbnail's own end marker
+is not mistaken for the image's.
 
 Estimated foregrounds and backgrounds may also be stored as ``.npy`` arrays (``src/prepare.py
 fg_bg_format=npy``): :func:`read_rgb_array` memory-maps them instead of decoding, so a training crop
@@ -89,8 +92,12 @@ def _jpeg_is_complete(data: bytes) -> bool:
     """
     pos, end = 2, len(data)  # after SOI
     while pos + 4 <= end:
-        if data[pos] != 0xFF:
-            return False  # not at a marker: corrupt, treat as unreadable
+        if data[pos] != 0xFF:  # stray bytes between segments: libjpeg skips to the next marker too
+            found = _JPEG_SCAN_MARKER.search(data, pos)
+            if found is None:
+                return False
+            pos = found.start()
+            continue
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte before a marker
             pos += 1

@@ -158,6 +158,17 @@ def test_truncated_jpeg_with_an_exif_thumbnail_is_refused(tmp_path: Path, rng: n
         read_image(tmp_path / "cut.jpg")
 
 
+def test_stray_bytes_between_jpeg_segments_are_skipped_as_libjpeg_does(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    rgb = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    jpeg = _encoded(".jpg", rgb)
+    after_app0 = 4 + int.from_bytes(jpeg[4:6], "big")  # SOI, then APP0's marker and length
+    (tmp_path / "stray.jpg").write_bytes(jpeg[:after_app0] + b"\x00\x00" + jpeg[after_app0:])
+    (tmp_path / "plain.jpg").write_bytes(jpeg)
+    np.testing.assert_array_equal(read_image(tmp_path / "stray.jpg"), read_image(tmp_path / "plain.jpg"))
+
+
 def test_png_cut_just_before_iend_is_refused(tmp_path: Path, rng: np.random.Generator) -> None:
     png = _encoded(".png", rng.integers(0, 256, (64, 64), dtype=np.uint8))
     (tmp_path / "cut.png").write_bytes(png[:-12])  # every IDAT, no IEND chunk
