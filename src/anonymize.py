@@ -2,8 +2,8 @@
 
 Detects faces with a registered detector (CenterFace by default; install it with
 ``make anonymize-deps``), obfuscates them and writes a P3M-style folder. Every key is in
-conf/anonymize.yaml. The exit code is the number of failed images (capped at 100), 0 when all
-were written.
+conf/anonymize.yaml. Exit code 1 when some images failed (listed in the log and the report), 0
+when all were written; existing outputs are replaced only with ``overwrite=true``.
 
 Examples:
     python src/anonymize.py input=photos/ output=photos_anon/
@@ -23,9 +23,9 @@ import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
 from src.privacy.anonymizer import REPORT_NAME, AnonymizeReport, anonymize_folder
 from src.privacy.detectors import create_detector
 from src.privacy.obfuscate import FaceObfuscator
+from src.utils.errors import EXIT_PARTIAL_FAILURE
 
 log = logging.getLogger(__name__)
-MAX_EXIT_CODE = 100
 
 
 def anonymize(cfg: DictConfig) -> AnonymizeReport:
@@ -59,6 +59,7 @@ def anonymize(cfg: DictConfig) -> AnonymizeReport:
         keep_no_face=cfg.keep_no_face,
         progress=cfg.progress,
         settings=settings,
+        overwrite=bool(cfg.overwrite),
     )
     for line in report.summary().splitlines():
         # Missed faces leak identities and failures lose images: make both stand out.
@@ -69,10 +70,10 @@ def anonymize(cfg: DictConfig) -> AnonymizeReport:
 
 @hydra.main(config_path="../conf", config_name="anonymize", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point; exits with the number of failed images (0: everything written)."""
+    """Hydra entry point; exits 1 when some images failed (0: everything written)."""
     report = anonymize(cfg)
     if report.failures:
-        sys.exit(min(len(report.failures), MAX_EXIT_CODE))
+        sys.exit(EXIT_PARTIAL_FAILURE)
 
 
 if __name__ == "__main__":
