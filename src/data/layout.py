@@ -38,7 +38,9 @@ from typing import Any
 
 import numpy as np
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+from src.utils import conventions
+
+IMAGE_SUFFIXES = frozenset(conventions.IMAGE_SUFFIXES)
 ARRAY_SUFFIX = ".npy"  # fg/bg only: uncompressed arrays from src/prepare.py fg_bg_format=npy
 FG_BG_SUFFIXES = IMAGE_SUFFIXES | {ARRAY_SUFFIX}
 ORIGINAL_IMAGE_DIRS = ("original_image", "original")  # non-anonymised training images (not in P3M-10k)

@@ -20,11 +20,11 @@ from src.data.io import ImageReadError, ImageSizeError, read_image
 from src.inference.runner import inference_precision, load_network, resolve_device
 from src.models.test_time import infer_alpha
 from src.models.test_time.resize import ResizeMode
+from src.utils.conventions import IMAGE_SUFFIXES
 from src.utils.errors import UserError
 from src.utils.files import check_outputs, write_image
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 USAGE = "python src/predict.py ckpt_path=PATH input=FILE_OR_DIR_OR_GLOB output=DIR"
 
 

@@ -42,11 +42,11 @@ from src.data.io import read_image, read_mask
 from src.privacy.detectors.base import FaceDetection, FaceDetector
 from src.privacy.detectors.masks import MaskShape, face_mask_from_detections
 from src.privacy.obfuscate import FaceObfuscator
+from src.utils.conventions import IMAGE_SUFFIXES
 from src.utils.files import check_outputs, write_bytes_atomic, write_image
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 REPORT_NAME = "anonymize_report.json"
 
 

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from src.utils.conventions import bounding_box
+
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)  # luma weights for the saturation change
 _MAX_POINTS = 4096  # face-mask points used to measure the rotated face box
 
@@ -103,14 +105,6 @@ class PastedFace:
         out = np.zeros(tuple(shape[:2]), np.uint8)
         out[y0:y1, x0:x1][self.mask] = 255
         return out
-
-
-def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """``(y0, y1, x0, x1)`` (end-exclusive) of the True pixels of ``mask``, or None if there are none."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def paste_face(

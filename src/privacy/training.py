@@ -23,8 +23,8 @@ import torch
 from src.privacy.copy_paste import FaceAugment, paste_face
 from src.privacy.faces import PublicFaces
 from src.privacy.obfuscate import DEFAULT_OPAQUE_ALPHA, FaceObfuscator, obfuscation_region
+from src.utils.conventions import bounding_box, kernel_for_size
 
-BAND_KERNEL_AT_1080 = 25  # the kernel of the official trimaps at P3M-10k's 1080 px short side
 CP_LEVELS = ("image", "feature")
 
 
@@ -32,7 +32,7 @@ def band_kernel_for(height: int, width: int, band_kernel: int | None = None) -> 
     """``band_kernel`` if set, else 25 px scaled from a 1080 px short side (odd, at least 3)."""
     if band_kernel is not None:
         return int(band_kernel)
-    return max(3, round(BAND_KERNEL_AT_1080 * min(height, width) / 1080) | 1)
+    return kernel_for_size(height, width)
 
 
 def face_region(
@@ -48,13 +48,12 @@ def face_region(
     """
     height, width = alpha.shape[:2]
     kernel = band_kernel_for(height, width, band_kernel)
-    face = facemask > 0
-    rows, cols = np.flatnonzero(face.any(axis=1)), np.flatnonzero(face.any(axis=0))
     out = np.zeros((height, width), bool)
-    if rows.size == 0:
+    box = bounding_box(facemask > 0)
+    if box is None:
         return out
-    y0, y1 = max(0, rows[0] - kernel), min(height, rows[-1] + 1 + kernel)
-    x0, x1 = max(0, cols[0] - kernel), min(width, cols[-1] + 1 + kernel)
+    y0, y1 = max(0, box[0] - kernel), min(height, box[1] + kernel)
+    x0, x1 = max(0, box[2] - kernel), min(width, box[3] + kernel)
     out[y0:y1, x0:x1] = obfuscation_region(
         facemask[y0:y1, x0:x1],
         alpha=alpha[y0:y1, x0:x1],

@@ -21,11 +21,16 @@ import torch
 from torch import Tensor, nn
 
 from src.models.test_time.resize import ResizeMode, resize_maps
+from src.utils.conventions import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TRIMAP_BACKGROUND,
+    TRIMAP_FOREGROUND,
+    TRIMAP_VALUES,
+)
 
 STRATEGIES: tuple[str, ...] = ("resize", "hybrid", "full")
 MAX_SIDE = 1600
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class TestTimeOutput(NamedTuple):
@@ -62,7 +67,7 @@ def _normalise(image: Tensor) -> Tensor:
 
 def _segmentation_to_trimap(global_logits: Tensor) -> Tensor:
     """(1, 3, H, W) logits -> (1, H, W) uint8 trimap 0/128/255 by argmax."""
-    levels = torch.tensor([0, 128, 255], dtype=torch.uint8, device=global_logits.device)
+    levels = torch.tensor(TRIMAP_VALUES, dtype=torch.uint8, device=global_logits.device)
     return levels[global_logits.argmax(dim=1)]
 
 
@@ -141,7 +146,7 @@ def infer_alpha(
         local_full = resize_maps(_local_pass(net, whole, precision), full, resize_mode)[0]
         # The official rule tests the resized trimap for exactly 0 or 255 in the precision it was
         # resized in (float64 in `paper` mode): its last bits decide which pixels take the local matte.
-        certain = (trimap_full == 0) | (trimap_full == 255)
+        certain = (trimap_full == TRIMAP_BACKGROUND) | (trimap_full == TRIMAP_FOREGROUND)
         alpha = torch.where(certain, trimap_full / 255.0, local_full)
     else:
         ratio = 1.0 if strategy == "full" else 0.5
@@ -153,5 +158,5 @@ def infer_alpha(
     # the resized trimap is continuous; report the nearest of 0/128/255
     device = trimap_full.device
     classes = torch.bucketize(trimap_full, torch.tensor([64.0, 192.0], device=device))
-    trimap_out = torch.tensor([0, 128, 255], dtype=torch.uint8, device=device)[classes]
+    trimap_out = torch.tensor(TRIMAP_VALUES, dtype=torch.uint8, device=device)[classes]
     return TestTimeOutput(alpha.clamp(0, 1).float(), trimap_out, local_full.clamp(0, 1).float())
