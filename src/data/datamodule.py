@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Sampler, get_worker_info
 
 from src.data.datasets import P3M10kEvalDataset, P3M10kTrainDataset, TrainTransform
 from src.data.layout import BLURRED_READS, EvalSplit, Obfuscator, P3M10kLayout, TrainSplit, parse_eval_splits
+from src.data.synthetic import ensure_synthetic_dataset
 from src.data.transforms import PaperTransform
 
 log = logging.getLogger(__name__)
@@ -181,8 +182,6 @@ class P3M10kDataModule(L.LightningDataModule):
             raise ValueError(
                 "data.synthetic is set but data.root is null: set data.root to where it should live"
             )
-        from src.data.synthetic import ensure_synthetic_dataset
-
         params = dict(self.synthetic)
         if "size" in params and not isinstance(params["size"], int):
             params["size"] = tuple(int(v) for v in params["size"])

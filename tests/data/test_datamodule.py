@@ -237,7 +237,7 @@ def test_grey_rgba_and_16_bit_files_are_read(tmp_path: Path) -> None:
 
 
 def test_synthetic_block_generates_the_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import src.data.synthetic as synthetic
+    import src.data.datamodule as datamodule_module
 
     calls = []
 
@@ -247,7 +247,7 @@ def test_synthetic_block_generates_the_dataset(tmp_path: Path, monkeypatch: pyte
             make_p3m_tree(Path(root), original=True)
         return Path(root)
 
-    monkeypatch.setattr(synthetic, "ensure_synthetic_dataset", fake)
+    monkeypatch.setattr(datamodule_module, "ensure_synthetic_dataset", fake)
     dm = datamodule(
         tmp_path / "syn",
         synthetic={"num_train": 4, "size": [72, 64], "seed": 0},
