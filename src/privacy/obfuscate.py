@@ -22,8 +22,7 @@ P3M-10k image or a training crop: ``face size`` is the longer side of the face m
   face becomes a smooth skin-coloured patch with only the broad shading left, as in P3M-10k's
   blurred images. The Gaussian is computed as three successive box filters in float32 (a few
   grey levels at most from an exact Gaussian, under one on average for sigma >= 3 px), whose cost
-  does not grow with sigma: ~1 ms for a 200 px face (sigma 50 px) where ``cv2.GaussianBlur``
-  takes 150-300 ms.
+  does not grow with sigma, where ``cv2.GaussianBlur``'s grows with its kernel.
 - ``mosaic``: the face's bounding box is cut into square blocks of ``mosaic_block * face size``
   pixels (default 0.125: 8 blocks across the face), aligned to the box's top-left corner; every
   block is replaced by its mean colour (rounded half to even).

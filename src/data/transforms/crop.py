@@ -22,7 +22,7 @@ Speed, and what is exact (tests/data/test_transforms.py checks each claim):
 
 - files are decoded by OpenCV (:mod:`src.data.io`): the same libjpeg-turbo / libpng output as
   PIL's for these files (checked on the real samples; another JPEG decoder build could differ by
-  rounding), 1.3-2x faster;
+  rounding), and faster (``bench/bench_data.py``);
 - the trimap is computed only on the crop plus the kernel's reach, clipped at the image borders
   (:func:`src.data.trimap.trimap_window`), with bit-packed morphology: bit-identical to cropping
   the full-size trimap;
