@@ -21,6 +21,9 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
+from src.callbacks.last_checkpoint import find_best_checkpoint, find_last_checkpoint
+from src.models.checkpoint_io import SafeCheckpointIO
+from src.utils.config_checks import ConfigCheck
 from src.utils.distributed import (
     dataloader_workers,
     devices_per_node,
@@ -35,7 +38,34 @@ from src.utils.run_dirs import resolve_ckpt_path
 log = logging.getLogger(__name__)
 
 
-@task_wrapper
+# Keys whose wrong type would otherwise fail late (a bare TypeError mid-setup), checked up front.
+TRAIN_CHECK = ConfigCheck(
+    types={
+        "seed": (int, type(None)),
+        "train": bool,
+        "test": bool,
+        "ckpt_path": (str, type(None)),
+        "trainer.max_epochs": (int, type(None)),
+        "trainer.min_epochs": (int, type(None)),
+        "trainer.max_steps": int,
+        "trainer.num_nodes": int,
+        "trainer.accumulate_grad_batches": int,
+        "trainer.check_val_every_n_epoch": (int, type(None)),
+        "trainer.log_every_n_steps": int,
+        "trainer.num_sanity_val_steps": int,
+        "trainer.limit_train_batches": (float, type(None)),
+        "trainer.limit_val_batches": (float, type(None)),
+        "trainer.limit_test_batches": (float, type(None)),
+        "trainer.val_check_interval": (float, type(None)),
+        "trainer.gradient_clip_val": (float, type(None)),
+        "data.batch_size": int,
+        "data.num_workers": int,
+        "data.train_size": (int, type(None)),
+        "model.optimizer.lr": float,
+    }
+)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit (and optionally test) the model described by ``cfg``; returns the logged metrics."""
     if cfg.get("seed") is not None:
@@ -47,7 +77,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = hydra.utils.instantiate(cfg.data, require_fg_bg="composition" in model.loss.active_terms)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     loggers = instantiate_loggers(cfg.get("logger"), cfg)
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    # checkpoints written atomically beside their target and read back through our safe loader
+    plugins = [*hydra.utils.instantiate(cfg.trainer.get("plugins") or []), SafeCheckpointIO()]
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins
+    )
     if cfg.get("seed") is not None and trainer.world_size > 1:
         # every rank had the same seed for the model (DDP broadcasts rank 0's weights anyway); from here
         # on, ranks draw different augmentations, dropout masks and worker seeds
@@ -119,16 +153,14 @@ def _log_batch_and_lr(cfg: DictConfig, trainer: L.Trainer) -> None:
 
 def _checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
     """Best and last checkpoint of the fit (read before testing, which restores an older state)."""
-    ckpt = trainer.checkpoint_callback
-    if ckpt is None:
-        return "", ""
-    return ckpt.best_model_path, getattr(ckpt, "last_model_path", "")
+    best, last = find_best_checkpoint(trainer), find_last_checkpoint(trainer)
+    return (best.best_model_path if best else ""), (last.last_path if last else "")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the optimised (else the monitored) metric so sweepers can use it."""
-    metrics = train(cfg)
+    metrics = task_wrapper(train, check=TRAIN_CHECK)(cfg)
     checkpointing = cfg.get("callbacks", {}).get("model_checkpoint", {})
     return metric_value(metrics, cfg.get("optimized_metric") or checkpointing.get("monitor"))
 

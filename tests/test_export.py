@@ -16,6 +16,7 @@ from src.export import run_export
 from src.inference import infer_alpha
 from src.inference.predict_files import run_prediction
 from src.models import P3MNet, load_model
+from src.utils.errors import UserError
 
 pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript (a core dependency: pip install -e .)")
 
@@ -95,5 +96,5 @@ def test_missing_onnx_file_names_the_fix(tmp_path: Path) -> None:
 
 
 def test_unknown_format_is_refused(checkpoint: Path, compose_config: Callable[..., DictConfig]) -> None:
-    with pytest.raises(ValueError, match="format=tflite"):
+    with pytest.raises(UserError, match="format=tflite"):
         run_export(compose_config("export", [f"ckpt_path={checkpoint}", "format=tflite"]))
