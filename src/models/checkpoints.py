@@ -172,16 +172,19 @@ def save_checkpoint(obj: Any, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the name points at it
         os.replace(tmp, path)
-    except OSError as err:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        # torch's zip writer reports a failed write as a RuntimeError raised while handling the OSError
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None:
+            raise
         previous = f"; the previous {path.name} is unchanged" if path.exists() else ""
         raise CheckpointError(
-            f"could not write checkpoint {path}: {err.strerror or err}{previous}. Free disk space "
+            f"could not write checkpoint {path}: {cause.strerror or cause}{previous}. Free disk space "
             "(or point paths.log_dir elsewhere) and resume with ckpt_path=latest"
-        ) from err
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        ) from cause
 
 
 def state_tensors(obj: Any, path: Path) -> dict[str, Tensor]:
