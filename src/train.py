@@ -20,7 +20,8 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, open_dict
 
-import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
+import src  # sets PROJECT_ROOT for conf/paths
+import src.utils.optuna_seed  # noqa: F401  (registers ${study_seed:...} of conf/hparams_search)
 from src.callbacks.last_checkpoint import find_best_checkpoint, find_last_checkpoint
 from src.models.checkpoint_io import SafeCheckpointIO
 from src.utils.config_checks import ConfigCheck

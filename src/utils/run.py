@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import math
+import multiprocessing
 import signal
 import sys
 import threading
@@ -57,6 +58,7 @@ def task_wrapper(
     @functools.wraps(task)
     def wrapped(cfg: DictConfig) -> Any:
         route_lightning_logs()
+        standard_start_method()
         with _watch_sigint() as interrupted:
             try:
                 if check is not None:
@@ -116,6 +118,16 @@ def _watch_sigint() -> Iterator[list[bool]]:
         yield interrupted
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def standard_start_method() -> None:
+    """Give DataLoader workers the platform's start method inside joblib's (loky) worker processes.
+
+    hydra/launcher=parallel runs each job in a loky worker, where multiprocessing's default start
+    method is loky's own, with which DataLoader workers fail to start (``data.num_workers > 0``).
+    """
+    if multiprocessing.get_start_method(allow_none=True) == "loky":
+        multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)
 
 
 def route_lightning_logs() -> None:
