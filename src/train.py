@@ -24,6 +24,7 @@ import src  # sets PROJECT_ROOT for conf/paths
 import src.utils.optuna_seed  # noqa: F401  (registers ${study_seed:...} of conf/hparams_search)
 from src.callbacks.last_checkpoint import find_best_checkpoint, find_last_checkpoint
 from src.models.checkpoint_io import SafeCheckpointIO
+from src.models.checkpoints import read_checkpoint
 from src.utils.config_checks import ConfigCheck
 from src.utils.distributed import (
     dataloader_workers,
@@ -73,6 +74,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True)
     _size_dataloader_workers(cfg)
     _cpu_without_sync_batchnorm(cfg)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last")
+    if ckpt_path:  # a damaged or unsafe file fails now, naming it, not after the model and data are built
+        read_checkpoint(ckpt_path, mmap=True)
 
     model = hydra.utils.instantiate(cfg.model)
     datamodule = hydra.utils.instantiate(cfg.data, require_fg_bg="composition" in model.loss.active_terms)
@@ -90,7 +94,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _log_batch_and_lr(cfg, trainer)
     log_hyperparameters(cfg, model, trainer)
 
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last")
     if cfg.get("train"):
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = dict(trainer.callback_metrics)

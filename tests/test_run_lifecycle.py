@@ -22,6 +22,13 @@ from src.utils.run import task_wrapper
 from tests.conftest import REPO_ROOT, tiny_data_overrides
 
 
+class _RunsCode:
+    """Unpickling this would run a shell command: what a malicious checkpoint does."""
+
+    def __reduce__(self) -> tuple:
+        return (os.system, ("echo pwned",))
+
+
 def _exit_code(task: Callable[[DictConfig], object], cfg: DictConfig, **kwargs: object) -> int | str | None:
     with pytest.raises(SystemExit) as info:
         task_wrapper(task, **kwargs)(cfg)
@@ -91,6 +98,21 @@ def test_init_from_weights_of_another_backbone_says_which(
         f"model.init_from={path} holds a swin P3M-Net, not resnet34: set backbone=swin, "
         "or model.init_from= a resnet34 checkpoint"
     ]
+
+
+def test_resuming_from_a_file_that_holds_code_is_refused_before_any_work(
+    compose_config: Callable[..., DictConfig], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}, "callbacks": _RunsCode()}, path)
+    assert (
+        _exit_code(train, compose_config("train", [f"ckpt_path={path}", "data=synthetic"])) == EXIT_USER_ERROR
+    )
+    (error,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert (
+        error.startswith(f"checkpoint {path} holds pickled Python objects") and "refused for safety" in error
+    )
+    assert "weights_only=False" not in caplog.text
 
 
 def _cli(script: str, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
