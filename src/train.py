@@ -8,6 +8,9 @@ Examples:
     python src/train.py hparams_search=p3m_optuna                  # an Optuna sweep
     python src/train.py ckpt_path=latest                           # resume this task's newest run
     python src/train.py train=false test=true ckpt_path=PATH       # evaluate a checkpoint
+
+Exit status: 0 done; 2 user error (one message naming the setting or file); 143 terminated by
+SIGTERM (last.ckpt saved: resume with ckpt_path=latest); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
