@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 from src.models.components.p3mnet import P3MNet
 from src.predict import PREDICT_CHECK
 from src.train import TRAIN_CHECK, train
-from src.utils.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
-from src.utils.run import task_wrapper
+from src.utils.errors import EXIT_INTERRUPTED, EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR, UserError
+from src.utils.run import exit_for_failures, task_wrapper
 from tests.conftest import REPO_ROOT, tiny_data_overrides
 
 
@@ -47,6 +47,14 @@ def test_a_user_error_exits_2_with_its_message_once(caplog: pytest.LogCaptureFix
 def test_a_bug_keeps_its_exception_and_traceback() -> None:
     with pytest.raises(ZeroDivisionError):
         task_wrapper(lambda cfg: 1 / 0)(DictConfig({}))
+
+
+def test_failed_inputs_exit_1_whatever_their_count(caplog: pytest.LogCaptureFixture) -> None:
+    exit_for_failures(0, "images")  # nothing failed: no exit
+    with pytest.raises(SystemExit) as info:
+        exit_for_failures(3, "images")
+    assert info.value.code == EXIT_PARTIAL_FAILURE  # not the count: 256 failures would read as 0
+    assert "3 images failed (listed above), the others are done" in caplog.text
 
 
 def test_ctrl_c_exits_130_also_after_lightnings_own_exit() -> None:

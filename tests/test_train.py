@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import subprocess
 import sys
@@ -47,7 +48,10 @@ def _position(path: Path) -> tuple[int, int]:
 
 
 def test_limit_run_checkpoints_then_resumes_from_latest(
-    compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tmp_path: Path
+    compose_config: Callable[..., DictConfig],
+    tiny_synthetic: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     overrides = [
         *tiny_data_overrides(tiny_synthetic),
@@ -58,10 +62,13 @@ def test_limit_run_checkpoints_then_resumes_from_latest(
         "+callbacks.worse._target_=tests.test_train.WorseEveryEpoch",
         "callbacks.model_checkpoint.monitor=test/worse",
     ]
+    caplog.set_level(logging.INFO, logger="src.train")
     train(compose_config("train", overrides))
     checkpoints = tmp_path / "run" / "checkpoints"
     assert {p.name for p in checkpoints.iterdir()} == {"last.ckpt", "epoch_000.ckpt"}  # no last-v1.ckpt
     assert _position(checkpoints / "last.ckpt") == (1, 4)  # the end of the newest epoch, not the best
+    report = f"Best checkpoint: {checkpoints / 'epoch_000.ckpt'} | last: {checkpoints / 'last.ckpt'}"
+    assert report in caplog.text
     rows = list(csv.DictReader((tmp_path / "run" / "csv" / "version_0" / "metrics.csv").open()))
     assert any(row.get("val/p/sad") for row in rows) and any(row.get("val/np/sad") for row in rows)
 
