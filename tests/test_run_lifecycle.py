@@ -53,7 +53,7 @@ def test_failed_inputs_exit_1_whatever_their_count(caplog: pytest.LogCaptureFixt
     exit_for_failures(0, "images")  # nothing failed: no exit
     with pytest.raises(SystemExit) as info:
         exit_for_failures(3, "images")
-    assert info.value.code == EXIT_PARTIAL_FAILURE  # not the count: 256 failures would read as 0
+    assert info.value.code == EXIT_PARTIAL_FAILURE  # not the count: 2 failures would read as a user error
     assert "3 images failed (listed above), the others are done" in caplog.text
 
 
