@@ -161,7 +161,7 @@ def _log_batch_and_lr(cfg: DictConfig, trainer: L.Trainer) -> None:
 def _checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
     """Best and last checkpoint of the fit (read before testing, which restores an older state)."""
     best, last = find_best_checkpoint(trainer), find_last_checkpoint(trainer)
-    return (best.best_model_path if best else ""), (last.last_path if last else "")
+    return (best.best_model_path if best else ""), (last.last_model_path if last else "")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

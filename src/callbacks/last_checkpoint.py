@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lightning import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import Tensor
 
 LAST_NAME = "last"
 
@@ -37,12 +38,13 @@ class LastCheckpoint(ModelCheckpoint):
             save_on_train_epoch_end=True,  # every epoch, with or without validation in it
             auto_insert_metric_name=False,
         )
-        self.last_path = ""
-        """The file this run wrote (``""`` before the first save; a resumed run's old file is not it)."""
 
-    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
-        super()._save_checkpoint(trainer, filepath)
-        self.last_path = filepath
+    def _save_none_monitor_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Tensor]) -> None:
+        # Lightning's version records the file as `best_model_path`: loggers (W&B's `best` alias) and
+        # ckpt_path="best" would then take the newest state for the best. Here it is the last one.
+        filepath = self.format_checkpoint_name(monitor_candidates)
+        self.last_model_path = filepath
+        self._save_checkpoint(trainer, filepath)
 
 
 def find_last_checkpoint(trainer: Trainer) -> LastCheckpoint | None:
