@@ -20,14 +20,12 @@ import hydra
 from omegaconf import DictConfig
 
 import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
+from src.models.checkpoint_files import CheckpointError, read_checkpoint, save_checkpoint
 from src.models.checkpoints import (
     LIGHTNING_PREFIX,
-    CheckpointError,
     convert_official_state_dict,
     detect_official_arch,
     official_formats,
-    read_checkpoint,
-    save_checkpoint,
     state_tensors,
 )
 from src.utils.config_checks import ConfigCheck

@@ -15,7 +15,7 @@ from lightning import Callback, LightningModule, Trainer
 from omegaconf import DictConfig
 
 from src.data.fgbg import prepare_fg_bg
-from src.models.checkpoints import read_checkpoint
+from src.models.checkpoint_files import read_checkpoint
 from src.train import train
 from tests.conftest import REPO_ROOT, tiny_data_overrides
 
