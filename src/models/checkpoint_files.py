@@ -100,6 +100,7 @@ def save_checkpoint(obj: Any, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from the user's group
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
@@ -116,5 +117,11 @@ def save_checkpoint(obj: Any, path: str | Path) -> None:
         previous = f"; the previous {path.name} is unchanged" if path.exists() else ""
         raise CheckpointError(
             f"could not write checkpoint {path}: {cause.strerror or cause}{previous}. Free disk space "
-            "(or point paths.log_dir elsewhere) and resume with ckpt_path=latest"
+            "(or write elsewhere) and run again; training resumes with ckpt_path=latest"
         ) from cause
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask

@@ -141,3 +141,10 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path: Path) -> No
     assert f"could not write checkpoint {target}: File too large" in str(info.value)
     assert "the previous last.ckpt is unchanged" in str(info.value)
     assert target.read_bytes() == before and os.listdir(target.parent) == ["last.ckpt"]  # no leftover
+
+
+def test_a_saved_checkpoint_has_the_usual_permissions(tmp_path: Path) -> None:
+    SafeCheckpointIO().save_checkpoint({"step": 1}, tmp_path / "last.ckpt")
+    (tmp_path / "plain").write_bytes(b"")
+    assert (tmp_path / "last.ckpt").stat().st_mode == (tmp_path / "plain").stat().st_mode
+    assert read_checkpoint(tmp_path / "last.ckpt") == {"step": 1}
