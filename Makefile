@@ -41,7 +41,7 @@ demo: $(STAMP) ## train on generated synthetic data for a few minutes on the CPU
 	$(PY) src/train.py experiment=demo
 	$(PY) src/eval.py ckpt_path=latest:demo data=synthetic test_strategy=resize task_name=demo_eval
 	$(PY) src/predict.py ckpt_path=latest:demo input=data/synthetic/validation/P3M-500-NP/original_image \
-		output=logs/demo/predictions test_strategy=resize
+		output=logs/demo/predictions test_strategy=resize overwrite=true
 	@echo "mattes and cut-outs: logs/demo/predictions/{alpha,rgba}; metrics: logs/demo_eval/runs/<time>/metrics.json"
 
 train: $(STAMP) ## train with the default config; pass ARGS="data.root=/path/to/P3M-10k ..."

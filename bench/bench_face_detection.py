@@ -41,7 +41,7 @@ from src.privacy import obfuscate_face  # noqa: E402
 from src.privacy.detectors import create_detector, face_mask_from_detections  # noqa: E402
 from src.privacy.obfuscate import DEFAULT_BLUR_SIGMA  # noqa: E402
 
-SAMPLES = REPO.parent / "shared" / "data" / "p3m_samples" / "validation"
+SAMPLES = REPO / "tests" / "fixtures" / "p3m_samples" / "validation"
 NP_STEMS = ("p_07141906", "p_818e689d", "p_bc5cfad1", "p_bd6af989")  # 2 visible faces, 2 hidden
 P_STEMS = ("p_09ba26b4", "p_22fc0130", "p_514ca06a", "p_51c916fc")  # face-blurred
 IMAGES = [("P3M-500-NP", "original_image", s) for s in NP_STEMS] + [

@@ -1,7 +1,7 @@
 """Test-time strategies: accuracy of both resize modes against the official mattes, and their cost.
 
 Accuracy: the seed-5 ResNet-34 P3M-Net (``fill_official.fill_state_dict(manifest, seed=5)``) on
-``P3M-500-NP/p_07141906.jpg`` (1080x1080), compared with ``shared/reference/inference/*.npy`` (the
+``P3M-500-NP/p_07141906.jpg`` (1080x1080), compared with ``tests/fixtures/reference/inference/*.png`` (the
 official ``inference_img``): mean, 99th percentile and max absolute difference for RESIZE and HYBRID
 in ``paper`` and ``fast`` resize mode, and for the baseline below.
 
@@ -63,8 +63,9 @@ from src.inference import infer_alpha  # noqa: E402
 from src.models import P3MNet  # noqa: E402
 from src.models.checkpoints import convert_official_state_dict  # noqa: E402
 from src.models.performance import to_channels_last  # noqa: E402
+from tests.fixtures import read_matte16  # noqa: E402
 
-SHARED = Path(os.environ.get("P3M_SHARED", REPO.parent / "shared"))
+FIXTURES = REPO / "tests" / "fixtures"
 STEM = "p_07141906"
 MAX_SIDE = 1600
 NORMALIZE = tvt.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
@@ -108,7 +109,7 @@ def official_inference(net: nn.Module, image: np.ndarray, strategy: str, device:
 
 # -- setup --------------------------------------------------------------------------------------------
 def seed5_net() -> P3MNet:
-    reference = SHARED / "reference"
+    reference = FIXTURES / "reference"
     spec = importlib.util.spec_from_file_location("fill_official", reference / "fill_official.py")
     fill = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fill)
@@ -188,7 +189,7 @@ def main() -> None:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     image = read_image(
-        SHARED / "data" / "p3m_samples" / "validation" / "P3M-500-NP" / "original_image" / f"{STEM}.jpg"
+        FIXTURES / "p3m_samples" / "validation" / "P3M-500-NP" / "original_image" / f"{STEM}.jpg"
     )
     tensor = torch.from_numpy(image).permute(2, 0, 1).to(device)
     net = seed5_net().to(device)
@@ -214,7 +215,7 @@ def main() -> None:
 
     accuracy: dict[str, dict[str, dict[str, float]]] = {}
     for strategy in strategies:
-        reference = np.load(SHARED / "reference" / "inference" / f"r34_{strategy}_{STEM}.npy")
+        reference = read_matte16(FIXTURES / "reference" / "inference" / f"r34_{strategy}_{STEM}.png")
         accuracy[strategy] = {
             name: errors(fn(), reference) for name, fn in variants("with network", strategy).items()
         }

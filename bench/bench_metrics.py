@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 from src.metrics import functional as ours  # noqa: E402
 from src.metrics import matting_metrics  # noqa: E402
 
-SHARED = REPO.parent / "shared"
+FIXTURES = REPO / "tests" / "fixtures"
 SAMPLE = ("P3M-500-P", "p_51c916fc")  # a 1080x1618 portrait with an imperfect prediction
 THRESHOLDS = np.arange(0.0, 1.1, 0.1)
 
@@ -159,8 +159,8 @@ def base_full(pd: np.ndarray, gt: np.ndarray, tri: np.ndarray, conn: Callable) -
 def load_sample() -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Prediction, alpha (float64 in [0, 1]) and trimap of the sample portrait, or synthetic ones."""
     split, stem = SAMPLE
-    pred_png = SHARED / "reference" / "metrics" / split / f"{stem}.png"
-    root = SHARED / "data" / "p3m_samples" / "validation" / split
+    pred_png = FIXTURES / "reference" / "metrics" / split / f"{stem}.png"
+    root = FIXTURES / "p3m_samples" / "validation" / split
     if pred_png.is_file():
         pd = np.asarray(Image.open(pred_png), dtype=np.float64) / 255.0
         gt = np.asarray(Image.open(root / "mask" / f"{stem}.png"), dtype=np.float64) / 255.0

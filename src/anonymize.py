@@ -2,8 +2,9 @@
 
 Detects faces with a registered detector (CenterFace by default; install it with
 ``make anonymize-deps``), obfuscates them and writes a P3M-style folder. Every key is in
-conf/anonymize.yaml. Exit status: 0 every image written; 1 some images failed (listed in the log,
-with their count), the others are written; 2 user error, nothing done; 130 Ctrl-C.
+conf/anonymize.yaml; existing outputs are replaced only with ``overwrite=true``. Exit status: 0
+every image written; 1 some images failed (listed in the log and the report, with their count), the
+others are written; 2 user error, nothing done; 130 Ctrl-C.
 
 Examples:
     python src/anonymize.py input=photos/ output=photos_anon/
@@ -42,6 +43,7 @@ ANONYMIZE_CHECK = ConfigCheck(
         "jpeg_quality": int,
         "keep_no_face": bool,
         "progress": bool,
+        "overwrite": bool,
     },
     known_keys_only=True,
     free_form=("detector_kwargs",),  # passed on to the detector as they are
@@ -79,6 +81,7 @@ def anonymize(cfg: DictConfig) -> AnonymizeReport:
         keep_no_face=cfg.keep_no_face,
         progress=cfg.progress,
         settings=settings,
+        overwrite=bool(cfg.overwrite),
     )
     for line in report.summary().splitlines():
         # Missed faces leak identities and failures lose images: make both stand out.

@@ -2,6 +2,8 @@
 
     python src/convert.py input=p3mnet_pretrained_on_p3m10k.pth output=pretrained/p3mnet_r34.ckpt [arch=r34]
 
+An existing output is replaced only with ``overwrite=true``; the input itself never is.
+
 The result holds ``{'state_dict': {'net.<P3MNet key>': tensor}}`` (as a Lightning checkpoint of
 ``P3MLitModule``) plus where it came from, loads with ``torch.load(weights_only=True)``, and works
 wherever a checkpoint is taken: ``ckpt_path=`` of eval and predict, ``model.init_from=`` of training,
@@ -30,14 +32,15 @@ from src.models.checkpoints import (
 )
 from src.utils.config_checks import ConfigCheck
 from src.utils.errors import UserError
+from src.utils.files import check_outputs
 from src.utils.run import task_wrapper
 
 log = logging.getLogger(__name__)
-CONVERT_CHECK = ConfigCheck(types={"arch": (str, type(None))}, known_keys_only=True)
+CONVERT_CHECK = ConfigCheck(types={"arch": (str, type(None)), "overwrite": bool}, known_keys_only=True)
 
 
 def convert_official_checkpoint(
-    source: str | Path, target: str | Path, arch: str | None = None
+    source: str | Path, target: str | Path, arch: str | None = None, overwrite: bool = False
 ) -> dict[str, Any]:
     """Convert an official checkpoint file and save it as ours.
 
@@ -46,17 +49,20 @@ def convert_official_checkpoint(
             ``module.``.
         target: Where to write our checkpoint (parent folders are created).
         arch: ``r34``, ``swin``, ``vitae``...; None detects it from the keys.
+        overwrite: Replace an existing ``target`` (never ``source`` itself).
 
     Returns:
         A summary: ``arch``, ``backbone``, ``converted`` (number of tensors written) and ``ignored``
         (official keys that were dropped).
 
     Raises:
+        UserError: ``target`` is ``source``, a folder, or exists and ``overwrite`` is False.
         CheckpointNotFoundError: ``source`` does not exist.
         CheckpointError: The file cannot be read safely or is not an official P3M-Net checkpoint (the
             error names the expected keys); the write failed.
     """
     source, target = Path(source), Path(target)
+    _check_target(source, target, overwrite)
     state = state_tensors(read_checkpoint(source), source)
     if any(k.startswith(LIGHTNING_PREFIX) for k in state):
         raise CheckpointError(
@@ -86,13 +92,24 @@ def convert_official_checkpoint(
     return summary
 
 
+def _check_target(source: Path, target: Path, overwrite: bool) -> None:
+    """Refuse, before reading anything, a target that is the source, a folder or (unless asked) a file."""
+    if target.is_dir():
+        raise UserError(
+            f"output={target} is a folder; name the checkpoint file, e.g. output={target}/p3mnet.ckpt"
+        )
+    check_outputs([target], [source], overwrite=overwrite)
+
+
 def run_conversion(cfg: DictConfig) -> dict[str, Any]:
     """The convert config's task: ``cfg.input`` -> ``cfg.output``."""
     if not cfg.get("input") or not cfg.get("output"):
         raise UserError(
             "set input=<the authors' .pth> and output=<our .ckpt>: python src/convert.py input=A output=B"
         )
-    return convert_official_checkpoint(str(cfg.input), str(cfg.output), cfg.get("arch"))
+    return convert_official_checkpoint(
+        str(cfg.input), str(cfg.output), cfg.get("arch"), overwrite=bool(cfg.get("overwrite", False))
+    )
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="convert")

@@ -4,8 +4,9 @@
     python src/predict.py runtime=onnx onnx_path=p3mnet.onnx input=photos/ output=out/
 
 The network is exported in fp32, contiguous, eval mode; after export the ONNX outputs are checked
-against PyTorch on a few random inputs (see ``check_*`` in conf/export.yaml) and the run fails when
-they are beyond tolerance. Exit status: 0 done, 2 user error, 130 Ctrl-C.
+against PyTorch on a few random inputs (see ``check_*`` in conf/export.yaml and
+:func:`src.deploy.onnx_export.compare_outputs`) and the run fails, writing nothing, when they are
+beyond tolerance. Exit status: 0 done, 1 the check failed (nothing written), 2 user error, 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from omegaconf import DictConfig
 import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
 from src.utils.config_checks import ConfigCheck
 from src.utils.errors import UserError
+from src.utils.files import atomic_path, check_outputs
 from src.utils.run import task_wrapper
 
 log = logging.getLogger(__name__)
@@ -51,17 +53,23 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
     if not ckpt_path:
         raise UserError("set ckpt_path=PATH: the checkpoint to export (ours or the authors' file)")
     output = Path(str(cfg.output)) if cfg.get("output") else Path(str(ckpt_path)).with_suffix(".onnx")
+    check_outputs([output], [Path(str(ckpt_path))], overwrite=True)  # never the checkpoint itself
     net = load_model(ckpt_path, backbone=backbone_choice(cfg))
     sample_size = (int(cfg.sample_size[0]), int(cfg.sample_size[1]))
-    export_onnx(net, output, sample_size, dynamic=bool(cfg.dynamic), opset=int(cfg.opset))
     result: dict[str, Any] = {"output": str(output), "checked": False}
-    if cfg.check:
-        sizes = [tuple(size) for size in cfg.check_sizes] if cfg.dynamic else [sample_size]
-        report = check_onnx(net, output, sizes, atol=cfg.check_atol, max_mismatch=cfg.check_max_mismatch)
-        log.info(report.summary())
-        if not report.passed:
-            raise RuntimeError(f"the exported graph {output} disagrees with PyTorch:\n{report.summary()}")
-        result |= {"checked": True, "check": report}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Exported and checked under a temporary name: a graph that fails its check (or an interrupted
+    # export) never appears at `output`, and an earlier file there stays as it was.
+    with atomic_path(output) as tmp:
+        export_onnx(net, tmp, sample_size, dynamic=bool(cfg.dynamic), opset=int(cfg.opset))
+        if cfg.check:
+            sizes = [tuple(size) for size in cfg.check_sizes] if cfg.dynamic else [sample_size]
+            report = check_onnx(net, tmp, sizes, atol=cfg.check_atol, max_mismatch=cfg.check_max_mismatch)
+            log.info(report.summary())
+            if not report.passed:
+                why = report.summary()
+                raise RuntimeError(f"the exported graph disagrees with PyTorch, {output} not written:\n{why}")
+            result |= {"checked": True, "check": report}
     log.info("wrote %s", output)
     return result
 

@@ -3,9 +3,9 @@
     python src/predict.py ckpt_path=PATH input=FILE_OR_DIR_OR_GLOB output=DIR [test_strategy=hybrid]
     python src/predict.py ckpt_path=PATH "input='my photos/a,b [1].jpg'" output=out   # Hydra quoting
 
-Writes DIR/alpha/<stem>.png and DIR/rgba/<stem>.png. Exit status: 0 every image done; 1 some images
-failed (listed in the log, with their count), the others are written; 2 user error, nothing done;
-130 Ctrl-C.
+Writes DIR/alpha/<stem>.png and DIR/rgba/<stem>.png (existing ones only with overwrite=true). Exit
+status: 0 every image done; 1 some images failed (listed in the log, with their count), the others
+are written; 2 user error, nothing done; 130 Ctrl-C (see src/utils/errors.py).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ PREDICT_CHECK = ConfigCheck(
         "channels_last": bool,
         "runtime": str,
         "device": str,
+        "overwrite": bool,
     },
     known_keys_only=True,
 )

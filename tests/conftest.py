@@ -1,10 +1,9 @@
-"""Shared fixtures: where ../shared lives, and copies of the sample portraits to write into."""
+"""Shared fixtures: reference fixtures and sample portraits (tests/fixtures), and copies to write into."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -18,9 +17,9 @@ from omegaconf import DictConfig
 
 import src  # noqa: F401  (sets PROJECT_ROOT, which conf/paths reads)
 from src.data.synthetic import ensure_synthetic_dataset
+from tests.fixtures import REFERENCE_DIR, SAMPLES_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = Path(os.environ.get("P3M_SHARED", REPO_ROOT.parent / "shared"))
 
 # Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine OpenMP spin-waits made
 # single calls up to hundreds of times slower; subprocess runs of the entry points keep the default.
@@ -43,17 +42,9 @@ def _wandb_dirs_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """``../shared`` (override with ``P3M_SHARED``); tests that need it skip cleanly without it."""
-    if not SHARED_DIR.is_dir():
-        pytest.skip(f"{SHARED_DIR} is absent: reference fixtures are only in the project's CI checkout")
-    return SHARED_DIR
-
-
-@pytest.fixture(scope="session")
-def reference_dir(shared_dir: Path) -> Path:
-    """Fixtures computed with the official code (see its README)."""
-    return shared_dir / "reference"
+def reference_dir() -> Path:
+    """Fixtures computed with the official code (tests/fixtures/reference; provenance in its README)."""
+    return REFERENCE_DIR
 
 
 @pytest.fixture(scope="session")
@@ -74,14 +65,14 @@ def official_weights(reference_dir: Path) -> Callable[..., dict[str, torch.Tenso
 
 
 @pytest.fixture(scope="session")
-def samples_dir(shared_dir: Path) -> Path:
+def samples_dir() -> Path:
     """The 8 real P3M-10k sample portraits, in the official layout. Read-only: copy before writing."""
-    return shared_dir / "data" / "p3m_samples"
+    return SAMPLES_DIR
 
 
 @pytest.fixture
 def samples_copy(samples_dir: Path, tmp_path: Path) -> Path:
-    """A writable copy of the sample set in ``tmp_path``; nothing writes into ``../shared``."""
+    """A writable copy of the sample set in ``tmp_path``; nothing writes into the fixtures."""
     dst = tmp_path / "p3m_samples"
     shutil.copytree(samples_dir, dst)
     return dst

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from src.convert import convert_official_checkpoint, run_conversion
 from src.models import load_model
 from src.models.checkpoints import load_checkpoint_state
+from src.utils.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +58,30 @@ def test_files_that_are_not_official_checkpoints_are_refused(official_file: Path
     with pytest.raises(FileNotFoundError, match="does not exist"):
         convert_official_checkpoint(tmp_path / "missing.pth", tmp_path / "out.ckpt")
     assert not (tmp_path / "out.ckpt").exists()
+
+
+def test_the_authors_file_and_existing_outputs_are_never_replaced(
+    official_file: Path, compose_config: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    def convert(output: Path, *extra: str) -> dict:
+        return run_conversion(
+            compose_config("convert", [f"input={official_file}", f"output={output}", *extra])
+        )
+
+    original = official_file.read_bytes()
+    for extra in ([], ["overwrite=true"]):
+        with pytest.raises(UserError, match="would replace 1 of the input files"):
+            convert(official_file, *extra)
+    assert official_file.read_bytes() == original
+
+    earlier = tmp_path / "p3mnet_r34.ckpt"
+    earlier.write_bytes(b"an earlier checkpoint")
+    with pytest.raises(UserError, match=r"already exist .*set overwrite=true"):
+        convert(earlier)
+    assert earlier.read_bytes() == b"an earlier checkpoint"
+    with pytest.raises(UserError, match="is a folder"):
+        convert(tmp_path)
+
+    assert convert(earlier, "overwrite=true")["arch"] == "r34"
+    assert load_checkpoint_state(earlier).backbone == "resnet34"
+    assert [p.name for p in tmp_path.iterdir()] == ["p3mnet_r34.ckpt"], "no temporary file left"

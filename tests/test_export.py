@@ -11,11 +11,12 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from src.deploy import OnnxP3MNet
+from src.deploy import OnnxP3MNet, onnx_export
 from src.export import run_export
 from src.inference import infer_alpha
 from src.inference.predict_files import run_prediction
 from src.models import P3MNet, load_model
+from src.models.components.p3mnet import P3MOutput, fuse_global_local
 from src.utils.errors import UserError
 
 pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript (a core dependency: pip install -e .)")
@@ -31,8 +32,21 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def official_checkpoint(
+    official_weights: Callable[..., dict[str, torch.Tensor]], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The r34 stand-in weights in the authors' format: the export check once failed on these."""
+    path = tmp_path_factory.mktemp("official") / "p3mnet_official_format.pth"
+    torch.save({"state_dict": official_weights("r34")}, path)
+    return path
+
+
 @pytest.mark.slow
-def test_onnx_round_trip(checkpoint: Path, compose_config: Callable[..., DictConfig], tmp_path: Path) -> None:
+def test_onnx_round_trip(
+    official_checkpoint: Path, compose_config: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    checkpoint = official_checkpoint
     output = tmp_path / "p3mnet.onnx"
     cfg = compose_config(
         "export",
@@ -79,12 +93,14 @@ def test_onnx_round_trip(checkpoint: Path, compose_config: Callable[..., DictCon
 def test_onnx_runtime_needs_a_graph_and_refuses_torch_only_settings(
     compose_config: Callable[..., DictConfig], tmp_path: Path
 ) -> None:
-    cfg = compose_config("predict", ["runtime=onnx", f"input={tmp_path}", f"output={tmp_path}"])
+    cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((64, 64, 3), np.uint8))
+    out = tmp_path / "out"
+    cfg = compose_config("predict", ["runtime=onnx", f"input={tmp_path}", f"output={out}"])
     with pytest.raises(ValueError, match="onnx_path"):
         run_prediction(cfg)
     cfg = compose_config(
         "predict",
-        ["runtime=onnx", "onnx_path=x.onnx", "precision=bf16", f"input={tmp_path}", f"output={tmp_path}"],
+        ["runtime=onnx", "onnx_path=x.onnx", "precision=bf16", f"input={tmp_path}", f"output={out}"],
     )
     with pytest.raises(ValueError, match="runtime=torch"):
         run_prediction(cfg)
@@ -98,3 +114,82 @@ def test_missing_onnx_file_names_the_fix(tmp_path: Path) -> None:
 def test_unknown_format_is_refused(checkpoint: Path, compose_config: Callable[..., DictConfig]) -> None:
     with pytest.raises(UserError, match="format=tflite"):
         run_export(compose_config("export", [f"ckpt_path={checkpoint}", "format=tflite"]))
+
+
+def _outputs(logits: torch.Tensor, local: torch.Tensor) -> P3MOutput:
+    return P3MOutput(logits, local, fuse_global_local(logits, local), logits, logits, logits)
+
+
+class _NearTieNet:
+    """A network whose transition and foreground logits nearly tie on 5 % of the pixels."""
+
+    def __call__(self, image: torch.Tensor) -> P3MOutput:
+        n, _, h, w = image.shape
+        gen = torch.Generator().manual_seed(h * w)
+        logits = torch.randn(n, 3, h, w, generator=gen)
+        tie = torch.rand(n, 1, h, w, generator=gen) < 0.05
+        logits[:, 1:2] = torch.where(tie, logits[:, 2:3] + 1e-5, logits[:, 1:2])  # transition wins by 1e-5
+        return _outputs(logits, torch.rand(n, 1, h, w, generator=gen))
+
+
+class _GraphOfNearTieNet:
+    """Its exported graph: logits off by float32 rounding (2e-5), which flips the near-tie pixels."""
+
+    def __init__(self, corrupt: bool) -> None:
+        self.corrupt = corrupt
+
+    def __call__(self, image: torch.Tensor) -> P3MOutput:
+        out = _NearTieNet()(image)
+        logits = out.global_logits.clone()
+        logits[:, 2] += 2e-5
+        fusion = fuse_global_local(logits, out.local_alpha)
+        if self.corrupt:  # a real bug: the fused matte wrong where the class is not in doubt
+            fusion = torch.where(out.global_logits.argmax(1, keepdim=True) == 0, 0.5, fusion)
+        return out._replace(
+            global_logits=logits, fusion_alpha=fusion, side2=logits, side1=logits, side0=logits
+        )
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_check_compares_the_fused_matte_only_where_the_class_is_decided(
+    monkeypatch: pytest.MonkeyPatch, corrupt: bool
+) -> None:
+    """Near-tie pixels may take either class in either runtime; elsewhere the fused mattes must agree."""
+    monkeypatch.setattr(onnx_export, "OnnxP3MNet", lambda path: _GraphOfNearTieNet(corrupt))
+    report = onnx_export.check_onnx(_NearTieNet(), "graph.onnx", sizes=[(64, 64), (96, 128)])
+    fusion = [o for o in report.outputs if o.name == "fusion_alpha"]
+    assert all(0.96 < o.compared_fraction < 0.99 for o in fusion), fusion  # near-ties where 1 or 2 wins
+    assert report.passed is not corrupt, report.summary()
+    flipped = _GraphOfNearTieNet(False)(torch.zeros(1, 3, 64, 64)).fusion_alpha
+    assert (flipped != _NearTieNet()(torch.zeros(1, 3, 64, 64)).fusion_alpha).float().mean() > 0.01
+
+
+def test_a_graph_that_fails_its_check_is_not_written(
+    checkpoint: Path,
+    compose_config: Callable[..., DictConfig],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def export(net: torch.nn.Module, path: Path, *args: object, **kwargs: object) -> Path:
+        Path(path).write_bytes(b"a graph")
+        return Path(path)
+
+    def failing_check(net: torch.nn.Module, path: Path, *args: object, **kwargs: object):
+        assert Path(path).read_bytes() == b"a graph"  # the check reads what was exported
+        return onnx_export.CheckReport(
+            1e-3, 1e-3, [onnx_export.OutputCheck("local_alpha", (64, 64), 0.5, 0.2)]
+        )
+
+    monkeypatch.setattr(onnx_export, "export_onnx", export)
+    monkeypatch.setattr(onnx_export, "check_onnx", failing_check)
+    output = tmp_path / "p3mnet.onnx"
+    for earlier in (None, b"an earlier, good export"):
+        if earlier is not None:
+            output.write_bytes(earlier)
+        with pytest.raises(RuntimeError, match=r"disagrees with PyTorch, .*p3mnet\.onnx not written"):
+            run_export(compose_config("export", [f"ckpt_path={checkpoint}", f"output={output}"]))
+        assert [p.name for p in tmp_path.iterdir()] == ([] if earlier is None else ["p3mnet.onnx"])
+        if earlier is not None:
+            assert output.read_bytes() == earlier
+    with pytest.raises(UserError, match="would replace 1 of the input files"):
+        run_export(compose_config("export", [f"ckpt_path={checkpoint}", f"output={checkpoint}"]))

@@ -42,7 +42,6 @@ import logging
 import multiprocessing
 import os
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ import numpy as np
 from tqdm import tqdm
 
 from src.data.io import ARRAY_SUFFIX, ImageReadError, ImageSizeError, read_image, read_mask, read_rgb
+from src.utils.files import encode_image, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -222,25 +222,12 @@ def _encode(path: Path, rgb: np.ndarray) -> bytes | memoryview:
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(rgb, dtype=np.uint8), allow_pickle=False)
         return buffer.getbuffer()
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), PNG_PARAMS)
-    if not ok:
-        raise OSError(f"PNG encoding failed for {path}")
-    return encoded.tobytes()
+    return encode_image(path.with_suffix(".png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), PNG_PARAMS)
 
 
 def _write_atomic(path: Path, rgb: np.ndarray) -> None:
-    """Encode to a hidden temporary file beside `path`, then rename: readers never see half a file."""
-    encoded = _encode(path, rgb)
-    # Hidden and not *.png / *.npy, so dataset listings never pick it up; os.open (not mkstemp,
-    # which makes 0600 files) lets the umask set the permissions as for any other output.
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
-            f.write(encoded)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Encode, then write through a temporary file and a rename: readers never see half a file."""
+    write_bytes_atomic(path, _encode(path, rgb))
 
 
 def _read_source(source: Path, key: str, image: Path, size: tuple[int, int]) -> np.ndarray:

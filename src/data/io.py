@@ -15,6 +15,9 @@ exactly what the official ``np.array(PIL.Image.open(path))`` gives:
   ignores it; ``exif=True`` (the predict path, for photos from phones) applies it.
 
 A missing, empty, undecodable or truncated file raises :class:`ImageReadError` naming the file.
+Truncation is found by walking the JPEG segments and scans (PNG chunks) to the end marker, so data
+after it (phone "motion photos" append a video) is accepted and an EXIF thumbnail's own end marker
+is not mistaken for the image's.
 
 Estimated foregrounds and backgrounds may also be stored as ``.npy`` arrays (``src/prepare.py
 fg_bg_format=npy``): :func:`read_rgb_array` memory-maps them instead of decoding, so a training crop
@@ -23,6 +26,8 @@ touches only the rows and columns it uses; :func:`read_rgb` picks the reader by 
 
 from __future__ import annotations
 
+import re
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +42,9 @@ _JPEG_MAGIC = b"\xff\xd8"
 _JPEG_END = b"\xff\xd9"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND"
+_PNG_CHUNK_HEAD = struct.Struct(">I4s")  # chunk data length, chunk type
+# A marker inside entropy-coded data: 0xFF then anything but 0x00 (stuffing), RST0-7 or 0xFF (fill).
+_JPEG_SCAN_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
 _NPY_MAGIC = b"\x93NUMPY"
 ARRAY_SUFFIX = ".npy"  # uncompressed (H, W, 3) uint8 RGB arrays, the fast fg/bg format
 
@@ -75,14 +83,59 @@ def _read_head(path: Path, size: int = -1, kind: str = "an image file") -> bytes
     return data
 
 
+def _jpeg_is_complete(data: bytes) -> bool:
+    """True if a JPEG's marker structure reaches its end-of-image marker (EOI).
+
+    Walks the segments by their lengths, so an APP segment's contents (an EXIF thumbnail carries
+    its own SOI and EOI) are never mistaken for the image's markers, then scans each entropy-coded
+    scan for the next marker: inside scan data a 0xFF byte is always followed by 0x00 (stuffing) or
+    a restart marker, so the regex finds exactly the real markers. Bytes after the EOI (phone
+    "motion photos" append a video there) are allowed: decoders stop at the EOI.
+    """
+    pos, end = 2, len(data)  # after SOI
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:  # stray bytes between segments: libjpeg skips to the next marker too
+            found = _JPEG_SCAN_MARKER.search(data, pos)
+            if found is None:
+                return False
+            pos = found.start()
+            continue
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0xD9:
+            return True
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length field
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
+            found = _JPEG_SCAN_MARKER.search(data, pos)
+            if found is None:
+                return False
+            pos = found.start()
+    return pos + 2 <= end and data[pos : pos + 2] == _JPEG_END
+
+
+def _png_is_complete(data: bytes) -> bool:
+    """True if a PNG's chunks, walked by their lengths, reach IEND (bytes after it are allowed)."""
+    pos, end = len(_PNG_MAGIC), len(data)
+    while pos + 8 <= end:
+        length, kind = _PNG_CHUNK_HEAD.unpack_from(data, pos)
+        pos += 12 + length  # length, type, data, CRC
+        if kind == _PNG_END:
+            return pos <= end
+    return False
+
+
 def _read_bytes(path: Path) -> np.ndarray:
     data = _read_head(path)
-    # libjpeg decodes a truncated JPEG into a grey-padded image with only a warning; catch it here.
-    # Entropy-coded JPEG data cannot contain FF D9 (FF is byte-stuffed), so a missing end marker in
-    # the tail means the file was cut short.
-    if data.startswith(_JPEG_MAGIC) and _JPEG_END not in data[-4096:]:
+    # libjpeg decodes a truncated JPEG into a grey-padded image with only a warning, and libpng's
+    # errors vary by version: check the file reaches its end marker before decoding.
+    if data.startswith(_JPEG_MAGIC) and not _jpeg_is_complete(data):
         raise ImageReadError(path, "truncated JPEG (no end-of-image marker); re-download or re-export it")
-    if data.startswith(_PNG_MAGIC) and _PNG_END not in data[-64:]:
+    if data.startswith(_PNG_MAGIC) and not _png_is_complete(data):
         raise ImageReadError(path, "truncated PNG (no IEND chunk); re-download or re-export it")
     return np.frombuffer(data, dtype=np.uint8)
 

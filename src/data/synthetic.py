@@ -1,8 +1,9 @@
 """A deterministic, P3M-10k-shaped synthetic dataset for smoke runs, tests and demos.
 
-`ensure_synthetic_dataset` writes (once; again only when its parameters change) a tiny dataset in the
-official P3M-10k layout, plus the ground truth that P3M-10k lacks (exact fg/bg, non-blurred originals)
-and a few source faces for P3M-CP::
+`ensure_synthetic_dataset` writes (once; again only when its parameters change or a file it wrote is
+missing; files it did not write are never touched) a tiny dataset in the official P3M-10k layout, plus
+the ground truth that P3M-10k lacks (exact fg/bg, non-blurred originals) and a few source faces for
+P3M-CP::
 
     train/blurred_image/<stem>.jpg      composite with the face Gaussian-blurred inside the face mask
     train/original_image/<stem>.jpg     the same composite with the face intact (privacy mode `none`)
@@ -15,7 +16,7 @@ and a few source faces for P3M-CP::
     validation/P3M-500-P/{blurred_image,mask,trimap,facemask}/
     validation/P3M-500-NP/{original_image,mask,trimap}/       (no facemask, as in the official release)
     public_faces/{images/*.jpg, masks/*.png}                  square face crops + face-parsing-like masks
-    synthetic_manifest.json                                   parameters; written last
+    synthetic_manifest.json                                   parameters and every file written; last
 
 Each picture is a person-like silhouette (head, neck, shoulders) with soft edges, a hair cap and thin
 hair strands of fractional alpha, a textured foreground, a varied background and a face with simple
@@ -38,6 +39,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,8 @@ import numpy as np
 
 from src.data.io import MIN_IMAGE_SIDE
 from src.data.trimap import trimap_from_alpha
+from src.utils.errors import UserError
+from src.utils.files import write_bytes_atomic, write_image
 
 log = logging.getLogger(__name__)
 
@@ -375,9 +379,7 @@ def trimap_kernel_size(height: int, width: int) -> int:
 def _write(path: Path, image: np.ndarray) -> None:
     """Write RGB or single-channel uint8; the format follows the suffix (JPEG 95 4:4:4 or PNG)."""
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    params = JPEG_PARAMS if path.suffix == ".jpg" else []
-    if not cv2.imwrite(str(path), bgr, params):
-        raise OSError(f"could not write {path}")
+    write_image(path, bgr, JPEG_PARAMS if path.suffix == ".jpg" else [])
 
 
 def _params(
@@ -406,31 +408,70 @@ def _params(
 
 def _read_manifest(root: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((root / MANIFEST_NAME).read_text())
+        manifest = json.loads((root / MANIFEST_NAME).read_text())
     except (OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) else None
 
 
-def _expected_counts(params: dict[str, Any]) -> dict[str, int]:
-    n, t, f = params["num_train"], params["num_test"], params["num_faces"]
-    train = ["blurred_image", "original_image", "mask", "fg_blurred", "fg", "bg", "facemask"]
-    counts = {f"train/{d}": n for d in train}
-    counts |= {f"validation/P3M-500-P/{d}": t for d in ("blurred_image", "mask", "trimap", "facemask")}
-    counts |= {f"validation/P3M-500-NP/{d}": t for d in ("original_image", "mask", "trimap")}
-    counts |= {"public_faces/images": f, "public_faces/masks": f}
-    return counts
+# (folder, Portrait/FaceCrop attribute, suffix) of each file of a sample, per split.
+_TRAIN_FILES = (
+    ("blurred_image", "blurred", ".jpg"),
+    ("original_image", "original", ".jpg"),
+    ("mask", "alpha", ".png"),
+    ("fg_blurred", "fg_blurred", ".png"),
+    ("fg", "fg", ".png"),
+    ("bg", "bg", ".png"),
+    ("facemask", "facemask", ".png"),
+)
+_TEST_FILES = {
+    "P3M-500-P": ("p", ("blurred_image", "blurred", ".jpg"), ("facemask", "facemask", ".png")),
+    "P3M-500-NP": ("np", ("original_image", "original", ".jpg")),
+}
+_TEST_MAPS = (("mask", "alpha", ".png"), ("trimap", "trimap", ".png"))
+_FACE_FILES = (("images", "image", ".jpg"), ("masks", "mask", ".png"))
 
 
-def _is_complete(root: Path, params: dict[str, Any]) -> bool:
-    """Manifest matches and every folder holds the expected number of files (cheap: no decoding)."""
-    manifest = _read_manifest(root)
-    if manifest is None or manifest.get("params") != params:
+def _samples(params: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, str]]]:
+    """(split, index, {attribute: file relative to the root}) of every sample the generator writes."""
+    for i in range(params["num_train"]):
+        yield "train", i, {a: f"train/{d}/syn_train_{i:04d}{x}" for d, a, x in _TRAIN_FILES}
+    for split, (tag, *files) in _TEST_FILES.items():
+        for i in range(params["num_test"]):
+            stem = f"validation/{split}/{{}}/syn_val{tag}_{i:04d}"
+            yield split, i, {a: stem.format(d) + x for d, a, x in (*files, *_TEST_MAPS)}
+    for i in range(params["num_faces"]):
+        yield "public_faces", i, {a: f"public_faces/{d}/syn_face_{i:04d}{x}" for d, a, x in _FACE_FILES}
+
+
+def _planned_files(params: dict[str, Any]) -> list[str]:
+    """Every file (relative to the root, POSIX) the generator writes for `params`."""
+    return [rel for _, _, files in _samples(params) for rel in files.values()]
+
+
+def _owned_files(manifest: dict[str, Any]) -> set[str]:
+    """The files a manifest says the generator wrote (older manifests list only their parameters)."""
+    if "files" in manifest:
+        return set(manifest["files"])
+    try:
+        return set(_planned_files(manifest["params"]))
+    except (KeyError, TypeError):
+        return set()
+
+
+def _is_complete(root: Path, params: dict[str, Any], manifest: dict[str, Any] | None) -> bool:
+    """The manifest is finished, has these parameters, and every file it lists exists (no decoding).
+
+    Files the generator did not write (``.npy`` conversions of src/prepare.py, packed arrays, a
+    user's notes) are not looked at: they never make a dataset incomplete.
+    """
+    if (
+        manifest is None
+        or manifest.get("params") != params
+        or manifest.get("state", "complete") != "complete"
+    ):
         return False
-    for rel, count in _expected_counts(params).items():
-        folder = root / rel
-        if not folder.is_dir() or sum(1 for p in folder.iterdir() if not p.name.startswith(".")) != count:
-            return False
-    return True
+    return all((root / rel).is_file() for rel in _owned_files(manifest))
 
 
 def _rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -438,67 +479,78 @@ def _rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def _generate(out: Path, params: dict[str, Any]) -> None:
+    """Write every file of `_planned_files(params)` under `out` (replacing files already there)."""
     height, width = params["size"]
-    seed = params["seed"]
-    for rel in _expected_counts(params):
-        (out / rel).mkdir(parents=True, exist_ok=True)
-
-    train = out / "train"
-    for i in range(params["num_train"]):
-        p = render_portrait(_rng(seed, "train", i), height, width)
-        stem = f"syn_train_{i:04d}"
-        _write(train / "blurred_image" / f"{stem}.jpg", p.blurred)
-        _write(train / "original_image" / f"{stem}.jpg", p.original)
-        _write(train / "mask" / f"{stem}.png", p.alpha)
-        _write(train / "fg_blurred" / f"{stem}.png", p.fg_blurred)
-        _write(train / "fg" / f"{stem}.png", p.fg)
-        _write(train / "bg" / f"{stem}.png", p.bg)
-        _write(train / "facemask" / f"{stem}.png", p.facemask)
-
     kernel = trimap_kernel_size(height, width)
-    for split, image_dir, tag in (
-        ("P3M-500-P", "blurred_image", "p"),
-        ("P3M-500-NP", "original_image", "np"),
-    ):
-        folder = out / "validation" / split
-        for i in range(params["num_test"]):
-            p = render_portrait(_rng(seed, split, i), height, width)
-            stem = f"syn_val{tag}_{i:04d}"
-            _write(folder / image_dir / f"{stem}.jpg", p.blurred if tag == "p" else p.original)
-            _write(folder / "mask" / f"{stem}.png", p.alpha)
-            _write(folder / "trimap" / f"{stem}.png", trimap_from_alpha(p.alpha, kernel))
-            if tag == "p":
-                _write(folder / "facemask" / f"{stem}.png", p.facemask)
-
-    side = min(height, width)
-    for i in range(params["num_faces"]):
-        face = render_face_crop(_rng(seed, "public_faces", i), side)
-        _write(out / "public_faces" / "images" / f"syn_face_{i:04d}.jpg", face.image)
-        _write(out / "public_faces" / "masks" / f"syn_face_{i:04d}.png", face.mask)
-
-    manifest = {"generator": __name__, "params": params, "layout": "P3M-10k (see module docstring)"}
-    # Written last: a folder with a manifest is complete.
-    (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    for split, index, files in _samples(params):
+        rng = _rng(params["seed"], split, index)
+        if split == "public_faces":
+            sample: Any = render_face_crop(rng, min(height, width))
+        else:
+            sample = render_portrait(rng, height, width)
+        for attribute, rel in files.items():
+            path = out / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if attribute == "trimap":
+                _write(path, trimap_from_alpha(sample.alpha, kernel))
+            else:
+                _write(path, getattr(sample, attribute))
 
 
-def _move_into_place(tmp: Path, root: Path, params: dict[str, Any]) -> None:
-    """Swap the finished temporary folder into `root`; the old synthetic set (if any) is removed."""
-    if _is_complete(root, params):  # another process (e.g. a second DDP rank) finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    old = None
-    if root.exists():
-        old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(root, old)
+def _write_manifest(root: Path, params: dict[str, Any], files: Iterable[str], state: str) -> None:
+    manifest = {
+        "generator": __name__,
+        "params": params,
+        "layout": "P3M-10k (see module docstring)",
+        # "writing" while files are replaced in place: every file listed is the generator's, old or new.
+        "state": state,
+        "files": sorted(files),
+    }
+    write_bytes_atomic(root / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode())
+
+
+def _generate_fresh(root: Path, params: dict[str, Any]) -> None:
+    """Generate into a hidden sibling folder and rename it to `root` (missing or empty) when complete.
+
+    An interrupted run never leaves a half dataset that looks finished.
+    """
+    # Not mkdtemp: its 0700 mode would stick to the dataset; os.mkdir honours the umask.
+    tmp = root.with_name(f".{root.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
     try:
-        os.rename(tmp, root)
-    except OSError:
-        # Another process (e.g. a second DDP rank) finished first: keep its copy if it is what we want.
-        if not _is_complete(root, params):
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        _generate(tmp, params)
+        _write_manifest(tmp, params, _planned_files(params), "complete")
+        try:
+            os.rename(tmp, root)  # replaces an empty folder, fails on a non-empty one
+        except OSError:
+            # Another process (e.g. a second DDP rank) finished first: keep its copy if it is what we want.
+            if not _is_complete(root, params, _read_manifest(root)):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _regenerate_in_place(root: Path, params: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Rewrite an incomplete or outdated synthetic dataset, touching only the generator's own files.
+
+    Files the generator did not write stay; one standing where it would write is refused, since it
+    cannot tell a user's file from its own.
+    """
+    owned, planned = _owned_files(manifest), _planned_files(params)
+    foreign = [rel for rel in planned if rel not in owned and (root / rel).exists()]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise UserError(
+            f"{root}: {len(foreign)} file(s) where the synthetic generator would write are not listed in "
+            f"its {MANIFEST_NAME} ({shown}); nothing was changed. Move them away, or point data.root "
+            "at another folder for the synthetic data"
+        )
+    _write_manifest(root, params, owned | set(planned), "writing")
+    _generate(root, params)
+    for rel in sorted(owned - set(planned)):  # the previous parameters' samples, written by us
+        (root / rel).unlink(missing_ok=True)
+    _write_manifest(root, params, planned, "complete")
 
 
 def ensure_synthetic_dataset(
@@ -511,9 +563,11 @@ def ensure_synthetic_dataset(
 ) -> Path:
     """Write the synthetic P3M-style dataset at `root` unless an identical one is already there.
 
-    The dataset is generated into a hidden sibling folder and renamed into place only when complete,
-    so an interrupted run never leaves a half dataset that looks finished. A folder at `root` that was
-    made by this function with other parameters is replaced; any other non-empty folder is left alone.
+    A missing or empty `root` is generated in a hidden sibling folder and renamed into place when
+    complete. A synthetic dataset made with other parameters, or missing some of its files, is
+    rewritten in place: only the files its manifest lists are replaced or removed, so files it did
+    not write (``.npy`` conversions, packed arrays such as ``train/packed/``, a user's folders)
+    are kept and never make it incomplete. Any other non-empty folder is refused.
 
     Args:
         root: where the dataset lives (created if missing).
@@ -528,27 +582,24 @@ def ensure_synthetic_dataset(
 
     Raises:
         ValueError: a parameter is out of range.
-        FileExistsError: `root` holds something that is not a synthetic dataset.
+        UserError: `root` is not a synthetic dataset, or a file the generator did not write stands
+            where it would write.
     """
     root = Path(root).expanduser().absolute()
     params = _params(num_train, num_test, size, seed, num_faces)
-    if _is_complete(root, params):
+    manifest = _read_manifest(root)
+    if _is_complete(root, params, manifest):
         return root
-    if root.exists() and (not root.is_dir() or (any(root.iterdir()) and _read_manifest(root) is None)):
-        raise FileExistsError(
-            f"{root} exists and is not a synthetic dataset (no {MANIFEST_NAME}); refusing to overwrite it. "
-            "Point the synthetic data root elsewhere (e.g. data.root=data/synthetic) or delete that folder."
-        )
-    root.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    # Not mkdtemp: its 0700 mode would stick to the dataset; os.mkdir honours the umask.
-    tmp = root.with_name(f".{root.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        _generate(tmp, params)
-        _move_into_place(tmp, root, params)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    if not root.exists() or (root.is_dir() and not any(root.iterdir())):
+        root.parent.mkdir(parents=True, exist_ok=True)
+        _generate_fresh(root, params)
+    elif root.is_dir() and manifest is not None:
+        _regenerate_in_place(root, params, manifest)
+    else:
+        raise UserError(
+            f"{root} exists and is not a synthetic dataset (no readable {MANIFEST_NAME}); refusing to write "
+            "into it. Point the synthetic data root elsewhere (e.g. data.root=data/synthetic)."
+        )
     log.info("Wrote a synthetic P3M dataset to %s in %.2f s (%s)", root, time.perf_counter() - start, params)
     return root

@@ -78,7 +78,9 @@ class OutputCheck:
     size: tuple[int, int]
     max_abs: float
     mismatch_fraction: float
-    """Fraction of elements differing by more than the tolerance."""
+    """Fraction of the compared elements differing by more than the tolerance."""
+    compared_fraction: float = 1.0
+    """Fraction of the elements compared (``fusion_alpha``: the pixels whose class is decided)."""
 
 
 @dataclass
@@ -102,8 +104,54 @@ class CheckReport:
             if rows:
                 worst = max(o.max_abs for o in rows)
                 frac = max(o.mismatch_fraction for o in rows)
-                lines.append(f"  {name:14s} max |diff| {worst:.2e}  beyond atol {frac:.4%}")
+                line = f"  {name:14s} max |diff| {worst:.2e}  beyond atol {frac:.4%}"
+                if name == "fusion_alpha":
+                    compared = min(o.compared_fraction for o in rows)
+                    line += f"  (on the {compared:.2%} of pixels whose class margin decides the argmax)"
+                lines.append(line)
         return "\n".join(lines)
+
+
+def _fraction_beyond(diff: np.ndarray, atol: float) -> float:
+    return float((diff > atol).mean()) if diff.size else 0.0
+
+
+def compare_outputs(
+    expected: P3MOutput, got: P3MOutput, size: tuple[int, int], atol: float
+) -> list[OutputCheck]:
+    """Compare the graph's outputs with PyTorch's where they are stable.
+
+    Logits and alphas are continuous functions of the input, so they must agree to ``atol`` almost
+    everywhere (a max-pool near-tie may flip one index and move a few values; ``max_mismatch`` of
+    :func:`check_onnx` absorbs those). The fused matte is not continuous: it takes the argmax class
+    of the global logits, so where two classes nearly tie, float32 rounding picks either one and
+    the fused value jumps by up to 1 (with random weights most pixels are such near-ties). It is
+    therefore compared only where the class is decided. Let d be the largest difference between the
+    two runs' logits at a pixel, and m the margin of PyTorch's best class c over the second. The
+    graph's logit for c is at least l_c - d and any other class's at most l_j + d <= l_c - m + d,
+    so for m > 2 d the graph picks c too. There the fused value is 0, 1 or the local alpha in both
+    runs, and must agree to ``atol``; the logits themselves are checked everywhere, so d is small on
+    all but ``max_mismatch`` of the pixels and few pixels are left out unless the classes nearly tie.
+    """
+    checks = []
+    for name, ours, theirs in zip(OUTPUT_NAMES, got, expected, strict=True):
+        diff = np.abs(ours.float().numpy() - theirs.float().numpy())
+        compared = np.ones(diff.shape, dtype=bool)
+        if name == "fusion_alpha":
+            logits = expected.global_logits.float().numpy()
+            per_pixel = np.abs(got.global_logits.float().numpy() - logits).max(axis=1, keepdims=True)
+            top2 = np.sort(logits, axis=1)[:, -2:]
+            compared = (top2[:, 1:] - top2[:, :1]) > 2 * per_pixel
+        checks.append(
+            OutputCheck(
+                name,
+                size,
+                float(diff.max()) if diff.size else 0.0,
+                _fraction_beyond(diff[compared], atol),
+                float(compared.mean()),
+            )
+        )
+    return checks
 
 
 def check_onnx(
@@ -116,11 +164,9 @@ def check_onnx(
 ) -> CheckReport:
     """Compare the ONNX graph with ``net`` on random ImageNet-normalised inputs of several sizes.
 
-    The tolerance is two-part because a max-pool near-tie can flip one index (the exporter and
-    PyTorch may compare in another order), which moves a few unpooled values and, through the
-    argmax fusion, a few fused pixels by a lot; everything else agrees to float32 rounding
-    (about 1e-5). So: at most ``max_mismatch`` of the elements of each output may differ by more
-    than ``atol``.
+    Every output but the fused matte is compared everywhere; the fused matte where the argmax class
+    is decided (:func:`compare_outputs` says why). At most ``max_mismatch`` of the compared
+    elements of each output may differ by more than ``atol``.
 
     Args:
         net: The PyTorch network the graph was exported from (eval mode).
@@ -137,10 +183,5 @@ def check_onnx(
         image = torch.randn(1, 3, height, width, generator=gen)
         with torch.no_grad():
             expected = net(image)
-        got = session(image)
-        for name, ours, theirs in zip(OUTPUT_NAMES, got, expected, strict=True):
-            diff = np.abs(ours.numpy() - theirs.float().numpy())
-            report.outputs.append(
-                OutputCheck(name, (height, width), float(diff.max()), float((diff > atol).mean()))
-            )
+        report.outputs += compare_outputs(expected, session(image), (height, width), atol)
     return report

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -15,6 +14,7 @@ from tqdm import tqdm
 
 from src.metrics.collection import METRIC_NAMES, TRIMAP_METRIC_NAMES, matting_metrics
 from src.metrics.privacy import SADPrivacy, sad_privacy
+from src.utils.files import write_image
 
 Predictor = Callable[[Mapping[str, Any]], Tensor]
 
@@ -79,7 +79,7 @@ def evaluate_split(
                 result.per_image[stem]["sad_privacy"] = score
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(save_dir / f"{stem}.png"), to_uint8(pred).reshape(target.shape[-2:]))
+            write_image(save_dir / f"{stem}.png", to_uint8(pred).reshape(target.shape[-2:]))
     if collection is not None:
         means = collection.compute()
         result.mean = {k: float(means[k]) for k in names}

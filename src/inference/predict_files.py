@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from src.data.io import ImageReadError, ImageSizeError, read_image
 from src.inference.resize import ResizeMode
 from src.inference.runner import inference_precision, load_network, resolve_device
 from src.inference.test_time import infer_alpha
+from src.utils.errors import UserError
+from src.utils.files import check_outputs, write_image
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -46,11 +49,33 @@ def collect_inputs(spec: str | Path) -> list[Path]:
         )
     matches = sorted(Path(p) for p in glob.glob(str(spec)) if Path(p).is_file())
     if not matches:
-        raise FileNotFoundError(
+        raise UserError(
             f"input={spec} is no file, folder or glob pattern with matches (quote paths with spaces, "
             "commas or brackets for Hydra: input=\"'my photos/a,b.jpg'\")"
         )
     return matches
+
+
+def output_paths(paths: Sequence[Path], out_dir: Path) -> list[Path]:
+    """Every file :func:`predict_files` writes for `paths` (a repeated stem is skipped, not written)."""
+    stems = dict.fromkeys(path.stem for path in paths)
+    return [out_dir / sub / f"{stem}.png" for stem in stems for sub in ("alpha", "rgba")]
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse an output that cannot become a folder of results: checked before the model loads.
+
+    Raises:
+        UserError: ``out_dir`` (or ``alpha``/``rgba`` inside it, or an ancestor) is a file, or the
+            nearest existing folder cannot be written to.
+    """
+    # The nearest existing folder on the way to out_dir: everything below it is created by the run.
+    nearest = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    for path in (out_dir / "alpha", out_dir / "rgba", nearest):
+        if path.exists() and not path.is_dir():
+            raise UserError(f"output={out_dir}: {path} is a file, not a folder; choose a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise UserError(f"output={out_dir}: {nearest} is not writable; choose a folder you can write to")
 
 
 def fit_short_side(image: np.ndarray, max_short_side: int | None) -> np.ndarray:
@@ -64,13 +89,17 @@ def fit_short_side(image: np.ndarray, max_short_side: int | None) -> np.ndarray:
 
 
 def write_outputs(image: np.ndarray, alpha: np.ndarray, out_dir: Path, stem: str) -> None:
-    """``alpha/<stem>.png`` (8-bit matte) and ``rgba/<stem>.png`` (the image with the matte as alpha)."""
+    """``alpha/<stem>.png`` (8-bit matte) and ``rgba/<stem>.png`` (the image with the matte as alpha).
+
+    Raises:
+        OSError: a file could not be written (e.g. the disk is full), naming it; no half file is left.
+    """
     matte = (np.clip(alpha, 0, 1) * 255).round().astype(np.uint8)
     for sub in ("alpha", "rgba"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out_dir / "alpha" / f"{stem}.png"), matte)
+    write_image(out_dir / "alpha" / f"{stem}.png", matte)
     rgba = np.dstack([image[:, :, ::-1], matte])  # OpenCV writes BGRA
-    cv2.imwrite(str(out_dir / "rgba" / f"{stem}.png"), rgba)
+    write_image(out_dir / "rgba" / f"{stem}.png", rgba)
 
 
 def predict_files(
@@ -83,7 +112,7 @@ def predict_files(
     device: torch.device | str = "cpu",
     precision: torch.dtype | None = None,
 ) -> PredictionSummary:
-    """Predict every image; unreadable ones (and repeated names) are reported and skipped.
+    """Predict every image; unreadable ones, repeated names and failed writes are reported and skipped.
 
     Args:
         net: The network in eval mode, on ``device``.
@@ -121,8 +150,13 @@ def predict_files(
             continue
         if alpha.shape != original.shape[:2]:
             alpha = cv2.resize(alpha, original.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-        write_outputs(original, alpha, out_dir, path.stem)
         sources[path.stem] = path
+        try:
+            write_outputs(original, alpha, out_dir, path.stem)
+        except OSError as err:  # a full disk fails every later image too; each is counted
+            summary.failed.append((path, str(err)))
+            log.warning("failed %s: %s", path, err)
+            continue
         summary.written.append(path)
     return summary
 
@@ -133,10 +167,15 @@ def run_prediction(cfg: DictConfig) -> PredictionSummary:
     missing = [key for key in (weights, "input", "output") if cfg.get(key) in (None, "")]
     if missing:
         raise ValueError(f"set {', '.join(missing)}: {USAGE}")
+    # Everything about the inputs and outputs is checked before the model loads: a refusal costs nothing.
+    paths = collect_inputs(str(cfg.input))
+    if not paths:
+        raise UserError(f"input={cfg.input} holds no images ({', '.join(IMAGE_SUFFIXES)}); {USAGE}")
+    out_dir = Path(str(cfg.output))
+    check_output_dir(out_dir)
+    check_outputs(output_paths(paths, out_dir), paths, overwrite=bool(cfg.get("overwrite", False)))
     device = resolve_device(cfg.device)
     net, meta = load_network(cfg, device)
-    paths = collect_inputs(str(cfg.input))
-    out_dir = Path(str(cfg.output))
     log.info(
         "predicting %d image(s) with %s (%s, %s)", len(paths), meta["checkpoint"], meta["backbone"], device
     )

@@ -61,13 +61,14 @@ def _normalise(image: Tensor) -> Tensor:
 
 
 def _segmentation_to_trimap(global_logits: Tensor) -> Tensor:
-    """(1, 3, H, W) logits -> (1, H, W) float trimap 0/128/255 by argmax."""
-    levels = torch.tensor([0.0, 128.0, 255.0], device=global_logits.device)
+    """(1, 3, H, W) logits -> (1, H, W) uint8 trimap 0/128/255 by argmax."""
+    levels = torch.tensor([0, 128, 255], dtype=torch.uint8, device=global_logits.device)
     return levels[global_logits.argmax(dim=1)]
 
 
 def _input(image: Tensor, size: tuple[int, int], mode: ResizeMode) -> Tensor:
-    return _normalise(resize_maps(image.float(), size, mode))
+    # the official code feeds float32(resize(img) * 255.0) / 255 to the network
+    return _normalise(resize_maps(image, size, mode, uint8_range=True).float())
 
 
 def _full_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -111,7 +112,8 @@ def infer_alpha(
             its ``segment``/``matte`` methods where it has them (same numbers, less work).
         image: ``(3, H, W)`` or ``(1, 3, H, W)`` RGB, uint8 or float in [0, 255], on the net's device.
         strategy: ``resize``, ``hybrid`` or ``full``.
-        resize_mode: ``paper`` (scikit-image 0.14.5 semantics, CPU) or ``fast`` (on device).
+        resize_mode: ``paper`` (scikit-image 0.14.5's arithmetic, bit for bit, float64) or ``fast``
+            (``F.interpolate``, float32); both run on the image's device.
         max_side: Cap of each pass side (official: 1600).
         precision: None for fp32; ``torch.bfloat16``/``torch.float16`` run the network under autocast
             (faster; the mattes move: the README's performance section measures how much).
@@ -129,20 +131,22 @@ def infer_alpha(
 
     if strategy == "hybrid":
         half = _input(image, pass_size(height, width, 0.5, max_side), resize_mode)
-        trimap_full = resize_maps(_trimap_pass(net, half, precision), full, resize_mode)[0]
+        trimap_full = resize_maps(_trimap_pass(net, half, precision), full, resize_mode, uint8_range=True)[0]
         whole = _input(image, pass_size(height, width, 1.0, max_side), resize_mode)
         local_full = resize_maps(_local_pass(net, whole, precision), full, resize_mode)[0]
+        # The official rule tests the resized trimap for exactly 0 or 255 in the precision it was
+        # resized in (float64 in `paper` mode): its last bits decide which pixels take the local matte.
         certain = (trimap_full == 0) | (trimap_full == 255)
         alpha = torch.where(certain, trimap_full / 255.0, local_full)
     else:
         ratio = 1.0 if strategy == "full" else 0.5
         x = _input(image, pass_size(height, width, ratio, max_side), resize_mode)
         trimap, local, fusion = _full_pass(net, x, precision)
-        trimap_full = resize_maps(trimap, full, resize_mode)[0]
+        trimap_full = resize_maps(trimap, full, resize_mode, uint8_range=True)[0]
         local_full = resize_maps(local, full, resize_mode)[0]
         alpha = resize_maps(fusion, full, resize_mode)[0]
     # the resized trimap is continuous; report the nearest of 0/128/255
     device = trimap_full.device
     classes = torch.bucketize(trimap_full, torch.tensor([64.0, 192.0], device=device))
     trimap_out = torch.tensor([0, 128, 255], dtype=torch.uint8, device=device)[classes]
-    return TestTimeOutput(alpha.clamp(0, 1), trimap_out, local_full.clamp(0, 1))
+    return TestTimeOutput(alpha.clamp(0, 1).float(), trimap_out, local_full.clamp(0, 1).float())

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from src.utils.errors import UserError
+from src.utils.files import atomic_path
 
 
 class CheckpointError(UserError, ValueError):
@@ -91,23 +91,19 @@ def save_checkpoint(obj: Any, path: str | Path) -> None:
     """``torch.save`` through a temporary file in the target folder and an atomic rename.
 
     A save that fails half-way (a full disk, a killed process) leaves the previous file intact and
-    no partial ``.ckpt`` behind: the temporary name does not end with ``.ckpt``.
+    no partial ``.ckpt`` behind (see :func:`src.utils.files.atomic_path`).
 
     Raises:
         CheckpointError: The write failed (the message names the file and the cause).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from the user's group
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp, tmp.open("xb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the name points at it
-        os.replace(tmp, path)
     except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
         # torch's zip writer reports a failed write as a RuntimeError raised while handling the OSError
         cause: BaseException | None = err
         while cause is not None and not isinstance(cause, OSError):
@@ -119,9 +115,3 @@ def save_checkpoint(obj: Any, path: str | Path) -> None:
             f"could not write checkpoint {path}: {cause.strerror or cause}{previous}. Free disk space "
             "(or write elsewhere) and run again; training resumes with ckpt_path=latest"
         ) from cause
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it: put it straight back
-    os.umask(mask)
-    return mask

@@ -7,22 +7,26 @@ Output layout (P3M-10k's names)::
     <output>/mask/<alpha file>           the alpha mattes, copied byte for byte (with alpha_dir only)
     <output>/anonymize_report.json       settings, no-face list, failures, scores, detection times
 
-Per image: read with ``cv2.IMREAD_COLOR`` (EXIF orientation applied, grey and RGBA converted to
-3 channels); detect faces on the RGB image; the face mask is the union of one ellipse (or box,
-``mask_shape``) per detection, the box enlarged by ``margin``; with an alpha matte the mask is
-limited to the person (``alpha > 0``), so it follows the face outline against the background
-like P3M-10k's masks, and the obfuscated region is that mask minus the alpha transition band
-(:func:`src.privacy.obfuscate.obfuscate_face`). Images with no face found are written unchanged
-(or left out with ``keep_no_face=False``) and listed in the report; check them by eye, since a
-missed face is a privacy leak. Unreadable images, and images whose alpha matte is missing,
-unreadable or of another size, are reported as failures and not written.
+Per image: read with the project's reader (:func:`src.data.io.read_image`: EXIF orientation applied,
+grey and RGBA converted to 3 channels, truncated files refused); detect faces on the RGB image; the
+face mask is the union of one ellipse (or box, ``mask_shape``) per detection, the box enlarged by
+``margin``; with an alpha matte the mask is limited to the person (``alpha > 0``), so it follows the
+face outline against the background like P3M-10k's masks, and the obfuscated region is that mask
+minus the alpha transition band (:func:`src.privacy.obfuscate.obfuscate_face`). Images with no face
+found are written unchanged (or left out with ``keep_no_face=False``) and listed in the report;
+check them by eye, since a missed face is a privacy leak. Unreadable images, and images whose alpha
+matte is missing, unreadable or of another size, are reported as failures and not written.
+
+Before anything is written, outputs that would replace an input are refused, and so are existing
+outputs unless ``overwrite=True`` (:func:`src.utils.files.check_outputs`). Alpha mattes that are
+already in ``<output>/mask`` (``output=`` a P3M split folder, ``alpha_dir=<split>/mask``) stay as they
+are. Every file is written through a temporary file and a rename.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import statistics
 import time
 from collections.abc import Iterable
@@ -34,9 +38,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from src.data.io import read_image, read_mask
 from src.privacy.detectors.base import FaceDetection, FaceDetector
 from src.privacy.detectors.masks import MaskShape, face_mask_from_detections
 from src.privacy.obfuscate import FaceObfuscator
+from src.utils.files import check_outputs, write_bytes_atomic, write_image
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +93,7 @@ class AnonymizeReport:
         data = asdict(self)
         times = list(self.detect_seconds.values())
         data["detect_seconds_median"] = statistics.median(times) if times else None
-        path.write_text(json.dumps(data, indent=2) + "\n")
+        write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def obfuscate_detections(
@@ -127,6 +133,7 @@ def anonymize_folder(
     keep_no_face: bool = True,
     progress: bool = True,
     settings: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> AnonymizeReport:
     """Anonymise every image directly inside ``input_dir`` into a P3M-style ``output_dir``.
 
@@ -145,12 +152,14 @@ def anonymize_folder(
         keep_no_face: Write images with no face found unchanged (True) or leave them out.
         progress: Show a progress bar.
         settings: Recorded in the report as is.
+        overwrite: Replace existing output files (never an input).
 
     Returns:
         The report, also written to ``output_dir/anonymize_report.json``.
 
     Raises:
         FileNotFoundError: ``input_dir`` or ``alpha_dir`` is not a folder.
+        UserError: an output would replace an input, or (without ``overwrite``) an existing file.
         ValueError: Bad ``image_format``.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -169,9 +178,17 @@ def anonymize_folder(
     if not files:
         log.warning("no images (%s) in %s", ", ".join(IMAGE_SUFFIXES), input_dir)
     out_images, out_masks = output_dir / "blurred_image", output_dir / "facemask"
+    # output= the split folder with alpha_dir=<split>/mask: the mattes are already where they would go.
+    copy_alphas = alphas is not None and not _same_folder(Path(alpha_dir), output_dir / "mask")
+    planned = [output_dir / REPORT_NAME]
+    for stem in dict.fromkeys(p.stem for p in files):
+        planned += [out_images / f"{stem}.{image_format}", out_masks / f"{stem}.png"]
+        if copy_alphas and stem in alphas:
+            planned.append(output_dir / "mask" / alphas[stem].name)
+    check_outputs(planned, [*files, *(alphas or {}).values()], overwrite=overwrite)
     out_images.mkdir(parents=True, exist_ok=True)
     out_masks.mkdir(parents=True, exist_ok=True)
-    if alphas is not None:
+    if copy_alphas:
         (output_dir / "mask").mkdir(exist_ok=True)
     write_params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if image_format == "jpg" else []
 
@@ -183,14 +200,13 @@ def anonymize_folder(
             continue
         seen[stem] = path.name
         try:
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise ValueError("unreadable image")
+            rgb = read_image(path, exif=True)  # refuses truncated files, which cv2.imread pads with grey
+            bgr = np.ascontiguousarray(rgb[:, :, ::-1])
             alpha = None
             if alphas is not None:
                 alpha = _read_alpha(alphas.get(stem), stem, bgr.shape[:2])
             start = time.perf_counter()
-            detections = detector.detect(np.ascontiguousarray(bgr[:, :, ::-1]))
+            detections = detector.detect(rgb)
             report.detect_seconds[stem] = time.perf_counter() - start
             # The obfuscation treats channels alike, so it runs on the BGR array that gets written.
             obfuscated, facemask = obfuscate_detections(
@@ -201,10 +217,10 @@ def anonymize_folder(
                 report.no_face.append(stem)
                 if not keep_no_face:
                     continue
-            _write(out_images / f"{stem}.{image_format}", obfuscated, write_params)
-            _write(out_masks / f"{stem}.png", facemask)
-            if alphas is not None:
-                shutil.copyfile(alphas[stem], output_dir / "mask" / alphas[stem].name)
+            write_image(out_images / f"{stem}.{image_format}", obfuscated, write_params)
+            write_image(out_masks / f"{stem}.png", facemask)
+            if copy_alphas:
+                write_bytes_atomic(output_dir / "mask" / alphas[stem].name, alphas[stem].read_bytes())
             report.written.append(stem)
         except (OSError, ValueError, cv2.error) as err:
             report.failures[path.name] = str(err)
@@ -228,14 +244,11 @@ def _index_by_stem(files: Iterable[Path]) -> dict[str, Path]:
 def _read_alpha(path: Path | None, stem: str, hw: tuple[int, int]) -> np.ndarray:
     if path is None:
         raise ValueError(f"no alpha matte named {stem}.* in alpha_dir")
-    alpha = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if alpha is None:
-        raise ValueError(f"unreadable alpha matte {path}")
+    alpha = read_mask(path)
     if alpha.shape != tuple(hw):
         raise ValueError(f"alpha matte {path.name} is {alpha.shape}, the image is {tuple(hw)}")
     return alpha
 
 
-def _write(path: Path, image: np.ndarray, params: list[int] | None = None) -> None:
-    if not cv2.imwrite(str(path), image, params or []):
-        raise OSError(f"could not write {path}")
+def _same_folder(a: Path, b: Path) -> bool:
+    return a.is_dir() and b.is_dir() and a.samefile(b)

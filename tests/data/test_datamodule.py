@@ -261,7 +261,6 @@ def test_synthetic_block_generates_the_dataset(tmp_path: Path, monkeypatch: pyte
     assert dm.read_dirs[0] == tmp_path / "syn/train/original_image"
 
 
-@pytest.mark.shared
 def test_real_samples_batch(samples_copy: Path) -> None:
     dm = P3M10kDataModule(
         root=samples_copy,

@@ -276,7 +276,6 @@ def _prepare_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.shared
 def test_cli_on_the_real_samples(samples_copy: Path, tmp_path: Path) -> None:
     """`src/prepare.py data.root=...` on 4 real 1080p portraits (copied), then on the tiny set in parallel."""
     done = _prepare_cli(f"data.root={samples_copy}", "workers=1", "progress=false", cwd=tmp_path)

@@ -113,6 +113,69 @@ def test_truncated_files_are_errors(tmp_path: Path, rng: np.random.Generator, su
     assert str(cut) in str(info.value)
 
 
+def _encoded(suffix: str, image: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(suffix, image, [cv2.IMWRITE_JPEG_QUALITY, 90] if suffix == ".jpg" else [])
+    assert ok
+    return encoded.tobytes()
+
+
+def _with_exif_thumbnail(jpeg: bytes, thumbnail: bytes) -> bytes:
+    """`jpeg` with an APP1 EXIF segment whose IFD1 holds `thumbnail` (a JPEG: its own SOI ... EOI)."""
+    import struct
+
+    tiff = b"MM\x00\x2a" + struct.pack(">I", 8)  # big-endian TIFF header, IFD0 at offset 8
+    tiff += struct.pack(">HI", 0, 14)  # IFD0: no entries, IFD1 at offset 14
+    ifd1_size = 2 + 2 * 12 + 4
+    tiff += struct.pack(">H", 2)
+    tiff += struct.pack(">HHII", 0x0201, 4, 1, 14 + ifd1_size)  # JPEGInterchangeFormat (offset)
+    tiff += struct.pack(">HHII", 0x0202, 4, 1, len(thumbnail))  # JPEGInterchangeFormatLength
+    tiff += struct.pack(">I", 0) + thumbnail
+    payload = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+def test_data_after_the_end_marker_is_accepted(tmp_path: Path, rng: np.random.Generator) -> None:
+    """Phone "motion photos" append a video after the JPEG's EOI; some tools append bytes after IEND."""
+    rgb = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    video = b"\x00\x00\x00\x18ftypmp42" + bytes(8000)  # longer than any tail a reader might search
+    (tmp_path / "motion.jpg").write_bytes(_encoded(".jpg", rgb) + video)
+    (tmp_path / "tail.png").write_bytes(_encoded(".png", rgb) + b"trailing bytes " * 20)
+    cv2.imwrite(str(tmp_path / "plain.jpg"), rgb, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    np.testing.assert_array_equal(read_image(tmp_path / "motion.jpg"), read_image(tmp_path / "plain.jpg"))
+    np.testing.assert_array_equal(read_image(tmp_path / "tail.png"), rgb[:, :, ::-1])
+
+
+def test_truncated_jpeg_with_an_exif_thumbnail_is_refused(tmp_path: Path, rng: np.random.Generator) -> None:
+    """The thumbnail's own EOI must not pass for the image's: markers are walked, not searched."""
+    thumbnail = _encoded(".jpg", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    image = _encoded(".jpg", rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    photo = _with_exif_thumbnail(image, thumbnail)
+    (tmp_path / "whole.jpg").write_bytes(photo)
+    assert read_image(tmp_path / "whole.jpg").shape == (256, 256, 3)
+    cut_at = photo.index(thumbnail) + len(thumbnail) + 3000  # the thumbnail's EOI stays near the end
+    (tmp_path / "cut.jpg").write_bytes(photo[:cut_at])
+    with pytest.raises(ImageReadError, match="truncated JPEG"):
+        read_image(tmp_path / "cut.jpg")
+
+
+def test_stray_bytes_between_jpeg_segments_are_skipped_as_libjpeg_does(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    rgb = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    jpeg = _encoded(".jpg", rgb)
+    after_app0 = 4 + int.from_bytes(jpeg[4:6], "big")  # SOI, then APP0's marker and length
+    (tmp_path / "stray.jpg").write_bytes(jpeg[:after_app0] + b"\x00\x00" + jpeg[after_app0:])
+    (tmp_path / "plain.jpg").write_bytes(jpeg)
+    np.testing.assert_array_equal(read_image(tmp_path / "stray.jpg"), read_image(tmp_path / "plain.jpg"))
+
+
+def test_png_cut_just_before_iend_is_refused(tmp_path: Path, rng: np.random.Generator) -> None:
+    png = _encoded(".png", rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    (tmp_path / "cut.png").write_bytes(png[:-12])  # every IDAT, no IEND chunk
+    with pytest.raises(ImageReadError, match="truncated PNG"):
+        read_mask(tmp_path / "cut.png")
+
+
 def test_tiny_images_are_errors(tmp_path: Path) -> None:
     cv2.imwrite(str(tmp_path / "tiny.png"), np.zeros((20, 64), np.uint8))
     with pytest.raises(ImageSizeError, match=r"tiny\.png is 20x64"):

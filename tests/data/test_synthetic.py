@@ -17,6 +17,7 @@ from src.data.synthetic import (
     trimap_kernel_size,
 )
 from src.data.trimap import trimap_from_alpha
+from src.utils.errors import UserError
 
 SMALL = {"num_train": 3, "num_test": 2, "size": (64, 48), "seed": 3, "num_faces": 2}
 
@@ -214,7 +215,7 @@ def test_interrupted_generation_leaves_no_dataset(tmp_path: Path, monkeypatch: p
 def test_refuses_to_overwrite_a_real_dataset(tmp_path: Path) -> None:
     real = tmp_path / "P3M-10k"
     (real / "train" / "mask").mkdir(parents=True)
-    with pytest.raises(FileExistsError, match="not a synthetic dataset"):
+    with pytest.raises(UserError, match="not a synthetic dataset"):
         ensure_synthetic_dataset(real, **SMALL)
     assert (real / "train" / "mask").is_dir()
 
@@ -242,3 +243,65 @@ def test_tiny_sizes_and_config_values(tmp_path: Path) -> None:
     assert _read(root / "train" / "facemask" / "syn_train_0000.png").any()
     face = render_face_crop(np.random.default_rng(0), 32)
     assert face.image.shape == (32, 32, 3) and face.mask.any()
+
+
+def _user_files(root: Path) -> dict[str, bytes]:
+    """Files a user (or src/prepare.py, or the packed-array writer) added to a synthetic root."""
+    files = {
+        "train/fg_blurred/syn_train_0000.npy": b"prepare.py fg_bg_format=npy",
+        "train/bg/syn_train_0000.npy": b"a converted background",
+        "train/packed/images.npy": b"packed training arrays",
+        "train/mask/NOTES.txt": b"a user's file inside a generated folder",
+        "my_annotations/a.json": b"{}",
+    }
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return files
+
+
+def test_files_the_generator_did_not_write_never_make_a_root_incomplete(tmp_path: Path) -> None:
+    root = ensure_synthetic_dataset(tmp_path / "syn", **SMALL)
+    mask = root / "train" / "mask" / "syn_train_0000.png"
+    stamp = mask.stat().st_mtime_ns
+    added = _user_files(root)
+    ensure_synthetic_dataset(root, **SMALL)
+    assert mask.stat().st_mtime_ns == stamp, "nothing was regenerated"
+    assert {rel: (root / rel).read_bytes() for rel in added} == added
+
+    # a root from before the manifest listed its files: the files follow from its parameters
+    manifest = json.loads((root / MANIFEST_NAME).read_text())
+    (root / MANIFEST_NAME).write_text(json.dumps({k: manifest[k] for k in ("generator", "params", "layout")}))
+    ensure_synthetic_dataset(root, **SMALL)
+    assert mask.stat().st_mtime_ns == stamp
+
+
+def test_regeneration_replaces_only_the_generators_own_files(tmp_path: Path) -> None:
+    root = ensure_synthetic_dataset(tmp_path / "syn", **SMALL)
+    added = _user_files(root)
+    (root / "train" / "fg" / "syn_train_0001.png").unlink()  # incomplete: regenerated in place
+    ensure_synthetic_dataset(root, **SMALL)
+    assert (root / "train" / "fg" / "syn_train_0001.png").is_file()
+    ensure_synthetic_dataset(root, **{**SMALL, "num_train": 2, "seed": 4})  # other parameters
+    assert sorted(p.name for p in (root / "train" / "fg").iterdir()) == [
+        "syn_train_0000.png",
+        "syn_train_0001.png",
+    ]
+    assert {rel: (root / rel).read_bytes() for rel in added} == added
+    assert json.loads((root / MANIFEST_NAME).read_text())["params"]["seed"] == 4
+    fresh = ensure_synthetic_dataset(tmp_path / "fresh", **{**SMALL, "num_train": 2, "seed": 4})
+    for rel in ("train/fg/syn_train_0001.png", "validation/P3M-500-P/trimap/syn_valp_0001.png"):
+        assert (root / rel).read_bytes() == (fresh / rel).read_bytes()
+    assert not [p for p in root.rglob(".*")], "no temporary files left"
+
+
+def test_a_foreign_file_where_the_generator_would_write_is_refused(tmp_path: Path) -> None:
+    root = ensure_synthetic_dataset(tmp_path / "syn", **SMALL)
+    theirs = root / "train" / "mask" / f"syn_train_{SMALL['num_train']:04d}.png"  # the next sample's name
+    theirs.write_bytes(b"not the generator's")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with pytest.raises(
+        UserError, match=r"1 file\(s\) where the synthetic generator would write .*syn_train_0003"
+    ):
+        ensure_synthetic_dataset(root, **{**SMALL, "num_train": SMALL["num_train"] + 1})
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before

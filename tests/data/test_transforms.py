@@ -71,7 +71,6 @@ def tiny() -> dict[str, np.ndarray]:
     }
 
 
-@pytest.mark.shared
 def test_real_sample_equals_official_steps(samples_dir: Path) -> None:
     """PIL decode at full size, full-size trimap, crop, flip, cv2 resize, normalise (ACM MM 2021)."""
     stem = "p_51c916fc"

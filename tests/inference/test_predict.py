@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,11 +18,14 @@ import pytest
 from omegaconf import DictConfig
 from PIL import Image
 
+from src.data.io import read_image
 from src.inference.predict_files import run_prediction
+from src.utils.errors import UserError
 from tests.conftest import REPO_ROOT
 
 EXIF_ORIENTATION = 0x0112
 ROTATED_90_CW = 6  # the camera was turned: viewers rotate the stored pixels 90 degrees clockwise
+FILE_SIZE_LIMIT = 64 * 1024
 
 
 def _photos(tiny_synthetic: Path, folder: Path) -> Path:
@@ -97,17 +103,25 @@ def test_clashing_names_and_bad_arguments_are_reported(
     shutil.copy(photos / "second.png", photos / "portrait.png")  # portrait.jpg and portrait.png
     summary = _predict(compose_config, tiny_checkpoint, str(photos), tmp_path / "out")
     assert any(p.name == "portrait.png" and "clashes" in reason for p, reason in summary.failed)
-    with pytest.raises(FileNotFoundError, match="no file, folder or glob pattern"):
+    with pytest.raises(UserError, match="no file, folder or glob pattern"):
         _predict(compose_config, tiny_checkpoint, str(tmp_path / "nothing*.jpg"), tmp_path / "out")
     with pytest.raises(ValueError, match="set input, output"):
         run_prediction(compose_config("predict", [f"ckpt_path={tiny_checkpoint}"]))
 
 
+def _limit_file_size() -> None:
+    """In the child: files over 64 kB fail to write (EFBIG), as they would on a full disk (ENOSPC)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get the error instead of being killed
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+
+
 @pytest.mark.slow
-def test_cli_quotes_awkward_paths_and_exits_with_the_failure_count(
+def test_cli_quotes_awkward_paths_and_exits_1_on_failed_reads_and_writes(
     tiny_synthetic: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     photos = _photos(tiny_synthetic, tmp_path / "my photos, [2024]")  # space, comma, brackets
+    # its 8-bit matte (40 kB raw) can be written, its noisy RGBA cut-out (160 kB raw) cannot
+    cv2.imwrite(str(photos / "big.png"), np.random.default_rng(0).integers(0, 256, (200, 200, 3), np.uint8))
     out = tmp_path / "out dir"
     result = subprocess.run(
         [
@@ -124,7 +138,13 @@ def test_cli_quotes_awkward_paths_and_exits_with_the_failure_count(
         capture_output=True,
         text=True,
         timeout=300,
+        preexec_fn=_limit_file_size,
     )
-    assert result.returncode == 1, result.stderr[-3000:]  # one broken file
-    assert sorted(p.name for p in (out / "alpha").iterdir()) == ["phone.png", "portrait.png", "second.png"]
-    assert "broken.jpg" in result.stdout + result.stderr
+    log = result.stdout + result.stderr
+    assert result.returncode == 1, log[-3000:]  # one broken file, one failed write: some inputs failed
+    assert "wrote 3 mattes" in log and "broken.jpg" in log
+    reason = f"[Errno {errno.EFBIG}] could not write {out / 'rgba' / 'big.png'}: File too large"
+    assert f"failed: {photos / 'big.png'} ({reason})" in log
+    assert sorted(p.name for p in (out / "rgba").iterdir()) == ["phone.png", "portrait.png", "second.png"]
+    for cutout in (out / "rgba").iterdir():
+        read_image(cutout)  # whole files; no truncated or temporary file is left

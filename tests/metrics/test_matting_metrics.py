@@ -51,7 +51,6 @@ def _png(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.array(Image.open(path)))
 
 
-@pytest.mark.shared
 @pytest.mark.parametrize("key", OFFICIAL_IMAGES)
 def test_parity_with_official_values(key: str, reference_dir: Path, samples_dir: Path) -> None:
     """All ten metrics of one sample image against the official evaluate.py values."""

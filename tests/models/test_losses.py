@@ -13,6 +13,7 @@ from torch import Tensor
 
 from src.models.components.p3mnet import P3MOutput
 from src.models.losses import TERM_NAMES, P3MLoss, official_gauss_kernel, segmentation_target
+from tests.fixtures import load_npz
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 TOL = 1e-5
@@ -21,7 +22,7 @@ TOL = 1e-5
 @pytest.fixture(scope="module")
 def official(reference_dir: Path) -> dict:
     """The official 128x128 loss fixture: inputs, predictions and every official term."""
-    return torch.load(reference_dir / "losses_128.pt", weights_only=True)
+    return load_npz(reference_dir / "losses_128.npz")
 
 
 def _output(fx: dict) -> P3MOutput:
@@ -61,7 +62,6 @@ def _toy(n: int = 2, size: int = 32, seed: int = 0) -> tuple[P3MOutput, dict[str
     return out, batch
 
 
-@pytest.mark.shared
 def test_every_term_matches_official(official: dict) -> None:
     raw = P3MLoss().raw_terms(_output(official), _batch(official))
     assert tuple(raw) == TERM_NAMES
@@ -69,14 +69,12 @@ def test_every_term_matches_official(official: dict) -> None:
     assert max(errors.values()) < TOL, errors
 
 
-@pytest.mark.shared
 def test_total_matches_official(official: dict) -> None:
     terms = P3MLoss()(_output(official), _batch(official))
     assert terms["total"].dtype == torch.float32
     assert abs(terms["total"].item() - official["official"]["total"]) < TOL
 
 
-@pytest.mark.shared
 def test_output_may_be_mapping_or_official_tuple(official: dict) -> None:
     out = _output(official)
     batch = _batch(official)

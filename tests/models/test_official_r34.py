@@ -16,6 +16,7 @@ from src.models.checkpoints import (
     detect_official_arch,
     load_checkpoint_state,
 )
+from tests.fixtures import load_npz
 
 # Measured with torch 2.14 on CPU (fp32): local 1.0e-6, fusion 0, global 2.7e-5, side2 2.5e-5,
 # side1 3.1e-5, side0 2.9e-5 (the logits reach |50|, so theirs is a relative error of ~1e-6).
@@ -50,7 +51,7 @@ def test_outputs_match_the_official_model(
     assert not model.training
     assert all(p.dtype == torch.float32 and p.is_contiguous() for p in model.parameters())
 
-    fixture = torch.load(reference_dir / "models" / "r34_parity_224.pt", weights_only=True)
+    fixture = load_npz(reference_dir / "models" / "r34_parity_224.npz")
     step = fixture["stride"]
     with torch.no_grad():
         out = model(fixture["input"])

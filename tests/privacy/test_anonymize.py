@@ -57,7 +57,6 @@ class _BoxDetector:
 
 
 @pytest.mark.slow
-@pytest.mark.shared
 def test_sample_faces_are_found_and_obfuscated(samples_copy: Path, tmp_path: Path, centerface: None) -> None:
     split = samples_copy / "validation" / "P3M-500-NP"
     out = tmp_path / "anonymised"
@@ -89,7 +88,6 @@ def test_sample_faces_are_found_and_obfuscated(samples_copy: Path, tmp_path: Pat
         assert not changed[facemask & ~region].any()  # ... except for the transition band
 
 
-@pytest.mark.shared
 def test_zero_without_alpha_blackens_the_whole_face_mask(
     samples_copy: Path, tmp_path: Path, centerface: None
 ) -> None:
@@ -120,7 +118,7 @@ def test_folder_failures_are_reported_and_the_rest_is_written(tmp_path: Path) ->
     (images / "notes.txt").write_text("ignored")
     for stem in ("a", "dark"):
         cv2.imwrite(str(alphas / f"{stem}.png"), np.full((32, 32), 255, np.uint8))
-    cv2.imwrite(str(alphas / "b.png"), np.full((16, 16), 255, np.uint8))  # wrong size; c has none
+    cv2.imwrite(str(alphas / "b.png"), np.full((40, 40), 255, np.uint8))  # wrong size; c has none
 
     report = anonymize_folder(
         images, out, _BoxDetector(), FaceObfuscator(method="zero"), alpha_dir=alphas, progress=False
@@ -129,8 +127,8 @@ def test_folder_failures_are_reported_and_the_rest_is_written(tmp_path: Path) ->
     assert report.no_face == ["dark"]
     assert set(report.failures) == {"a.png", "b.png", "broken.jpg", "c.png"}
     assert "same name as a.jpg" in report.failures["a.png"]  # sorted: a.jpg is processed first
-    assert "unreadable image" in report.failures["broken.jpg"]
-    assert "is (16, 16), the image is (32, 32)" in report.failures["b.png"]
+    assert "broken.jpg: OpenCV cannot decode it" in report.failures["broken.jpg"]
+    assert "is (40, 40), the image is (32, 32)" in report.failures["b.png"]
     assert "no alpha matte named c.*" in report.failures["c.png"]
     assert sorted(p.name for p in (out / "mask").iterdir()) == ["a.png", "dark.png"]
     assert (_read(out / "blurred_image" / "dark.png") == 0).all()
@@ -176,3 +174,76 @@ def test_command_line_exit_code_counts_failures(tmp_path: Path, centerface: None
     assert report["no_face"] == ["plain"] and list(report["failures"]) == ["broken.png"]
     assert "FAILED broken.png" in result.stdout + result.stderr
     assert (logs / "anonymize.log").is_file()  # Hydra's logs went where they were told, not into the repo
+
+
+def _split(root: Path, stems: tuple[str, ...] = ("a", "b")) -> Path:
+    """A P3M-500-NP-style split: original_image/<stem>.jpg and mask/<stem>.png."""
+    rng = np.random.default_rng(1)
+    for folder in ("original_image", "mask"):
+        (root / folder).mkdir(parents=True)
+    for stem in stems:
+        cv2.imwrite(
+            str(root / "original_image" / f"{stem}.jpg"), rng.integers(50, 256, (48, 40, 3), np.uint8)
+        )
+        cv2.imwrite(str(root / "mask" / f"{stem}.png"), np.full((48, 40), 255, np.uint8))
+    return root
+
+
+def test_output_into_the_split_folder_keeps_its_mattes_and_fails_nothing(tmp_path: Path) -> None:
+    """``output=<split> alpha_dir=<split>/mask``: the mattes are in place, not copied onto themselves."""
+    split = _split(tmp_path / "P3M-500-NP")
+    mattes = {p.name: p.read_bytes() for p in (split / "mask").iterdir()}
+    report = anonymize_folder(
+        split / "original_image",
+        split,
+        _BoxDetector(),
+        FaceObfuscator(),
+        alpha_dir=split / "mask",
+        progress=False,
+    )
+    assert report.failures == {} and report.written == ["a", "b"]
+    assert {p.name: p.read_bytes() for p in (split / "mask").iterdir()} == mattes
+    assert sorted(p.name for p in (split / "blurred_image").iterdir()) == ["a.png", "b.png"]
+
+
+def test_outputs_over_inputs_or_existing_files_are_refused_up_front(tmp_path: Path) -> None:
+    split = _split(tmp_path / "split")
+    images = split / "original_image"
+    before = {p: p.read_bytes() for p in split.rglob("*") if p.is_file()}
+    # <output>/blurred_image/<stem>.jpg would be the input images themselves
+    images_as_output = split / "blurred_image"
+    images_as_output.symlink_to(images)
+    for overwrite in (False, True):
+        with pytest.raises(UserError, match=r"would replace 2 of the input files .*a\.jpg"):
+            anonymize_folder(
+                images_as_output,
+                split,
+                _BoxDetector(),
+                FaceObfuscator(),
+                image_format="jpg",
+                overwrite=overwrite,
+            )
+    images_as_output.unlink()
+    assert {p: p.read_bytes() for p in split.rglob("*") if p.is_file()} == before
+
+    out = tmp_path / "out"
+    anonymize_folder(images, out, _BoxDetector(), FaceObfuscator(), progress=False)
+    with pytest.raises(UserError, match=r"5 output file\(s\) already exist .*set overwrite=true"):
+        anonymize_folder(images, out, _BoxDetector(), FaceObfuscator(), progress=False)
+    report = anonymize_folder(images, out, _BoxDetector(), FaceObfuscator(), progress=False, overwrite=True)
+    assert report.written == ["a", "b"]
+
+
+def test_truncated_images_are_failures_not_grey_outputs(tmp_path: Path) -> None:
+    """cv2.imread pads a cut JPEG with grey; the project's reader refuses it."""
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    smooth = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (256, 256, 3), np.uint8), (0, 0), 3)
+    cv2.imwrite(str(images / "whole.jpg"), smooth)
+    data = (images / "whole.jpg").read_bytes()
+    (images / "cut.jpg").write_bytes(data[: len(data) // 2])
+    assert cv2.imread(str(images / "cut.jpg")) is not None  # what the anonymiser used to accept
+    report = anonymize_folder(images, out, _BoxDetector(), FaceObfuscator(), progress=False)
+    assert report.written == ["whole"]
+    assert "truncated JPEG" in report.failures["cut.jpg"]
+    assert sorted(p.name for p in (out / "blurred_image").iterdir()) == ["whole.png"]

@@ -103,7 +103,6 @@ def test_centerface_model_gets_free_input_shapes() -> None:
         assert detector.detect(np.zeros((*shape, 3), np.uint8)) == []
 
 
-@pytest.mark.shared
 def test_centerface_backends_agree_on_a_real_face(samples_dir: Path) -> None:
     _centerface_model()
     image = cv2.imread(str(samples_dir / "validation/P3M-500-NP/original_image/p_07141906.jpg"))

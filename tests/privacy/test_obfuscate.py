@@ -258,7 +258,6 @@ def test_bad_arrays_are_rejected(image, facemask, alpha) -> None:
         obfuscate_face(image, np.zeros((H, W), bool), "zero", trimap=alpha[:10])
 
 
-@pytest.mark.shared
 def test_transition_band_reproduces_the_sample_trimaps(samples_dir: Path) -> None:
     """The sample trimaps were made with the official rule, kernel 25: their 128 region is our band."""
     split = samples_dir / "validation" / "P3M-500-NP"
