@@ -83,7 +83,7 @@ def check_added_keys(cfg: DictConfig, free_form: tuple[str, ...] = ()) -> None:
         return
     hydra_cfg = HydraConfig.get()
     groups = set(hydra_cfg.runtime.choices)
-    job = hydra_cfg.job.name
+    job = hydra_cfg.job.config_name  # predict, eval...: also when composed in tests (job.name: app)
     for override in OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task)):
         key = override.key_or_group
         if not override.is_add() or key in groups or key.split(".")[0] in free_form:
