@@ -15,7 +15,9 @@ import torch
 from omegaconf import DictConfig
 
 from src.anonymize import ANONYMIZE_CHECK
+from src.eval import EVAL_CHECK
 from src.inference.predict_files import run_prediction
+from src.inference.runner import run_evaluation
 from src.models.components.p3mnet import P3MNet
 from src.predict import PREDICT_CHECK
 from src.train import TRAIN_CHECK, train
@@ -103,6 +105,18 @@ def test_a_misspelt_added_key_is_refused_before_any_work(
     # what stays open: config groups, and the detector's free-form arguments
     PREDICT_CHECK(compose_config("predict", ["+logger=csv"]))
     ANONYMIZE_CHECK(compose_config("anonymize", ["+detector_kwargs.input_long_side=960"]))
+
+
+def test_eval_and_predict_setting_errors_are_user_errors(
+    compose_config: Callable[..., DictConfig], caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = compose_config("eval", ["data=synthetic", "pred_dir=/nonexistent/predictions"])
+    assert _exit_code(run_evaluation, cfg, check=EVAL_CHECK) == EXIT_USER_ERROR
+    cfg = compose_config("predict", ["input=x.jpg", "output=out"])  # no ckpt_path
+    assert _exit_code(run_prediction, cfg, check=PREDICT_CHECK) == EXIT_USER_ERROR
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors[0].startswith("pred_dir=/nonexistent/predictions is not a folder")
+    assert errors[1].startswith("set ckpt_path: ") and len(errors) == 2
 
 
 def test_init_from_weights_of_another_backbone_says_which(
