@@ -58,7 +58,7 @@ def test_failed_inputs_exit_1_whatever_their_count(caplog: pytest.LogCaptureFixt
     with pytest.raises(SystemExit) as info:
         exit_for_failures(3, "images")
     assert info.value.code == EXIT_PARTIAL_FAILURE  # not the count: 2 failures would read as a user error
-    assert "3 images failed (listed above), the others are done" in caplog.text
+    assert "Images that failed: 3 (listed above); the others are done" in caplog.text
 
 
 def test_ctrl_c_exits_130_also_after_lightnings_own_exit() -> None:

@@ -170,7 +170,7 @@ def exit_for_failures(failed: int, what: str) -> None:
         what: What they are, plural ("images").
     """
     if failed:
-        log.error("%d %s failed (listed above), the others are done", failed, what)
+        log.error("%s that failed: %d (listed above); the others are done", what.capitalize(), failed)
         sys.exit(EXIT_PARTIAL_FAILURE)
 
 
