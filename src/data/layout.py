@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from src.privacy.obfuscate import FaceObfuscator
+from src.utils.errors import UserError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 ARRAY_SUFFIX = ".npy"  # fg/bg only: uncompressed arrays from src/prepare.py fg_bg_format=npy
@@ -58,7 +59,7 @@ _FACEMASK_MODES = ("obfuscate", "cp")  # modes that need train/facemask
 _SHOWN = 5  # stems listed in an error message
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(UserError, FileNotFoundError):
     """The dataset on disk does not have the expected folders or files."""
 
 
