@@ -2,8 +2,9 @@
 
 Detects faces with a registered detector (CenterFace by default; install it with
 ``make anonymize-deps``), obfuscates them and writes a P3M-style folder. Every key is in
-conf/anonymize.yaml. Exit code 1 when some images failed (listed in the log and the report), 0
-when all were written; existing outputs are replaced only with ``overwrite=true``.
+conf/anonymize.yaml; existing outputs are replaced only with ``overwrite=true``. Exit status: 0
+every image written; 1 some images failed (listed in the log and the report, with their count), the
+others are written; 2 user error, nothing done; 130 Ctrl-C.
 
 Examples:
     python src/anonymize.py input=photos/ output=photos_anon/
@@ -14,7 +15,6 @@ Examples:
 from __future__ import annotations
 
 import logging
-import sys
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -23,16 +23,38 @@ import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
 from src.privacy.anonymizer import REPORT_NAME, AnonymizeReport, anonymize_folder
 from src.privacy.detectors import create_detector
 from src.privacy.obfuscate import FaceObfuscator
-from src.utils.errors import EXIT_PARTIAL_FAILURE
+from src.utils.config_checks import ConfigCheck
+from src.utils.errors import UserError
+from src.utils.run import exit_for_failures, task_wrapper
 
 log = logging.getLogger(__name__)
+ANONYMIZE_CHECK = ConfigCheck(
+    types={
+        "method": str,
+        "blur_sigma": float,
+        "mosaic_block": float,
+        "band_kernel": int,
+        "opaque_alpha": int,
+        "detector": str,
+        "threshold": float,
+        "margin": float,
+        "mask_shape": str,
+        "image_format": str,
+        "jpeg_quality": int,
+        "keep_no_face": bool,
+        "progress": bool,
+        "overwrite": bool,
+    },
+    known_keys_only=True,
+    free_form=("detector_kwargs",),  # passed on to the detector as they are
+)
 
 
 def anonymize(cfg: DictConfig) -> AnonymizeReport:
     """Build the detector and the obfuscator from ``cfg`` and anonymise ``cfg.input``."""
     for key in ("input", "output"):
         if OmegaConf.is_missing(cfg, key):
-            raise ValueError(
+            raise UserError(
                 f"set {key}=DIR: python src/anonymize.py input=DIR output=DIR [alpha_dir=DIR] [method=blur]"
             )
     detector = create_detector(cfg.detector, threshold=cfg.threshold, **cfg.get("detector_kwargs", {}))
@@ -71,9 +93,8 @@ def anonymize(cfg: DictConfig) -> AnonymizeReport:
 @hydra.main(config_path="../conf", config_name="anonymize", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point; exits 1 when some images failed (0: everything written)."""
-    report = anonymize(cfg)
-    if report.failures:
-        sys.exit(EXIT_PARTIAL_FAILURE)
+    report = task_wrapper(anonymize, check=ANONYMIZE_CHECK)(cfg)
+    exit_for_failures(len(report.failures), "images")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ The result holds ``{'state_dict': {'net.<P3MNet key>': tensor}}`` (as a Lightnin
 ``P3MLitModule``) plus where it came from, loads with ``torch.load(weights_only=True)``, and works
 wherever a checkpoint is taken: ``ckpt_path=`` of eval and predict, ``model.init_from=`` of training,
 ``src.models.load_model``. Every official key is converted except the unused ImageNet classifier,
-which is listed.
+which is listed. Exit status: 0 done, 2 user error (the message names the file), 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
@@ -28,12 +27,16 @@ from src.models.checkpoints import (
     convert_official_state_dict,
     detect_official_arch,
     official_formats,
+    state_tensors,
 )
+from src.utils.checkpoint_files import CheckpointError, read_checkpoint, save_checkpoint
+from src.utils.config_checks import ConfigCheck
 from src.utils.errors import UserError
-from src.utils.files import atomic_path, check_outputs
+from src.utils.files import check_outputs
 from src.utils.run import task_wrapper
 
 log = logging.getLogger(__name__)
+CONVERT_CHECK = ConfigCheck(types={"arch": (str, type(None)), "overwrite": bool}, known_keys_only=True)
 
 
 def convert_official_checkpoint(
@@ -54,33 +57,28 @@ def convert_official_checkpoint(
 
     Raises:
         UserError: ``target`` is ``source``, a folder, or exists and ``overwrite`` is False.
-        FileNotFoundError: ``source`` does not exist.
-        ValueError: The file is not an official P3M-Net checkpoint (the error names the expected keys).
+        CheckpointNotFoundError: ``source`` does not exist.
+        CheckpointError: The file cannot be read safely or is not an official P3M-Net checkpoint (the
+            error names the expected keys); the write failed.
     """
     source, target = Path(source), Path(target)
     _check_target(source, target, overwrite)
-    if not source.is_file():
-        raise FileNotFoundError(f"input={source} does not exist")
-    obj = torch.load(source, map_location="cpu", weights_only=True)
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-    if not isinstance(state, dict) or not state:
-        raise ValueError(f"{source} holds no state dict (found a {type(obj).__name__})")
-    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    state = state_tensors(read_checkpoint(source), source)
     if any(k.startswith(LIGHTNING_PREFIX) for k in state):
-        raise ValueError(f"{source} is already one of our checkpoints (keys start with {LIGHTNING_PREFIX!r})")
+        raise CheckpointError(
+            f"{source} is already one of our checkpoints (keys start with {LIGHTNING_PREFIX!r})"
+        )
     arch = arch or detect_official_arch(state)
     converted = convert_official_state_dict(state, arch)  # raises naming the expected keys
     fmt = official_formats()[arch]
     ignored = sorted(k for k in state if any(re.fullmatch(p, k) for p in fmt.encoder.official_unused))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:  # a full disk leaves no truncated checkpoint behind
-        torch.save(
-            {
-                "state_dict": {f"{LIGHTNING_PREFIX}{k}": v.contiguous() for k, v in converted.items()},
-                "converted_from": {"file": str(source), "official_arch": arch, "backbone": fmt.backbone},
-            },
-            tmp,
-        )
+    save_checkpoint(
+        {
+            "state_dict": {f"{LIGHTNING_PREFIX}{k}": v.contiguous() for k, v in converted.items()},
+            "converted_from": {"file": str(source), "official_arch": arch, "backbone": fmt.backbone},
+        },
+        target,
+    )
     summary = {"arch": arch, "backbone": fmt.backbone, "converted": len(converted), "ignored": ignored}
     log.info(
         "wrote %s: %d tensors of an official %s P3M-Net (backbone %s); ignored %d unused keys %s",
@@ -106,7 +104,7 @@ def _check_target(source: Path, target: Path, overwrite: bool) -> None:
 def run_conversion(cfg: DictConfig) -> dict[str, Any]:
     """The convert config's task: ``cfg.input`` -> ``cfg.output``."""
     if not cfg.get("input") or not cfg.get("output"):
-        raise ValueError(
+        raise UserError(
             "set input=<the authors' .pth> and output=<our .ckpt>: python src/convert.py input=A output=B"
         )
     return convert_official_checkpoint(
@@ -117,7 +115,7 @@ def run_conversion(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="convert")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
-    task_wrapper(run_conversion)(cfg)
+    task_wrapper(run_conversion, check=CONVERT_CHECK)(cfg)
 
 
 if __name__ == "__main__":

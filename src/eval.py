@@ -7,6 +7,7 @@ Examples:
     python src/eval.py pred_dir=outputs/other_method data.root=/path/to/P3M-10k          # no model
 
 Writes metrics.json, per_image.csv (and predictions/<split>/<stem>.png) into the run directory.
+Exit status: 0 done, 2 user error (the message says which setting or file), 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,13 +17,28 @@ from omegaconf import DictConfig
 
 import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
 from src.inference.runner import run_evaluation
+from src.utils.config_checks import ConfigCheck
 from src.utils.run import task_wrapper
+
+EVAL_CHECK = ConfigCheck(
+    types={
+        "ckpt_path": (str, type(None)),
+        "pred_dir": (str, type(None)),
+        "test_strategy": str,
+        "resize_mode": str,
+        "save_predictions": bool,
+        "channels_last": bool,
+        "precision": (int, str),
+        "metrics": list,
+    },
+    known_keys_only=True,
+)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the SAD of the first split (for sweeps)."""
-    doc = task_wrapper(run_evaluation)(cfg)
+    doc = task_wrapper(run_evaluation, check=EVAL_CHECK)(cfg)
     first = next(iter(doc.values()), {})
     return first.get("mean", {}).get("sad") if isinstance(first, dict) else None
 

@@ -6,7 +6,7 @@
 The network is exported in fp32, contiguous, eval mode; after export the ONNX outputs are checked
 against PyTorch on a few random inputs (see ``check_*`` in conf/export.yaml and
 :func:`src.deploy.onnx_export.compare_outputs`) and the run fails, writing nothing, when they are
-beyond tolerance.
+beyond tolerance. Exit status: 0 done, 1 the check failed (nothing written), 2 user error, 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,11 +19,25 @@ import hydra
 from omegaconf import DictConfig
 
 import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
+from src.utils.config_checks import ConfigCheck
+from src.utils.errors import UserError
 from src.utils.files import atomic_path, check_outputs
 from src.utils.run import task_wrapper
 
 log = logging.getLogger(__name__)
 FORMATS = ("onnx",)
+EXPORT_CHECK = ConfigCheck(
+    types={
+        "ckpt_path": (str, type(None)),
+        "format": str,
+        "dynamic": bool,
+        "opset": int,
+        "check": bool,
+        "check_atol": float,
+        "check_max_mismatch": float,
+    },
+    known_keys_only=True,
+)
 
 
 def run_export(cfg: DictConfig) -> dict[str, Any]:
@@ -34,10 +48,10 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
     from src.utils.run_dirs import resolve_ckpt_path
 
     if cfg.format not in FORMATS:
-        raise ValueError(f"format={cfg.format} is not supported; choose one of {FORMATS}")
+        raise UserError(f"format={cfg.format} is not supported; choose one of {FORMATS}")
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, "train", prefer="best")
     if not ckpt_path:
-        raise ValueError("set ckpt_path=PATH: the checkpoint to export (ours or the authors' file)")
+        raise UserError("set ckpt_path=PATH: the checkpoint to export (ours or the authors' file)")
     output = Path(str(cfg.output)) if cfg.get("output") else Path(str(ckpt_path)).with_suffix(".onnx")
     check_outputs([output], [Path(str(ckpt_path))], overwrite=True)  # never the checkpoint itself
     net = load_model(ckpt_path, backbone=backbone_choice(cfg))
@@ -63,7 +77,7 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
-    task_wrapper(run_export)(cfg)
+    task_wrapper(run_export, check=EXPORT_CHECK)(cfg)
 
 
 if __name__ == "__main__":

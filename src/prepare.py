@@ -4,14 +4,13 @@ P3M-10k ships no foregrounds or backgrounds, and the composition loss needs them
 (see `src.data.fgbg`). `fg_bg_format=npy` writes uncompressed arrays that train faster (several times
 the disk) and converts fg/bg image files that already exist instead of estimating them again.
 
-Exit status: 0 all done, 1 some images failed (listed in the log; the rest were written, and a
-re-run retries only what is missing), 2 bad configuration.
+Exit status: 0 all done, 1 some images failed (listed in the log with their count; the rest were
+written, and a re-run retries only what is missing), 2 bad configuration, 130 Ctrl-C.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
@@ -19,22 +18,38 @@ from omegaconf import DictConfig
 
 import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
 from src.data.fgbg import prepare_fg_bg
+from src.utils.config_checks import ConfigCheck
+from src.utils.errors import UserError
+from src.utils.run import exit_for_failures, task_wrapper
 
 log = logging.getLogger(__name__)
 
 
+PREPARE_CHECK = ConfigCheck(
+    types={
+        "workers": (int, type(None)),
+        "overwrite": bool,
+        "image_dir": str,
+        "progress": bool,
+        "fg_bg_format": str,
+    }
+)
+
+
 def run(cfg: DictConfig) -> int:
-    """Run `prepare_fg_bg` as configured and return the exit status (see the module docstring)."""
+    """Run `prepare_fg_bg` as configured; returns how many images failed.
+
+    Raises:
+        UserError: No or a missing dataset root, or a bad setting.
+    """
     root = cfg.data.root
     if root is None:
-        log.error(
+        raise UserError(
             "No dataset root: pass data.root=/path/to/P3M-10k (the folder holding train/blurred_image "
             "and train/mask) or set P3M10K_ROOT."
         )
-        return 2
     if not Path(str(root)).expanduser().is_dir():
-        log.error("data.root=%s does not exist: pass data.root=/path/to/P3M-10k (holding train/)", root)
-        return 2
+        raise UserError(f"data.root={root} does not exist: pass data.root=/path/to/P3M-10k (holding train/)")
     try:
         summary = prepare_fg_bg(
             root=str(root),
@@ -46,23 +61,16 @@ def run(cfg: DictConfig) -> int:
             fg_bg_format=str(cfg.get("fg_bg_format", "png")),
         )
     except (FileNotFoundError, ImportError, ValueError) as err:
-        log.error("%s", err)
-        return 2
+        raise UserError(str(err)) from err
     if summary.failed:
-        log.error(
-            "%d image(s) failed (listed above); fix or remove them and re-run: finished stems are skipped.",
-            len(summary.failed),
-        )
-        return 1
-    return 0
+        log.error("fix or remove the failed images and re-run: finished stems are skipped")
+    return len(summary.failed)
 
 
 @hydra.main(config_path="../conf", config_name="prepare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point; exits with `run`'s status."""
-    status = run(cfg)
-    if status:
-        sys.exit(status)
+    """Hydra entry point; exits 1 when some images failed, 2 on a bad configuration."""
+    exit_for_failures(task_wrapper(run, check=PREPARE_CHECK)(cfg), "images")
 
 
 if __name__ == "__main__":

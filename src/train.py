@@ -8,6 +8,9 @@ Examples:
     python src/train.py hparams_search=p3m_optuna                  # an Optuna sweep
     python src/train.py ckpt_path=latest                           # resume this task's newest run
     python src/train.py train=false test=true ckpt_path=PATH       # evaluate a checkpoint
+
+Exit status: 0 done; 2 user error (one message naming the setting or file); 143 terminated by
+SIGTERM (last.ckpt saved: resume with ckpt_path=latest); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, open_dict
 
-import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
+import src  # sets PROJECT_ROOT for conf/paths
+import src.utils.optuna_seed  # noqa: F401  (registers ${study_seed:...} of conf/hparams_search)
+from src.callbacks.last_checkpoint import find_best_checkpoint, find_last_checkpoint
+from src.models.checkpoint_io import SafeCheckpointIO
+from src.utils.checkpoint_files import read_checkpoint
+from src.utils.config_checks import ConfigCheck
 from src.utils.distributed import (
     dataloader_workers,
     devices_per_node,
@@ -35,19 +43,53 @@ from src.utils.run_dirs import resolve_ckpt_path
 log = logging.getLogger(__name__)
 
 
-@task_wrapper
+# Keys whose wrong type would otherwise fail late (a bare TypeError mid-setup), checked up front.
+TRAIN_CHECK = ConfigCheck(
+    types={
+        "seed": (int, type(None)),
+        "train": bool,
+        "test": bool,
+        "ckpt_path": (str, type(None)),
+        "trainer.max_epochs": (int, type(None)),
+        "trainer.min_epochs": (int, type(None)),
+        "trainer.max_steps": int,
+        "trainer.num_nodes": int,
+        "trainer.accumulate_grad_batches": int,
+        "trainer.check_val_every_n_epoch": (int, type(None)),
+        "trainer.log_every_n_steps": int,
+        "trainer.num_sanity_val_steps": int,
+        "trainer.limit_train_batches": (float, type(None)),
+        "trainer.limit_val_batches": (float, type(None)),
+        "trainer.limit_test_batches": (float, type(None)),
+        "trainer.val_check_interval": (float, type(None)),
+        "trainer.gradient_clip_val": (float, type(None)),
+        "data.batch_size": int,
+        "data.num_workers": int,
+        "data.train_size": (int, type(None)),
+        "model.optimizer.lr": float,
+    }
+)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit (and optionally test) the model described by ``cfg``; returns the logged metrics."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     _size_dataloader_workers(cfg)
     _cpu_without_sync_batchnorm(cfg)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last")
+    if ckpt_path:  # a damaged or unsafe file fails now, naming it, not after the model and data are built
+        read_checkpoint(ckpt_path, mmap=True)
 
     model = hydra.utils.instantiate(cfg.model)
     datamodule = hydra.utils.instantiate(cfg.data, require_fg_bg="composition" in model.loss.active_terms)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     loggers = instantiate_loggers(cfg.get("logger"), cfg)
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    # checkpoints written atomically beside their target and read back through our safe loader
+    plugins = [*hydra.utils.instantiate(cfg.trainer.get("plugins") or []), SafeCheckpointIO()]
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins
+    )
     if cfg.get("seed") is not None and trainer.world_size > 1:
         # every rank had the same seed for the model (DDP broadcasts rank 0's weights anyway); from here
         # on, ranks draw different augmentations, dropout masks and worker seeds
@@ -55,7 +97,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _log_batch_and_lr(cfg, trainer)
     log_hyperparameters(cfg, model, trainer)
 
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last")
     if cfg.get("train"):
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = dict(trainer.callback_metrics)
@@ -119,16 +160,14 @@ def _log_batch_and_lr(cfg: DictConfig, trainer: L.Trainer) -> None:
 
 def _checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
     """Best and last checkpoint of the fit (read before testing, which restores an older state)."""
-    ckpt = trainer.checkpoint_callback
-    if ckpt is None:
-        return "", ""
-    return ckpt.best_model_path, getattr(ckpt, "last_model_path", "")
+    best, last = find_best_checkpoint(trainer), find_last_checkpoint(trainer)
+    return (best.best_model_path if best else ""), (last.last_model_path if last else "")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the optimised (else the monitored) metric so sweepers can use it."""
-    metrics = train(cfg)
+    metrics = task_wrapper(train, check=TRAIN_CHECK)(cfg)
     checkpointing = cfg.get("callbacks", {}).get("model_checkpoint", {})
     return metric_value(metrics, cfg.get("optimized_metric") or checkpointing.get("monitor"))
 

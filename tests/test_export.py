@@ -112,7 +112,7 @@ def test_missing_onnx_file_names_the_fix(tmp_path: Path) -> None:
 
 
 def test_unknown_format_is_refused(checkpoint: Path, compose_config: Callable[..., DictConfig]) -> None:
-    with pytest.raises(ValueError, match="format=tflite"):
+    with pytest.raises(UserError, match="format=tflite"):
         run_export(compose_config("export", [f"ckpt_path={checkpoint}", "format=tflite"]))
 
 

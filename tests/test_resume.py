@@ -22,6 +22,8 @@ from src.callbacks.rng_state import (
     restore_global_rng,
 )
 from src.train import train
+from src.utils.errors import EXIT_TERMINATED
+from src.utils.run import task_wrapper
 from tests.conftest import tiny_data_overrides
 
 
@@ -126,8 +128,9 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_that_resumes(
 ) -> None:
     base = [*tiny_data_overrides(tiny_synthetic), "debug=limit", "logger=csv", "trainer.max_epochs=1"]
     killer = ["+callbacks.sigterm._target_=tests.test_resume.SigtermAt", "+callbacks.sigterm.batch=0"]
-    with pytest.raises(SystemExit):  # Lightning's SIGTERMException
-        train(compose_config("train", [*base, *killer]))
+    with pytest.raises(SystemExit) as info:  # Lightning's SIGTERMException, a SystemExit without a code
+        task_wrapper(train)(compose_config("train", [*base, *killer]))
+    assert info.value.code == EXIT_TERMINATED  # 143, as a shell reports a process killed by SIGTERM
     saved = _move_run(tmp_path, "killed") / "checkpoints" / "last.ckpt"
     checkpoint = _load(saved)
     assert (checkpoint["epoch"], checkpoint["global_step"]) == (0, 1)  # after the first of two batches

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from omegaconf import DictConfig
 
+import src.utils.optuna_seed  # noqa: F401  (registers the sampler seed's resolver, as train.py does)
 from src.utils.multirun_summary import write_summary
 from tests.cli import read_json, run_train_cli
 from tests.conftest import tiny_data_overrides
@@ -51,12 +52,46 @@ def test_optuna_sweep_config_composes(compose_config: Callable[..., DictConfig])
     assert cfg.hydra.callbacks.multirun_summary._target_.endswith("MultirunSummary")
 
 
+def test_a_continued_study_does_not_repeat_its_first_trials(
+    compose_config: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    overrides = ["hparams_search=p3m_optuna", f"hydra.sweeper.storage={storage}"]
+
+    def first_proposal() -> dict[str, float]:
+        """What the composed sampler proposes next for the stored study (as the sweeper builds it)."""
+        seed = compose_config("train", overrides).hydra.sweeper.sampler.seed
+        study = optuna.create_study(
+            study_name="train",
+            storage=storage,
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            load_if_exists=True,
+        )
+        trial = study.ask()
+        params = {"lr": trial.suggest_float("lr", 1e-6, 1e-4, log=True), "w": trial.suggest_float("w", 0, 5)}
+        study.tell(trial, 1.0)
+        return params
+
+    assert compose_config("train", ["hparams_search=p3m_optuna"]).hydra.sweeper.sampler.seed == 1234
+    first = first_proposal()  # a new study: the configured seed
+    assert compose_config("train", overrides).hydra.sweeper.sampler.seed == 1235  # one trial stored
+    assert first_proposal() != first  # the continued study explores a new point
+
+
 @pytest.mark.slow
 def test_optuna_sweep_of_three_trials(tiny_synthetic: Path, tmp_path: Path) -> None:
     args = [
         "hparams_search=p3m_optuna",  # lr, loss weights, augmentation, privacy; minimises val/p/sad
         *tiny_data_overrides(tiny_synthetic),
-        "debug=fdr",
+        # DataLoader worker processes inside joblib's worker processes (debug=fdr would turn them off)
+        "data.num_workers=1",
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        "trainer.num_sanity_val_steps=0",
+        "callbacks=none",  # no checkpoint files to write
+        "logger=csv",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.n_jobs=2",  # Optuna proposes 2 trials at a time ...
         "hydra/launcher=parallel",  # ... and joblib runs them side by side

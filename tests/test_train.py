@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import subprocess
 import sys
@@ -10,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from lightning import Callback, LightningModule, Trainer
 from omegaconf import DictConfig
 
 from src.data.fgbg import prepare_fg_bg
 from src.train import train
+from src.utils.checkpoint_files import read_checkpoint
 from tests.conftest import REPO_ROOT, tiny_data_overrides
 
 LOSS_TERMS = ("ce_global", "ce_side2", "alpha_unknown", "laplacian_whole", "composition", "total")
@@ -31,13 +34,41 @@ def test_fast_dev_run_logs_every_term_and_split(
             assert metrics[f"{prefix}/{name}"] >= 0
 
 
+class WorseEveryEpoch(Callback):
+    """Test helper: logs ``test/worse`` = the epoch at each validation, a metric that only gets worse."""
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Log the worsening metric."""
+        pl_module.log("test/worse", float(trainer.current_epoch))
+
+
+def _position(path: Path) -> tuple[int, int]:
+    checkpoint = read_checkpoint(path, mmap=True)  # mapped: only the loop counters are read
+    return checkpoint["epoch"], checkpoint["global_step"]
+
+
 def test_limit_run_checkpoints_then_resumes_from_latest(
-    compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tmp_path: Path
+    compose_config: Callable[..., DictConfig],
+    tiny_synthetic: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    overrides = [*tiny_data_overrides(tiny_synthetic), "debug=limit", "logger=csv", "task_name=resume_test"]
+    overrides = [
+        *tiny_data_overrides(tiny_synthetic),
+        "debug=limit",  # 2 epochs of 2 batches (4 images, batch 2)
+        "logger=csv",
+        "task_name=resume_test",
+        # the monitored metric gets worse every epoch: the best checkpoint stays at epoch 0
+        "+callbacks.worse._target_=tests.test_train.WorseEveryEpoch",
+        "callbacks.model_checkpoint.monitor=test/worse",
+    ]
+    caplog.set_level(logging.INFO, logger="src.train")
     train(compose_config("train", overrides))
-    runs = sorted((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
-    assert {p.name for p in runs} == {"last.ckpt", "epoch_001.ckpt"} or "last.ckpt" in {p.name for p in runs}
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert {p.name for p in checkpoints.iterdir()} == {"last.ckpt", "epoch_000.ckpt"}  # no last-v1.ckpt
+    assert _position(checkpoints / "last.ckpt") == (1, 4)  # the end of the newest epoch, not the best
+    report = f"Best checkpoint: {checkpoints / 'epoch_000.ckpt'} | last: {checkpoints / 'last.ckpt'}"
+    assert report in caplog.text
     rows = list(csv.DictReader((tmp_path / "run" / "csv" / "version_0" / "metrics.csv").open()))
     assert any(row.get("val/p/sad") for row in rows) and any(row.get("val/np/sad") for row in rows)
 
@@ -50,6 +81,7 @@ def test_limit_run_checkpoints_then_resumes_from_latest(
     rows = list(csv.DictReader((tmp_path / "run" / "csv" / "version_0" / "metrics.csv").open()))
     epochs = {int(row["epoch"]) for row in rows if row.get("epoch")}
     assert epochs == {2}, f"the resumed run should train only epoch 2, logged {epochs}"
+    assert _position(tmp_path / "run" / "checkpoints" / "last.ckpt") == (2, 6)
 
 
 def test_missing_fg_bg_names_the_prepare_command(

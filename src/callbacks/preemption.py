@@ -20,6 +20,8 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from src.callbacks.last_checkpoint import find_last_checkpoint
+
 log = logging.getLogger(__name__)
 
 
@@ -27,9 +29,10 @@ class PreemptionCheckpoint(Callback):
     """On SIGTERM, save the current training state to ``<dirpath>/<filename>.ckpt``.
 
     Args:
-        dirpath: Folder of the checkpoint; ``None``: the ModelCheckpoint's folder, else
-            ``<default_root_dir>/checkpoints``.
-        filename: File name without ``.ckpt``; ``last`` overwrites the ModelCheckpoint's last.ckpt with
+        dirpath: Folder of the checkpoint; ``None``: the folder of the
+            :class:`~src.callbacks.last_checkpoint.LastCheckpoint` (else of the first ModelCheckpoint),
+            else ``<default_root_dir>/checkpoints``.
+        filename: File name without ``.ckpt``; ``last`` overwrites the LastCheckpoint's last.ckpt with
             the newer state, which is what resuming wants.
     """
 
@@ -39,12 +42,12 @@ class PreemptionCheckpoint(Callback):
         self.saved_path: Path | None = None
 
     def _path(self, trainer: Trainer) -> Path:
+        # the folder of last.ckpt's owner: trainer.checkpoint_callback is merely the first ModelCheckpoint
+        owner = find_last_checkpoint(trainer) or trainer.checkpoint_callback
         if self.dirpath:
             folder = Path(self.dirpath)
-        elif trainer.checkpoint_callback is not None and getattr(
-            trainer.checkpoint_callback, "dirpath", None
-        ):
-            folder = Path(trainer.checkpoint_callback.dirpath)
+        elif owner is not None and getattr(owner, "dirpath", None):
+            folder = Path(owner.dirpath)
         else:
             folder = Path(trainer.default_root_dir) / "checkpoints"
         return folder / f"{self.filename}.ckpt"

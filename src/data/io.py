@@ -34,6 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from src.utils.errors import UserError
+
 MIN_IMAGE_SIDE = 32  # the network downsamples 32x; a smaller picture is a broken file, not a sample
 _IMAGE_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
 _JPEG_MAGIC = b"\xff\xd8"
@@ -47,7 +49,7 @@ _NPY_MAGIC = b"\x93NUMPY"
 ARRAY_SUFFIX = ".npy"  # uncompressed (H, W, 3) uint8 RGB arrays, the fast fg/bg format
 
 
-class ImageReadError(OSError):
+class ImageReadError(UserError, OSError):
     """A file that should hold an image or mask cannot be read.
 
     Attributes:
@@ -61,7 +63,7 @@ class ImageReadError(OSError):
         super().__init__(f"cannot read {self.path}: {reason}")
 
 
-class ImageSizeError(ValueError):
+class ImageSizeError(UserError, ValueError):
     """Maps of one sample disagree in size, or an image is too small to be a sample."""
 
 

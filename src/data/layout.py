@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from src.utils import conventions
+from src.utils.errors import UserError
 
 IMAGE_SUFFIXES = frozenset(conventions.IMAGE_SUFFIXES)
 ARRAY_SUFFIX = ".npy"  # fg/bg only: uncompressed arrays from src/prepare.py fg_bg_format=npy
@@ -73,7 +74,7 @@ ORIGINAL_READS = TrainingReads("none", ORIGINAL_IMAGE_DIRS, ("fg",), anonymised=
 _SHOWN = 5  # stems listed in an error message
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(UserError, FileNotFoundError):
     """The dataset on disk does not have the expected folders or files."""
 
 

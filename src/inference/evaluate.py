@@ -15,6 +15,7 @@ from tqdm import tqdm
 from src.data.io import read_mask
 from src.metrics.collection import METRIC_NAMES, TRIMAP_METRIC_NAMES, matting_metrics
 from src.metrics.privacy import SADPrivacy, sad_privacy
+from src.utils.errors import MissingInputError, SettingError
 from src.utils.files import write_image
 
 Predictor = Callable[[Mapping[str, Any]], Tensor]
@@ -123,13 +124,13 @@ def prediction_reader(pred_dir: Path) -> Predictor:
         candidates = [pred_dir / split / f"{stem}.png", pred_dir / f"{stem}.png"]
         path = next((p for p in candidates if p.is_file()), None)
         if path is None:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"no prediction for {split}/{stem}: looked for {candidates[0]} and {candidates[1]}"
             )
         matte = read_mask(path, dtype=np.float64)
         expected = tuple(unbatch(sample["alpha"]).shape[-2:])
         if matte.shape != expected:
-            raise ValueError(
+            raise SettingError(
                 f"{path} is {matte.shape[0]}x{matte.shape[1]} but the ground truth is "
                 f"{expected[0]}x{expected[1]}: predictions must have the image's size"
             )

@@ -21,7 +21,7 @@ from src.inference.runner import inference_precision, load_network, resolve_devi
 from src.models.test_time import infer_alpha
 from src.models.test_time.resize import ResizeMode
 from src.utils.conventions import IMAGE_SUFFIXES
-from src.utils.errors import UserError
+from src.utils.errors import SettingError, UserError
 from src.utils.files import check_outputs, write_image
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def run_prediction(cfg: DictConfig) -> PredictionSummary:
     weights = "onnx_path" if cfg.get("runtime") == "onnx" else "ckpt_path"
     missing = [key for key in (weights, "input", "output") if cfg.get(key) in (None, "")]
     if missing:
-        raise ValueError(f"set {', '.join(missing)}: {USAGE}")
+        raise SettingError(f"set {', '.join(missing)}: {USAGE}")
     # Everything about the inputs and outputs is checked before the model loads: a refusal costs nothing.
     paths = collect_inputs(str(cfg.input))
     if not paths:

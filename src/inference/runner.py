@@ -27,6 +27,7 @@ from src.inference.evaluate import (
 )
 from src.inference.report import print_table, write_reports
 from src.models.test_time import infer_alpha
+from src.utils.errors import MissingInputError, SettingError
 from src.utils.instantiate import instantiate_loggers
 from src.utils.run_dirs import resolve_ckpt_path
 
@@ -58,7 +59,7 @@ def inference_precision(cfg: DictConfig) -> torch.dtype | None:
     """``cfg.precision`` (32 | bf16 | 16) as the autocast dtype of :func:`infer_alpha`."""
     value = str(cfg.get("precision", 32))
     if value not in PRECISIONS:
-        raise ValueError(f"precision={value!r}: expected one of {' | '.join(PRECISIONS)}")
+        raise SettingError(f"precision={value!r}: expected one of {' | '.join(PRECISIONS)}")
     return PRECISIONS[value]
 
 
@@ -81,13 +82,13 @@ def load_network(cfg: DictConfig, device: torch.device) -> tuple[nn.Module | Onn
         "channels_last": channels_last,
     }
     if runtime not in RUNTIMES:
-        raise ValueError(f"runtime={runtime!r}: expected one of {' | '.join(RUNTIMES)}")
+        raise SettingError(f"runtime={runtime!r}: expected one of {' | '.join(RUNTIMES)}")
     if runtime == "onnx":
         net = _load_onnx(cfg, device, torch_only=precision is not None or channels_last)
         return net, settings | {"checkpoint": str(cfg.onnx_path), "backbone": "onnx"}
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, "train", prefer="best")
     if not ckpt_path:
-        raise ValueError(
+        raise SettingError(
             "set ckpt_path=PATH (a checkpoint to evaluate) or pred_dir=DIR (existing predictions)"
         )
     net = load_model(ckpt_path, backbone=backbone_choice(cfg)).to(device)
@@ -101,12 +102,14 @@ def _load_onnx(cfg: DictConfig, device: torch.device, torch_only: bool) -> OnnxP
     from src.deploy.onnx_session import OnnxP3MNet
 
     if not cfg.get("onnx_path"):
-        raise ValueError(
+        raise SettingError(
             "runtime=onnx needs onnx_path=FILE.onnx; export one with "
             "`python src/export.py ckpt_path=CKPT format=onnx output=FILE.onnx`"
         )
     if torch_only:
-        raise ValueError("precision and channels_last apply to runtime=torch; an ONNX graph runs as exported")
+        raise SettingError(
+            "precision and channels_last apply to runtime=torch; an ONNX graph runs as exported"
+        )
     providers = None if device.type == "cuda" else ["CPUExecutionProvider"]
     return OnnxP3MNet(str(cfg.onnx_path), providers=providers)
 
@@ -134,7 +137,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("pred_dir"):
         pred_dir = Path(str(cfg.pred_dir))
         if not pred_dir.is_dir():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"pred_dir={pred_dir} is not a folder of <split>/<stem>.png or <stem>.png"
             )
         predict = prediction_reader(pred_dir)

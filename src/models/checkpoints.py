@@ -27,18 +27,18 @@ from __future__ import annotations
 
 import functools
 import logging
-import pickle
 import re
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
 from src.models.components.backbones import Backbone, create_backbone, list_backbones, registry
 from src.models.components.p3mnet import P3MNet
+from src.utils.checkpoint_files import CheckpointError, read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,14 @@ class CheckpointState(NamedTuple):
     """Registered backbone name the weights belong to."""
     source: str
     """``lightning``, ``p3mnet`` (a bare P3MNet state dict) or ``official-<arch>``."""
+
+
+def state_tensors(obj: Any, path: Path) -> dict[str, Tensor]:
+    """The tensors of a loaded checkpoint's state dict (``module.`` prefixes dropped)."""
+    state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else obj
+    if not isinstance(state, Mapping) or not state:
+        raise CheckpointError(f"checkpoint {path} holds no state dict (found a {type(obj).__name__})")
+    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, Tensor)}
 
 
 # Official integration-module parts -> ours (src/models/components/integration.py).
@@ -172,12 +180,12 @@ def convert_official_state_dict(
     arch = arch or detected
     if arch not in formats:
         what = "matches no official P3M-Net format" if arch is None else f"is not a known arch {arch!r}"
-        raise ValueError(
+        raise CheckpointError(
             f"the state dict {what}: expected keys identifying one of "
             f"{_describe_signatures(formats)}; found keys {sorted(state)[:_SHOWN]}"
         )
     if detected is not None and detected != arch:
-        raise ValueError(f"expected the official {arch} format, but the keys are those of {detected}")
+        raise CheckpointError(f"expected the official {arch} format, but the keys are those of {detected}")
     fmt = formats[arch]
     prefix = fmt.encoder.official_decoder_prefix
     decoder: dict[str, Tensor] = {}
@@ -196,9 +204,9 @@ def convert_official_state_dict(
         elif ours not in target:
             target[ours] = value
         elif not torch.equal(target[ours], value):
-            raise ValueError(f"official {arch} checkpoint: {key} and its alias for {ours} differ")
+            raise CheckpointError(f"official {arch} checkpoint: {key} and its alias for {ours} differ")
     if unexpected:
-        raise ValueError(
+        raise CheckpointError(
             f"{len(unexpected)} keys do not belong to the official {arch} format: {unexpected[:_SHOWN]}"
         )
     if unused:
@@ -219,24 +227,11 @@ def load_checkpoint_state(path: str | Path) -> CheckpointState:
     them with a DataParallel ``module.`` prefix.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: The file cannot be read safely or matches no known format.
+        CheckpointNotFoundError: ``path`` does not exist.
+        CheckpointError: The file cannot be read safely or matches no known format.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[0]
-        raise ValueError(
-            f"{path} cannot be loaded with torch.load(weights_only=True) ({reason}); it holds objects other "
-            "than tensors and plain containers. Re-save only its state_dict."
-        ) from err
-    state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else obj
-    if not isinstance(state, Mapping) or not state:
-        raise ValueError(f"{path} holds no state dict (found a {type(obj).__name__})")
-    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, Tensor)}
+    state = state_tensors(read_checkpoint(path), path)
     source = "p3mnet"
     if any(k.startswith(LIGHTNING_PREFIX) for k in state):
         # The LightningModule holds the network as `self.net`; other entries (loss buffers) are not ours.
@@ -252,7 +247,7 @@ def load_checkpoint_state(path: str | Path) -> CheckpointState:
         return CheckpointState(state, backbone, source)
     arch = detect_official_arch(state)
     if arch is None:
-        raise ValueError(
+        raise CheckpointError(
             f"{path} matches no known checkpoint format: expected keys `net.backbone.*` (our Lightning "
             f"checkpoints), `backbone.*` / `global_decoder.*` (P3MNet.state_dict()) or the authors' keys "
             f"({_describe_signatures(official_formats())}); found {sorted(state)[:_SHOWN]}"
@@ -269,12 +264,27 @@ def load_model(path: str | Path, backbone: str = "auto") -> P3MNet:
         backbone: A registered backbone name to insist on, or ``"auto"`` to take the checkpoint's.
     """
     checkpoint = load_checkpoint_state(path)
-    if backbone != "auto" and backbone != checkpoint.backbone:
-        raise ValueError(f"{path} holds a {checkpoint.backbone} P3M-Net, not {backbone}: set backbone=auto")
+    if backbone != "auto":
+        require_backbone(checkpoint, backbone, path, fix="set backbone=auto")
     model = P3MNet(checkpoint.backbone)
     model.load_state_dict(checkpoint.state_dict)
     log.info("loaded %s P3M-Net weights (%s) from %s", checkpoint.backbone, checkpoint.source, path)
     return model.float().eval().to(memory_format=torch.contiguous_format)
+
+
+def require_backbone(checkpoint: CheckpointState, backbone: str, path: str | Path, fix: str) -> None:
+    """Refuse ``checkpoint`` unless its weights are those of ``backbone``, saying which it holds.
+
+    Raises:
+        CheckpointError: "<path> holds a swin P3M-Net, not resnet34: <fix>".
+    """
+    if checkpoint.backbone != backbone:
+        raise CheckpointError(f"{path} holds a {checkpoint.backbone} P3M-Net, not {backbone}: {fix}")
+
+
+def backbone_name(net: P3MNet) -> str:
+    """The registered name of ``net``'s backbone (``unknown`` for an unregistered one)."""
+    return next((n for n in list_backbones() if backbone_class(n) is type(net.backbone)), "unknown")
 
 
 class _Reference(NamedTuple):
@@ -303,7 +313,7 @@ def _match_backbone(state: Mapping[str, Tensor], path: Path) -> str:
     for name in list_backbones():
         if keys == {k for k in _reference(name).shapes if k.startswith("backbone.")}:
             return name
-    raise ValueError(
+    raise CheckpointError(
         f"{path}: the backbone.* weights match no registered backbone ({', '.join(list_backbones())}); "
         f"first keys {sorted(keys)[:_SHOWN]}"
     )
@@ -326,7 +336,7 @@ def _validate(state: Mapping[str, Tensor], backbone: str, expected: str) -> None
     if wrong:
         problems.append(f"{len(wrong)} tensors of the wrong shape {wrong[:_SHOWN]}")
     if problems:
-        raise ValueError(f"weights do not fit {expected}: " + "; ".join(problems))
+        raise CheckpointError(f"weights do not fit {expected}: " + "; ".join(problems))
 
 
 def _describe_signatures(formats: Mapping[str, OfficialFormat]) -> str:

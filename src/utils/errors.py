@@ -22,3 +22,11 @@ class UserError(Exception):
     traceback, and exit with :data:`EXIT_USER_ERROR`. Bugs keep raising other exceptions (and show
     their traceback).
     """
+
+
+class SettingError(UserError, ValueError):
+    """A setting whose value the entry point cannot use; the message names the key and the choices."""
+
+
+class MissingInputError(UserError, FileNotFoundError):
+    """A file or folder the user named (or that a setting implies) does not exist."""

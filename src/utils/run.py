@@ -1,42 +1,177 @@
-"""What every entry point does around its task: seeding, logging the config, closing loggers."""
+"""What every entry point does around its task: exit codes, log routing, config checks, closing loggers.
+
+The exit codes are those of :mod:`src.utils.errors`. A :class:`~src.utils.errors.UserError` prints
+its message once, without a traceback, and exits 2; any other exception is a bug and keeps its
+traceback (Hydra prints it; the run's log file gets it too). SIGTERM exits 143 and Ctrl-C 130, also
+when Lightning turned them into its own exits.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+import multiprocessing
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from lightning import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
+
+from src.utils.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL_FAILURE,
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    UserError,
+)
 
 log = logging.getLogger(__name__)
 
+# Lightning's loggers get their own stderr handler at import (before Hydra configures logging) and
+# lightning.pytorch / lightning.fabric do not propagate: their messages never reach the run's log file.
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 
-def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
-    """Run a task and always close W&B, so a crashed run does not hang a multirun."""
+
+def task_wrapper(
+    task: Callable[[DictConfig], Any] | None = None, *, check: Callable[[DictConfig], None] | None = None
+) -> Any:
+    """Wrap an entry point's task: route Lightning's logs, run ``check(cfg)``, map failures to exit codes.
+
+    Usable as ``@task_wrapper`` or ``task_wrapper(task, check=ConfigCheck(...))(cfg)``. W&B is always
+    closed, so a crashed run does not hang a multirun.
+    """
+    if task is None:
+        return functools.partial(task_wrapper, check=check)
 
     @functools.wraps(task)
     def wrapped(cfg: DictConfig) -> Any:
-        try:
-            return task(cfg)
-        except Exception:
-            log.exception("Task failed; the run directory keeps its log")
-            raise
-        finally:
+        route_lightning_logs()
+        standard_start_method()
+        with _watch_sigint() as interrupted:
             try:
-                import wandb
-
-                if wandb.run is not None:
-                    wandb.finish()
-            except ImportError:  # pragma: no cover - wandb is a dependency
-                pass
+                if check is not None:
+                    check(cfg)
+                return task(cfg)
+            except SIGTERMException:  # a SystemExit without a code: the shell would see success
+                log.error("Terminated (SIGTERM): exit %d; resume with ckpt_path=latest", EXIT_TERMINATED)
+                raise SystemExit(EXIT_TERMINATED) from None
+            except KeyboardInterrupt:
+                log.error("Interrupted (Ctrl-C): exit %d", EXIT_INTERRUPTED)
+                raise SystemExit(EXIT_INTERRUPTED) from None
+            except SystemExit as exit_:
+                if interrupted:  # Lightning's Ctrl-C handling ends with sys.exit(1)
+                    log.error("Interrupted (Ctrl-C): exit %d", EXIT_INTERRUPTED)
+                    raise SystemExit(EXIT_INTERRUPTED) from None
+                raise exit_
+            except Exception as err:
+                user_error = _user_error(err)
+                if user_error is None:
+                    _log_traceback_to_files(err)
+                    raise
+                log.error("%s", user_error)
+                if _in_multirun():  # the sweeper records the failed job and goes on
+                    raise user_error from None
+                raise SystemExit(EXIT_USER_ERROR) from None
+            finally:
+                _finish_wandb()
 
     return wrapped
+
+
+def _user_error(err: BaseException) -> UserError | None:
+    """``err`` if a :class:`UserError`, or the one Hydra wrapped while instantiating a config."""
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    return err if isinstance(err, UserError) else None
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@contextlib.contextmanager
+def _watch_sigint() -> Iterator[list[bool]]:
+    """A list that holds ``True`` once Ctrl-C was pressed (Ctrl-C still raises KeyboardInterrupt)."""
+    interrupted: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():  # signals are the main thread's
+        yield interrupted
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        interrupted.append(True)
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def standard_start_method() -> None:
+    """Give DataLoader workers the platform's start method inside joblib's (loky) worker processes.
+
+    hydra/launcher=parallel runs each job in a loky worker, where multiprocessing's default start
+    method is loky's own, with which DataLoader workers fail to start (``data.num_workers > 0``).
+    """
+    if multiprocessing.get_start_method(allow_none=True) == "loky":
+        multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)
+
+
+def route_lightning_logs() -> None:
+    """Send Lightning's log records to the root handlers (Hydra's console and the run's log file)."""
+    if not logging.getLogger().handlers:  # nothing configured logging: keep Lightning's own handler
+        return
+    for name in LIGHTNING_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:  # Lightning's console handler, not a file
+                logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def _log_traceback_to_files(err: BaseException) -> None:
+    """Write a bug's traceback into the run's log file (Hydra prints it on the console, once)."""
+    record = log.makeRecord(
+        log.name, logging.ERROR, __file__, 0, "Task failed", (), (type(err), err, err.__traceback__)
+    )
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def _finish_wandb() -> None:
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    except ImportError:  # pragma: no cover - wandb is a dependency
+        pass
+
+
+def exit_for_failures(failed: int, what: str) -> None:
+    """Exit 1 when ``failed`` inputs failed (the rest are done); the count goes to the log.
+
+    Args:
+        failed: How many inputs failed.
+        what: What they are, plural ("images").
+    """
+    if failed:
+        log.error("%s that failed: %d (listed above); the others are done", what.capitalize(), failed)
+        sys.exit(EXIT_PARTIAL_FAILURE)
 
 
 @rank_zero_only

@@ -17,6 +17,7 @@ from src.data.fgbg import estimate_fg_bg, fg_dir_for, prepare_fg_bg
 from src.data.io import read_image, read_mask, read_rgb_array
 from src.data.synthetic import ensure_synthetic_dataset, render_portrait
 from src.data.transforms import PaperTransform
+from src.utils.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -245,8 +246,8 @@ def test_prepare_names_the_missing_folders(tmp_path: Path) -> None:
     assert "train/blurred_image" in str(info.value)
 
 
-def test_prepare_entry_point_config(tiny: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """conf/prepare.yaml composes and src/prepare.run maps outcomes to exit codes (in-process, fast)."""
+def test_prepare_entry_point_config(tiny: Path) -> None:
+    """conf/prepare.yaml composes; src/prepare.run refuses bad settings and counts failures (in-process)."""
     from hydra import compose, initialize_config_dir
 
     from src.prepare import run
@@ -254,16 +255,16 @@ def test_prepare_entry_point_config(tiny: Path, caplog: pytest.LogCaptureFixture
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
         cfg = compose("prepare", overrides=["data.root=null", "workers=1", "progress=false"])
         assert cfg.image_dir == "blurred_image" and cfg.output_root is None and not cfg.overwrite
-        assert run(cfg) == 2
-        assert "data.root=" in caplog.text
+        with pytest.raises(UserError, match=r"data\.root="):
+            run(cfg)
         cfg = compose("prepare", overrides=[f"data.root={tiny}", "workers=1", "progress=false"])
     assert run(cfg) == 0
     assert len(list((tiny / "train" / "fg_blurred").glob("*.png"))) == 2
     assert cfg.fg_bg_format == "png"
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
         base = [f"data.root={tiny}", "workers=1", "progress=false"]
-        assert run(compose("prepare", overrides=[*base, "fg_bg_format=webp"])) == 2
-        assert "fg_bg_format='webp'" in caplog.text
+        with pytest.raises(UserError, match="fg_bg_format='webp'"):
+            run(compose("prepare", overrides=[*base, "fg_bg_format=webp"]))
         assert run(compose("prepare", overrides=[*base, "fg_bg_format=npy"])) == 0
     assert len(list((tiny / "train" / "bg").glob("*.npy"))) == 2  # converted from the PNGs
 

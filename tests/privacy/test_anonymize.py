@@ -151,7 +151,7 @@ def test_keep_no_face_false_and_jpg_output(tmp_path: Path) -> None:
 
 
 def test_missing_input_key_says_how_to_call_it() -> None:
-    with pytest.raises(ValueError, match=r"set input=DIR: python src/anonymize\.py"):
+    with pytest.raises(UserError, match=r"set input=DIR: python src/anonymize\.py"):
         anonymize(_cfg(output="/tmp/x"))
 
 

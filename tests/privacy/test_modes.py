@@ -71,7 +71,7 @@ def test_checkpoints_on_sad_privacy_with_the_obfuscated_splits(
         "trainer.num_sanity_val_steps=0",
         "logger=csv",
         "callbacks.model_checkpoint.monitor=val/p/sad_privacy",
-        "callbacks.model_checkpoint.save_last=false",
+        "callbacks.last_checkpoint=null",  # only the monitored checkpoint
     ]
     cfg = compose_config("train", overrides)
     metrics = train(cfg)

@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from src.utils.errors import SettingError
+
 ResizeMode = Literal["paper", "fast"]
 RESIZE_MODES: tuple[str, ...] = ("paper", "fast")
 
@@ -60,7 +62,7 @@ def resize_maps(maps: Tensor, size: tuple[int, int], mode: ResizeMode, uint8_ran
     if mode == "fast":
         return F.interpolate(maps[None].float(), size=size, mode="bilinear", align_corners=False)[0]
     if mode != "paper":
-        raise ValueError(f"unknown resize_mode {mode!r}; expected one of {RESIZE_MODES}")
+        raise SettingError(f"unknown resize_mode {mode!r}; expected one of {RESIZE_MODES}")
     if not uint8_range:
         return resize_like_skimage_0_14(maps.double(), size)
     return resize_like_skimage_0_14(maps.double() * (1 / 255), size) * 255.0

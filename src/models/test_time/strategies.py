@@ -28,6 +28,7 @@ from src.utils.conventions import (
     TRIMAP_FOREGROUND,
     TRIMAP_VALUES,
 )
+from src.utils.errors import SettingError
 
 STRATEGIES: tuple[str, ...] = ("resize", "hybrid", "full")
 MAX_SIDE = 1600
@@ -129,7 +130,7 @@ def infer_alpha(
             (faster; the mattes move: the README's performance section measures how much).
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown test_strategy {strategy!r}; expected one of {STRATEGIES}")
+        raise SettingError(f"unknown test_strategy {strategy!r}; expected one of {STRATEGIES}")
     if image.dim() == 4:
         if image.shape[0] != 1:
             raise ValueError(f"infer_alpha takes one image, got a batch of {image.shape[0]}")

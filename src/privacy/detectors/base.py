@@ -7,6 +7,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from src.utils.errors import UserError
+
 
 @dataclass(frozen=True)
 class FaceDetection:
@@ -45,7 +47,7 @@ class FaceDetector(Protocol):
         ...
 
 
-class DetectorUnavailableError(RuntimeError):
+class DetectorUnavailableError(UserError, RuntimeError):
     """A registered detector cannot run here: an optional package or model file is missing."""
 
 

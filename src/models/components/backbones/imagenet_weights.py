@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
+
+from src.utils.checkpoint_files import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def load_encoder_file(backbone: nn.Module, path: str | Path) -> EncoderLoadRepor
         raise FileNotFoundError(
             f"{name} ImageNet weights not found at {path}: set backbone.pretrained=<file> or null"
         )
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = read_checkpoint(path)
     state, container = _unwrap(obj, tuple(backbone.pretrained_containers), path)
     report = EncoderLoadReport(path=path, container=container)
     state = {k.removeprefix("module."): v for k, v in state.items()}

@@ -18,13 +18,13 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
 from src.models.components.backbones.base import Backbone, DecoderSpec, EncoderState
 from src.models.components.backbones.registry import register_backbone
+from src.utils.checkpoint_files import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class ResNet34Backbone(Backbone):
             raise FileNotFoundError(
                 f"ResNet-34 ImageNet weights not found at {path}: set the backbone's pretrained path"
             )
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(path)
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
         if not isinstance(state, dict):
