@@ -14,7 +14,7 @@ from torchmetrics import MetricCollection
 from src.metrics.collection import matting_metrics
 from src.metrics.matting import METRIC_CLASSES
 from src.metrics.privacy import SADPrivacy
-from src.models.checkpoints import backbone_name, load_checkpoint_state, require_backbone
+from src.models.checkpoints import load_checkpoint_state, require_backbone
 from src.models.components.p3mnet import P3MNet
 from src.models.performance import compile_in_place, enable_activation_checkpointing, to_channels_last
 from src.models.test_time import TestTimeOutput, infer_alpha
@@ -75,7 +75,7 @@ class P3MLitModule(LightningModule):
         if init_from:
             checkpoint = load_checkpoint_state(init_from)
             if isinstance(net, P3MNet):  # a clear refusal instead of a missing-keys list of every layer
-                name = backbone_name(net)
+                name = net.backbone_name
                 fix = f"set backbone={checkpoint.backbone}, or model.init_from= a {name} checkpoint"
                 require_backbone(checkpoint, name, f"model.init_from={init_from}", fix=fix)
             self.net.load_state_dict(checkpoint.state_dict)

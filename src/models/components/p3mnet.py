@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from torch import Tensor, nn
@@ -60,17 +59,26 @@ class P3MNet(nn.Module):
 
     Args:
         backbone: A registered backbone name (``resnet34``, ...) or a built :class:`Backbone`.
-        pretrained: ImageNet weights for a backbone given by name (a path); None for random init.
+        backbone_kwargs: For a backbone given by name, its factory's arguments (e.g. ``pretrained``:
+            a path to ImageNet weights; None for random init).
+
+    Attributes:
+        backbone_name: The registered name (checkpoints and logs say which P3M-Net this is); a
+            backbone built by hand goes by its class name.
     """
 
-    def __init__(self, backbone: str | Backbone = "resnet34", pretrained: str | Path | None = None) -> None:
+    def __init__(self, backbone: str | Backbone = "resnet34", **backbone_kwargs: Any) -> None:
         super().__init__()
         if isinstance(backbone, str):
-            backbone = create_backbone(backbone, **({"pretrained": pretrained} if pretrained else {}))
-        elif pretrained:
+            self.backbone_name = backbone
+            kwargs = {k: v for k, v in backbone_kwargs.items() if k != "pretrained" or v}
+            backbone = create_backbone(backbone, **kwargs)
+        elif backbone_kwargs:
             raise ValueError(
-                "pretrained= only applies to a backbone given by name; load weights into your Backbone"
+                f"{sorted(backbone_kwargs)} only apply to a backbone given by name; configure your Backbone"
             )
+        else:
+            self.backbone_name = type(backbone).__name__
         self.backbone = backbone
         spec = backbone.decoder_spec
         self.global_decoder = GlobalDecoder(spec, backbone.deepest_channels)
@@ -141,5 +149,4 @@ def _checked(image: Tensor) -> Tensor:
 def build_p3mnet(backbone: Mapping[str, Any]) -> P3MNet:
     """P3M-Net from the ``backbone`` config group: ``name`` plus the factory's keyword arguments."""
     kwargs = dict(backbone)
-    name = kwargs.pop("name")
-    return P3MNet(create_backbone(name, **kwargs))
+    return P3MNet(kwargs.pop("name"), **kwargs)
