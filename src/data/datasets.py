@@ -53,7 +53,7 @@ class P3M10kTrainDataset(Dataset):
         extra_read_dirs: folders the hook reads (P3M-CP's public source faces), for the audit.
 
     Attributes:
-        read_dirs: every folder this dataset reads from; in PPT mode none holds non-anonymised images.
+        read_dirs: every folder this dataset reads from; in PPT mode none holds non-anonymized images.
     """
 
     def __init__(

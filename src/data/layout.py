@@ -7,7 +7,7 @@ The official release (and our synthetic dataset) looks like::
     <root>/train/fg_blurred|fg/, bg/      optional: estimated foreground / background (src/prepare.py),
                                           image files or .npy arrays (fg_bg_format=npy)
     <root>/train/facemask/*.png           optional: face masks
-    <root>/train/original_image|original/ only in datasets that have non-anonymised training images
+    <root>/train/original_image|original/ only in datasets that have non-anonymized training images
     <root>/validation/P3M-500-P/{blurred_image,mask,trimap,facemask}/
     <root>/validation/P3M-500-NP/{original_image,mask,trimap}/
 
@@ -17,9 +17,9 @@ the same stem (it is the faster copy ``src/prepare.py fg_bg_format=npy`` made of
 raises :class:`DatasetLayoutError` with the path, what is missing and how to fix it.
 
 In PPT mode the training set lists only train/blurred_image (plus mask, fg/bg, facemask); next to
-non-anonymised images it refuses a train/fg that may have been estimated from them (only
+non-anonymized images it refuses a train/fg that may have been estimated from them (only
 train/fg_blurred is safe there). P3M-CP (``cp``) reads the same folders as PPT (its public source
-faces are listed by :mod:`src.privacy.faces`); ``obfuscate`` reads the non-anonymised images and
+faces are listed by :mod:`src.privacy.faces`); ``obfuscate`` reads the non-anonymized images and
 their train/fg by design and needs train/facemask to obfuscate them on the fly, as does ``cp`` to
 paste into the face.
 
@@ -44,7 +44,7 @@ from src.utils.errors import UserError
 IMAGE_SUFFIXES = frozenset(conventions.IMAGE_SUFFIXES)
 ARRAY_SUFFIX = ".npy"  # fg/bg only: uncompressed arrays from src/prepare.py fg_bg_format=npy
 FG_BG_SUFFIXES = IMAGE_SUFFIXES | {ARRAY_SUFFIX}
-ORIGINAL_IMAGE_DIRS = ("original_image", "original")  # non-anonymised training images (not in P3M-10k)
+ORIGINAL_IMAGE_DIRS = ("original_image", "original")  # non-anonymized training images (not in P3M-10k)
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class TrainingReads:
         mode: the mode's name in messages (``privacy=<mode>``).
         image_dirs: training image folders under ``train/``, the first that exists is read.
         fg_dirs: estimated-foreground folders matching those images, in order of preference.
-        anonymised: the images must never be non-anonymised: a ``train/fg`` beside original images
+        anonymized: the images must never be non-anonymized: a ``train/fg`` beside original images
             (possibly their foregrounds, faces intact) is refused.
         needs_facemask: the mode works inside the faces (``train/facemask`` is required).
     """
@@ -63,14 +63,14 @@ class TrainingReads:
     mode: str
     image_dirs: tuple[str, ...]
     fg_dirs: tuple[str, ...]
-    anonymised: bool
+    anonymized: bool
     needs_facemask: bool = False
 
 
 # The paper's setting (PPT), and the default: face-blurred images and the foregrounds estimated from them.
-BLURRED_READS = TrainingReads("ppt", ("blurred_image",), ("fg_blurred", "fg"), anonymised=True)
-# Non-anonymised images and their foregrounds (fg_blurred would not match them).
-ORIGINAL_READS = TrainingReads("none", ORIGINAL_IMAGE_DIRS, ("fg",), anonymised=False)
+BLURRED_READS = TrainingReads("ppt", ("blurred_image",), ("fg_blurred", "fg"), anonymized=True)
+# Non-anonymized images and their foregrounds (fg_blurred would not match them).
+ORIGINAL_READS = TrainingReads("none", ORIGINAL_IMAGE_DIRS, ("fg",), anonymized=False)
 _SHOWN = 5  # stems listed in an error message
 
 
@@ -129,7 +129,7 @@ class EvalSplit:
         image_dir, mask_dir: folders relative to ``<root>/validation`` (or ``<root>``).
         trimap_dir: trimaps, or ``None`` for splits without (trimap metrics are then skipped).
         facemask_dir: face masks; optional: a missing folder just means no ``facemask`` key.
-        anonymised: the faces in its images are obfuscated; only such splits are uploaded as images
+        anonymized: the faces in its images are obfuscated; only such splits are uploaded as images
             to hosted loggers unless the user opts in (``callbacks.wandb_images.log_unblurred``).
         obfuscate: obfuscate every image's face on the fly (inside the face mask minus the trimap's
             unknown region, or the alpha's transition band without trimaps), e.g.
@@ -143,7 +143,7 @@ class EvalSplit:
     mask_dir: str
     trimap_dir: str | None = None
     facemask_dir: str | None = None
-    anonymised: bool = False
+    anonymized: bool = False
     obfuscate: Obfuscator | None = None
 
     @classmethod
@@ -158,7 +158,7 @@ class EvalSplit:
             raise ValueError(f"data.eval_splits[{index}] must be a mapping, got {config!r}")
         required = ("name", "prefix", "image_dir", "mask_dir")
         missing = [key for key in required if not config.get(key)]
-        optional = ("trimap_dir", "facemask_dir", "anonymised", "obfuscate")
+        optional = ("trimap_dir", "facemask_dir", "anonymized", "obfuscate")
         unknown = sorted(set(config) - {*required, *optional})
         if missing or unknown:
             raise ValueError(
@@ -166,7 +166,7 @@ class EvalSplit:
                 + (f"missing {', '.join(missing)}; " if missing else "")
                 + (f"unknown keys {', '.join(unknown)}; " if unknown else "")
                 + "each split needs name, prefix, image_dir, mask_dir and may set trimap_dir, facemask_dir, "
-                "anonymised, obfuscate"
+                "anonymized, obfuscate"
             )
         obfuscate = _eval_obfuscator(config.get("obfuscate"), index, obfuscator)
         if obfuscate is not None and not config.get("facemask_dir"):
@@ -181,7 +181,7 @@ class EvalSplit:
             mask_dir=str(config["mask_dir"]),
             trimap_dir=str(config["trimap_dir"]) if config.get("trimap_dir") else None,
             facemask_dir=str(config["facemask_dir"]) if config.get("facemask_dir") else None,
-            anonymised=bool(config.get("anonymised", False)),
+            anonymized=bool(config.get("anonymized", False)),
             obfuscate=obfuscate,
         )
 
@@ -340,10 +340,10 @@ class P3M10kLayout:
         for name in reads.image_dirs:
             if (self.train_dir / name).is_dir():
                 return self.train_dir / name
-        if not reads.anonymised:
+        if not reads.anonymized:
             where = " or ".join(str(self.train_dir / n) for n in reads.image_dirs)
             raise DatasetLayoutError(
-                f"privacy={reads.mode} reads non-anonymised images from {where}, which does not exist: "
+                f"privacy={reads.mode} reads non-anonymized images from {where}, which does not exist: "
                 "P3M-10k ships only face-blurred training images; use privacy=ppt or privacy=cp, or a "
                 "dataset with original images (data=synthetic)"
             )
@@ -395,8 +395,8 @@ class P3M10kLayout:
                     "to estimate them, or use a loss without composition (loss=no_composition)"
                 )
             originals = [n for n in ORIGINAL_IMAGE_DIRS if (self.train_dir / n).is_dir()]
-            if reads.anonymised and fg_dir is not None and fg_dir.name == "fg" and originals:
-                # With non-anonymised images present, train/fg may be their foregrounds (faces intact).
+            if reads.anonymized and fg_dir is not None and fg_dir.name == "fg" and originals:
+                # With non-anonymized images present, train/fg may be their foregrounds (faces intact).
                 raise DatasetLayoutError(
                     f"privacy={reads.mode} needs foregrounds of the face-blurred images "
                     "(train/fg_blurred), but "

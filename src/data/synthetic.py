@@ -331,7 +331,7 @@ def render_portrait(rng: np.random.Generator, height: int, width: int) -> Portra
 
     a = alpha.astype(np.float32)[..., None] / 255.0
     original = _to_uint8(a * fg8 + (1.0 - a) * bg8)
-    # P3M-10k anonymises faces with a strong Gaussian blur; pasting only inside the mask keeps every
+    # P3M-10k anonymizes faces with a strong Gaussian blur; pasting only inside the mask keeps every
     # other pixel of the blurred image identical to the original.
     sigma = max(1.5, 0.3 * face_ax[0])
     inside = facemask[..., None] > 0

@@ -1,4 +1,4 @@
-"""Privacy: the training modes, face obfuscation (blur, mosaic, zero), P3M-CP and offline anonymising.
+"""Privacy: the training modes, face obfuscation (blur, mosaic, zero), P3M-CP and offline anonymizing.
 
 - :mod:`src.privacy.modes`: one class per training privacy mode (conf/privacy): what training may
   read and what it does to a sample (PPT, none, obfuscate, P3M-CP).

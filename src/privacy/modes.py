@@ -2,8 +2,8 @@
 
 =============  ====================================================================================
 ``ppt``        face-blurred images only (train/blurred_image): the paper's setting; no extra step
-``none``       non-anonymised images (train/original_image); no extra step
-``obfuscate``  non-anonymised images whose face is obfuscated on the fly (``method`` blur, mosaic or
+``none``       non-anonymized images (train/original_image); no extra step
+``obfuscate``  non-anonymized images whose face is obfuscated on the fly (``method`` blur, mosaic or
                zero) inside the face mask minus the alpha transition band, before any augmentation:
                the P3M-10k procedure applied to datasets that have originals
 ``cp``         P3M-CP: face-blurred images with a public face pasted over the blurred face
@@ -13,7 +13,7 @@
 
 A mode declares:
 
-- ``reads``: which training folders it may read, whether they are anonymised and whether it needs
+- ``reads``: which training folders it may read, whether they are anonymized and whether it needs
   face masks (a :class:`~src.data.layout.TrainingReads`, which the data module enforces);
 - :meth:`PrivacyMode.sample_hook`: the step it adds around the augmentation of a training sample,
   and the extra folders that step reads (for the privacy audit);
@@ -77,7 +77,7 @@ class PPT(PrivacyMode):
 
 @dataclass(frozen=True)
 class NoPrivacy(PrivacyMode):
-    """No protection: the non-anonymised images of datasets that have them (P3M-10k has none)."""
+    """No protection: the non-anonymized images of datasets that have them (P3M-10k has none)."""
 
     name: ClassVar[str] = "none"
     reads: ClassVar[TrainingReads] = ORIGINAL_READS
@@ -85,7 +85,7 @@ class NoPrivacy(PrivacyMode):
 
 @dataclass(frozen=True)
 class Obfuscate(PrivacyMode):
-    """Non-anonymised images, face obfuscated on the fly inside the face mask minus the transition band.
+    """Non-anonymized images, face obfuscated on the fly inside the face mask minus the transition band.
 
     Attributes:
         method: ``blur`` (Gaussian), ``mosaic`` (pixelation) or ``zero`` (black).

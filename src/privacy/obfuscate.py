@@ -1,6 +1,6 @@
 """Face obfuscation for privacy-preserving training: blur, mosaic (pixelation) or zero (black fill).
 
-P3M-10k was anonymised by obfuscating the face *minus the alpha transition band*, so the hair and
+P3M-10k was anonymized by obfuscating the face *minus the alpha transition band*, so the hair and
 the soft edges that matting is about keep their real pixels. Here the obfuscated region is::
 
     region = facemask AND NOT band

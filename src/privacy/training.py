@@ -41,7 +41,7 @@ def face_region(
     band_kernel: int | None = None,
     opaque_alpha: int = DEFAULT_OPAQUE_ALPHA,
 ) -> np.ndarray:
-    """The face mask minus the alpha's transition band (the pixels P3M-10k anonymises), bool (H, W).
+    """The face mask minus the alpha's transition band (the pixels P3M-10k anonymizes), bool (H, W).
 
     Computed on the face's bounding box padded by the kernel, which gives the full-image result
     (morphology reads only pixels within the kernel's reach) at a cost independent of the image size.

@@ -16,7 +16,7 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 TRIMAP_BACKGROUND, TRIMAP_UNKNOWN, TRIMAP_FOREGROUND = 0, 128, 255
 TRIMAP_VALUES: tuple[int, int, int] = (TRIMAP_BACKGROUND, TRIMAP_UNKNOWN, TRIMAP_FOREGROUND)
 
-#: The elliptic kernel of the official trimaps (and of P3M-10k's face anonymisation band) at
+#: The elliptic kernel of the official trimaps (and of P3M-10k's face anonymization band) at
 #: P3M-10k's 1080 px short side.
 KERNEL_AT_1080 = 25
 

@@ -122,7 +122,7 @@ def test_privacy_modes_read_only_their_images(tmp_path: Path) -> None:
 def test_privacy_none_on_p3m10k_is_a_clear_error(tmp_path: Path) -> None:
     root = make_p3m_tree(tmp_path)
     with pytest.raises(
-        DatasetLayoutError, match=r"privacy=none reads non-anonymised .*train/original_image.*use privacy=ppt"
+        DatasetLayoutError, match=r"privacy=none reads non-anonymized .*train/original_image.*use privacy=ppt"
     ):
         P3M10kLayout(root).train_split(ORIGINAL_READS)
 

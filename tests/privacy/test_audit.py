@@ -26,7 +26,7 @@ from src.privacy.obfuscate import obfuscate_face
 from src.privacy.training import band_kernel_for, face_region
 
 SMALL = {"crop_sizes": [48, 64], "out_size": 64, "kernel_range": [3, 7]}
-ORIGINAL_DIRS = {"original_image", "original", "fg"}  # folders with non-anonymised faces
+ORIGINAL_DIRS = {"original_image", "original", "fg"}  # folders with non-anonymized faces
 
 
 @dataclass
@@ -83,7 +83,7 @@ def opened_files(dm: P3M10kDataModule, monkeypatch: pytest.MonkeyPatch, epochs: 
     ],
     ids=["ppt", "icp", "fcp"],
 )
-def test_ppt_and_cp_open_only_anonymised_images(
+def test_ppt_and_cp_open_only_anonymized_images(
     privacy: PrivacyMode, tiny_synthetic: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dm = datamodule(tiny_synthetic, privacy)

@@ -6,7 +6,7 @@ Choices where the papers are silent (documented in the README):
 - the mask is area-downsampled to the feature's resolution and blended softly:
   ``x = x_t * (1 - m) + x_s * m``; where ``m == 0`` the features are exactly the target's;
 - BatchNorm: the source pass uses its own batch statistics without updating the running statistics
-  (:func:`source_pass_batchnorm`), so the running statistics see exactly the anonymised training
+  (:func:`source_pass_batchnorm`), so the running statistics see exactly the anonymized training
   images; in evaluation mode both passes use the running statistics.
 """
 
