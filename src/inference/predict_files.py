@@ -143,13 +143,15 @@ def predict_files(
         image = fit_short_side(original, max_short_side)
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(device)
         try:
-            alpha = infer_alpha(net, tensor, strategy, resize_mode, precision=precision).alpha.cpu().numpy()
+            # the mattes are resized once, from the pass sizes straight to the photo's size
+            output = infer_alpha(
+                net, tensor, strategy, resize_mode, precision=precision, out_size=original.shape[:2]
+            )
         except ValueError as err:  # e.g. too small for the strategy
             summary.failed.append((path, str(err)))
             log.warning("skipped %s: %s", path, err)
             continue
-        if alpha.shape != original.shape[:2]:
-            alpha = cv2.resize(alpha, original.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+        alpha = output.alpha.cpu().numpy()
         sources[path.stem] = path
         try:
             write_outputs(original, alpha, out_dir, path.stem)

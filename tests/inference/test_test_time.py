@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from src.models import P3MNet, P3MOutput
-from src.models.test_time import STRATEGIES, infer_alpha, pass_size
+from src.models.test_time import STRATEGIES, infer_alpha, pass_size, resize_maps
 
 
 class ThreeBands(nn.Module):
@@ -110,3 +110,17 @@ def test_bf16_autocast_keeps_shapes_and_stays_close() -> None:
     bf16 = infer_alpha(net, image, "full", "fast", precision=torch.bfloat16).local_alpha
     assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
     assert 0 < (bf16 - fp32).abs().mean() < 0.05  # bf16 really ran, and stayed near the fp32 matte
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_out_size_resizes_the_pass_outputs_once(strategy: str) -> None:
+    """A shrunk photo's mattes go from the pass sizes straight to the photo's size (predict's
+    max_short_side), not to the shrunk size and then again."""
+    image = torch.randint(0, 256, (3, 96, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    net = ThreeBands()
+    out = infer_alpha(net, image, strategy, "paper", out_size=(150, 200))
+    assert out.alpha.shape == out.trimap.shape == out.local_alpha.shape == (150, 200)
+    if strategy != "hybrid":  # the fused matte is one resize of the (single) pass's fusion output
+        fusion = net(torch.zeros(1, 3, *net.sizes[0])).fusion_alpha[0]
+        expected = resize_maps(fusion, (150, 200), "paper")[0].float()
+        torch.testing.assert_close(out.alpha, expected.clamp(0, 1), rtol=0, atol=0)

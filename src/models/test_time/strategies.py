@@ -114,6 +114,7 @@ def infer_alpha(
     resize_mode: ResizeMode = "paper",
     max_side: int = MAX_SIDE,
     precision: torch.dtype | None = None,
+    out_size: tuple[int, int] | None = None,
 ) -> TestTimeOutput:
     """Predict the matte of one image with an official test-time strategy.
 
@@ -126,6 +127,8 @@ def infer_alpha(
         resize_mode: ``paper`` (scikit-image 0.14.5's arithmetic, bit for bit, float64) or ``fast``
             (``F.interpolate``, float32); both run on the image's device.
         max_side: Cap of each pass side (official: 1600).
+        out_size: (H, W) of the mattes when not the image's: e.g. the photo's size when ``image`` is a
+            shrunk copy of it, so the mattes are resized once, from the pass sizes.
         precision: None for fp32; ``torch.bfloat16``/``torch.float16`` run the network under autocast
             (faster; the mattes move: the README's performance section measures how much).
     """
@@ -138,7 +141,7 @@ def infer_alpha(
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"expected an RGB image of shape (3, H, W), got {tuple(image.shape)}")
     height, width = image.shape[-2:]
-    full = (height, width)
+    full = (height, width) if out_size is None else (int(out_size[0]), int(out_size[1]))
 
     if strategy == "hybrid":
         half = _input(image, pass_size(height, width, 0.5, max_side), resize_mode)
