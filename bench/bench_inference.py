@@ -59,10 +59,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from src.data.io import read_image  # noqa: E402
-from src.inference import infer_alpha  # noqa: E402
-from src.models import P3MNet  # noqa: E402
+from src.models import P3MNet, P3MOutput  # noqa: E402
 from src.models.checkpoints import convert_official_state_dict  # noqa: E402
 from src.models.performance import to_channels_last  # noqa: E402
+from src.models.test_time import infer_alpha  # noqa: E402
 from tests.fixtures import read_matte16  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures"
@@ -129,15 +129,15 @@ class FixedOutputs(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.made: dict[tuple[int, ...], tuple[Tensor, ...]] = {}
+        self.made: dict[tuple[int, ...], P3MOutput] = {}
 
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+    def forward(self, x: Tensor) -> P3MOutput:
         if x.shape not in self.made:
             n, _, h, w = x.shape
             ramp = torch.linspace(-1, 1, w, device=x.device).expand(n, 1, h, w)
             logits = torch.cat([-ramp * 4, 1 - ramp.abs() * 4, ramp * 4], dim=1)
             local = torch.sigmoid(ramp * 3)
-            self.made[x.shape] = (logits, local, local, logits, logits, logits)
+            self.made[x.shape] = P3MOutput(logits, local, local, logits, logits, logits)
         return self.made[x.shape]
 
 

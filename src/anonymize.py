@@ -1,4 +1,4 @@
-"""Anonymise portraits offline: ``python src/anonymize.py input=DIR output=DIR [key=value ...]``.
+"""Anonymize portraits offline: ``python src/anonymize.py input=DIR output=DIR [key=value ...]``.
 
 Detects faces with a registered detector (CenterFace by default; install it with
 ``make anonymize-deps``), obfuscates them and writes a P3M-style folder. Every key is in
@@ -51,7 +51,7 @@ ANONYMIZE_CHECK = ConfigCheck(
 
 
 def anonymize(cfg: DictConfig) -> AnonymizeReport:
-    """Build the detector and the obfuscator from ``cfg`` and anonymise ``cfg.input``."""
+    """Build the detector and the obfuscator from ``cfg`` and anonymize ``cfg.input``."""
     for key in ("input", "output"):
         if OmegaConf.is_missing(cfg, key):
             raise UserError(

@@ -22,7 +22,6 @@ import hydra
 from omegaconf import DictConfig
 
 import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
-from src.models.checkpoint_files import CheckpointError, read_checkpoint, save_checkpoint
 from src.models.checkpoints import (
     LIGHTNING_PREFIX,
     convert_official_state_dict,
@@ -30,6 +29,7 @@ from src.models.checkpoints import (
     official_formats,
     state_tensors,
 )
+from src.utils.checkpoint_files import CheckpointError, read_checkpoint, save_checkpoint
 from src.utils.config_checks import ConfigCheck
 from src.utils.errors import UserError
 from src.utils.files import check_outputs

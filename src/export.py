@@ -42,6 +42,8 @@ EXPORT_CHECK = ConfigCheck(
 
 def run_export(cfg: DictConfig) -> dict[str, Any]:
     """Export ``cfg.ckpt_path`` in ``cfg.format``; returns the output path and the check's report."""
+    # Imported here, not for a cycle: the exporter's imports (torch.onnx, onnxscript) take ~10 s, which
+    # a mistyped setting should not wait for.
     from src.deploy.onnx_export import check_onnx, export_onnx
     from src.inference.runner import backbone_choice
     from src.models.checkpoints import load_model

@@ -26,8 +26,8 @@ from omegaconf import DictConfig, open_dict
 import src  # sets PROJECT_ROOT for conf/paths
 import src.utils.optuna_seed  # noqa: F401  (registers ${study_seed:...} of conf/hparams_search)
 from src.callbacks.last_checkpoint import find_best_checkpoint, find_last_checkpoint
-from src.models.checkpoint_files import read_checkpoint
 from src.models.checkpoint_io import SafeCheckpointIO
+from src.utils.checkpoint_files import read_checkpoint
 from src.utils.config_checks import ConfigCheck
 from src.utils.distributed import (
     dataloader_workers,

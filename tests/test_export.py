@@ -13,10 +13,10 @@ from omegaconf import DictConfig
 
 from src.deploy import OnnxP3MNet, onnx_export
 from src.export import run_export
-from src.inference import infer_alpha
 from src.inference.predict_files import run_prediction
 from src.models import P3MNet, load_model
 from src.models.components.p3mnet import P3MOutput, fuse_global_local
+from src.models.test_time import infer_alpha
 from src.utils.errors import UserError
 
 pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript (a core dependency: pip install -e .)")

@@ -15,8 +15,8 @@ from lightning import Callback, LightningModule, Trainer
 from omegaconf import DictConfig
 
 from src.data.fgbg import prepare_fg_bg
-from src.models.checkpoint_files import read_checkpoint
 from src.train import train
+from src.utils.checkpoint_files import read_checkpoint
 from tests.conftest import REPO_ROOT, tiny_data_overrides
 
 LOSS_TERMS = ("ce_global", "ce_side2", "alpha_unknown", "laplacian_whole", "composition", "total")

@@ -1,6 +1,6 @@
 """A fixed panel of validation predictions, logged to W&B as images.
 
-Privacy: only evaluation splits whose faces are anonymised are logged unless ``log_unblurred`` is
+Privacy: only evaluation splits whose faces are anonymized are logged unless ``log_unblurred`` is
 set, so photos of identifiable people do not reach a hosted service by default.
 """
 
@@ -24,7 +24,7 @@ class WandbImagePanel(Callback):
     Args:
         num_samples: Samples per split (the first ones of each evaluation loader, so the panel is fixed).
         every_n_validations: Log at every n-th validation run.
-        log_unblurred: Also log splits whose faces are not anonymised (e.g. P3M-500-NP).
+        log_unblurred: Also log splits whose faces are not anonymized (e.g. P3M-500-NP).
         max_side: Longest side of the logged images (smaller uploads).
     """
 
@@ -45,7 +45,7 @@ class WandbImagePanel(Callback):
 
     def _allowed_splits(self, trainer: Trainer) -> set[str]:
         splits = getattr(trainer.datamodule, "eval_splits", None) or []
-        return {split.name for split in splits if self.log_unblurred or split.anonymised}
+        return {split.name for split in splits if self.log_unblurred or split.anonymized}
 
     def _active(self, trainer: Trainer) -> bool:
         return (

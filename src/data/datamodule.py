@@ -7,15 +7,15 @@ Wiring (conf/data/p3m10k.yaml)::
 
 Validation and test return one DataLoader per evaluation split, in the order of
 ``data.eval_splits``, with batch size 1 (full-resolution images differ in size). The
-LightningModule maps ``dataloader_idx`` to a split with :attr:`eval_split_names` /
-:attr:`eval_split_prefixes` (or :meth:`eval_split`): e.g. ``val/p/sad`` for P3M-500-P.
+LightningModule maps ``dataloader_idx`` to ``eval_splits[dataloader_idx]`` and logs under its
+``prefix``: e.g. ``val/p/sad`` for P3M-500-P.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,9 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Sampler, get_worker_info
 
 from src.data.datasets import P3M10kEvalDataset, P3M10kTrainDataset, TrainTransform
-from src.data.layout import EvalSplit, P3M10kLayout, TrainSplit, parse_eval_splits, privacy_mode_of
+from src.data.layout import BLURRED_READS, EvalSplit, Obfuscator, P3M10kLayout, TrainSplit, parse_eval_splits
+from src.data.synthetic import ensure_synthetic_dataset
 from src.data.transforms import PaperTransform
-from src.privacy.training import privacy_hook
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +82,13 @@ class P3M10kDataModule(L.LightningDataModule):
         root: dataset folder in the release layout; ``None`` raises with instructions.
         augmentation: the training pipeline (an instantiated conf/augmentation object); defaults
             to the paper's.
-        privacy: the privacy config node (conf/privacy): ``{mode: ppt}`` (face-blurred training
-            images only), ``{mode: none}`` (train/original_image), ``{mode: obfuscate, method: ...}``
-            (originals, face obfuscated on the fly) or ``{mode: cp, level: image|feature, ...}``
-            (P3M-CP); see :mod:`src.privacy.training`.
+        privacy: the privacy mode (an instantiated conf/privacy object, :mod:`src.privacy.modes`):
+            its ``reads`` decide the training folders, its ``sample_hook`` the step around each
+            sample's augmentation; None trains as PPT (face-blurred images only, no extra step).
         eval_splits: evaluation split table (``name``, ``prefix``, ``image_dir``, ``mask_dir``,
             ``trimap_dir``, ``facemask_dir``, optional ``obfuscate``), used for validation and test.
+        obfuscator: builds the face obfuscation of the splits with an ``obfuscate`` entry from its
+            keys (conf: a partial ``src.privacy.obfuscate.FaceObfuscator``).
         extra_eval_splits: more splits appended to ``eval_splits`` (conf/data/extra_splits, e.g.
             P3M-500-P with its faces zeroed and mosaicked).
         batch_size: training batch size (evaluation always uses 1).
@@ -112,9 +113,10 @@ class P3M10kDataModule(L.LightningDataModule):
         self,
         root: str | Path | None = None,
         augmentation: TrainTransform | None = None,
-        privacy: Mapping[str, Any] | None = None,
+        privacy: Any = None,
         eval_splits: Sequence[Mapping[str, Any]] = (),
         extra_eval_splits: Sequence[Mapping[str, Any]] = (),
+        obfuscator: Callable[..., Obfuscator] | None = None,
         batch_size: int = 8,
         num_workers: int = 4,
         pin_memory: bool = True,
@@ -129,7 +131,15 @@ class P3M10kDataModule(L.LightningDataModule):
         synthetic: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["augmentation"], logger=False)
+        # Objects stay out of the checkpoint (it loads with weights_only=True); the mode is recorded as
+        # plain values.
+        self.save_hyperparameters(ignore=["augmentation", "privacy", "obfuscator"], logger=False)
+        if privacy is not None and isinstance(privacy, Mapping):
+            raise TypeError(
+                "data.privacy must be an instantiated privacy mode (conf/privacy/*.yaml with _target_, "
+                f"e.g. src.privacy.modes.PPT), got the mapping {dict(privacy)}"
+            )
+        self.hparams["privacy"] = privacy.describe() if privacy is not None else {"mode": BLURRED_READS.mode}
         if augmentation is None:
             augmentation = PaperTransform()
         if isinstance(augmentation, Mapping) or not callable(augmentation):
@@ -149,27 +159,11 @@ class P3M10kDataModule(L.LightningDataModule):
                     f"data.{key} must be an integer >= {1 if key == 'batch_size' else 0}, got {value!r}"
                 )
         self.augmentation = augmentation
-        self.privacy_mode = privacy_mode_of(privacy)
-        self.eval_splits: list[EvalSplit] = parse_eval_splits([*eval_splits, *extra_eval_splits])
+        self.privacy = privacy
+        self.eval_splits: list[EvalSplit] = parse_eval_splits([*eval_splits, *extra_eval_splits], obfuscator)
         self.synthetic = dict(synthetic) if synthetic is not None else None
         self.train_set: P3M10kTrainDataset | None = None
         self.eval_sets: list[P3M10kEvalDataset] | None = None
-
-    # -- evaluation split bookkeeping for the LightningModule -------------------------------------
-
-    @property
-    def eval_split_names(self) -> list[str]:
-        """Split names in dataloader order, e.g. ``["P3M-500-P", "P3M-500-NP"]``."""
-        return [split.name for split in self.eval_splits]
-
-    @property
-    def eval_split_prefixes(self) -> list[str]:
-        """Metric prefixes in dataloader order, e.g. ``["val/p", "val/np"]``."""
-        return [split.prefix for split in self.eval_splits]
-
-    def eval_split(self, dataloader_idx: int) -> EvalSplit:
-        """The split behind validation/test dataloader ``dataloader_idx``."""
-        return self.eval_splits[dataloader_idx]
 
     @property
     def read_dirs(self) -> tuple[Path, ...]:
@@ -188,8 +182,6 @@ class P3M10kDataModule(L.LightningDataModule):
             raise ValueError(
                 "data.synthetic is set but data.root is null: set data.root to where it should live"
             )
-        from src.data.synthetic import ensure_synthetic_dataset
-
         params = dict(self.synthetic)
         if "size" in params and not isinstance(params["size"], int):
             params["size"] = tuple(int(v) for v in params["size"])
@@ -205,7 +197,7 @@ class P3M10kDataModule(L.LightningDataModule):
         layout = P3M10kLayout(self.hparams.root)
         if stage in (None, "fit") and self.train_set is None:
             split = layout.train_split(
-                self.privacy_mode,
+                self.privacy.reads if self.privacy is not None else BLURRED_READS,
                 require_fg_bg=self.hparams.require_fg_bg,
                 load_facemask=self.hparams.load_facemask,
             )
@@ -219,13 +211,15 @@ class P3M10kDataModule(L.LightningDataModule):
                     f"{len(split.files)} training samples at {layout.root} but data.batch_size="
                     f"{self.hparams.batch_size} and incomplete batches are dropped: lower data.batch_size"
                 )
-            hook, hook_dirs = privacy_hook(self.hparams.privacy, layout.root)
+            hook, hook_dirs = (
+                self.privacy.sample_hook(layout.root) if self.privacy is not None else (None, ())
+            )
             self.train_set = P3M10kTrainDataset(split, self.augmentation, hook, hook_dirs)
             log.info(
                 "training on %d samples from %s (privacy mode %s)",
                 len(split.files),
                 ", ".join(str(d) for d in self.train_set.read_dirs),
-                self.privacy_mode,
+                split.privacy_mode,
             )
         if stage in (None, "fit", "validate", "test") and self.eval_sets is None:
             limit = self.hparams.limit_eval_samples

@@ -15,7 +15,7 @@ A split with ``obfuscate`` set (e.g. P3M-500-P with its faces zeroed) obfuscates
 inside the face mask minus the trimap's unknown region (the alpha's transition band without trimaps).
 
 Training privacy modes that alter a sample (``obfuscate``, ``cp``) plug in as a ``privacy_hook``
-(:mod:`src.privacy.training`) that runs around the augmentation pipeline.
+(a privacy mode's ``sample_hook``, :mod:`src.privacy.modes`) that runs around the augmentation pipeline.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class P3M10kTrainDataset(Dataset):
         extra_read_dirs: folders the hook reads (P3M-CP's public source faces), for the audit.
 
     Attributes:
-        read_dirs: every folder this dataset reads from; in PPT mode none holds non-anonymised images.
+        read_dirs: every folder this dataset reads from; in PPT mode none holds non-anonymized images.
     """
 
     def __init__(

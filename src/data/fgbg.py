@@ -53,11 +53,11 @@ import numpy as np
 from tqdm import tqdm
 
 from src.data.io import ARRAY_SUFFIX, ImageReadError, ImageSizeError, read_image, read_mask, read_rgb
+from src.utils.conventions import IMAGE_SUFFIXES
 from src.utils.files import encode_image, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FG_BG_FORMATS = ("png", "npy")  # values of fg_bg_format; see the module docstring
 # fg/bg image files that the npy format converts, lossless ones first (used when a stem has several).
 SOURCE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".webp", ".jpg", ".jpeg")

@@ -7,7 +7,7 @@ The official release (and our synthetic dataset) looks like::
     <root>/train/fg_blurred|fg/, bg/      optional: estimated foreground / background (src/prepare.py),
                                           image files or .npy arrays (fg_bg_format=npy)
     <root>/train/facemask/*.png           optional: face masks
-    <root>/train/original_image|original/ only in datasets that have non-anonymised training images
+    <root>/train/original_image|original/ only in datasets that have non-anonymized training images
     <root>/validation/P3M-500-P/{blurred_image,mask,trimap,facemask}/
     <root>/validation/P3M-500-NP/{original_image,mask,trimap}/
 
@@ -17,9 +17,9 @@ the same stem (it is the faster copy ``src/prepare.py fg_bg_format=npy`` made of
 raises :class:`DatasetLayoutError` with the path, what is missing and how to fix it.
 
 In PPT mode the training set lists only train/blurred_image (plus mask, fg/bg, facemask); next to
-non-anonymised images it refuses a train/fg that may have been estimated from them (only
+non-anonymized images it refuses a train/fg that may have been estimated from them (only
 train/fg_blurred is safe there). P3M-CP (``cp``) reads the same folders as PPT (its public source
-faces are listed by :mod:`src.privacy.faces`); ``obfuscate`` reads the non-anonymised images and
+faces are listed by :mod:`src.privacy.faces`); ``obfuscate`` reads the non-anonymized images and
 their train/fg by design and needs train/facemask to obfuscate them on the fly, as does ``cp`` to
 paste into the face.
 
@@ -31,31 +31,46 @@ folders as P3M-500-P.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from src.privacy.obfuscate import FaceObfuscator
+import numpy as np
+
+from src.utils import conventions
 from src.utils.errors import UserError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+IMAGE_SUFFIXES = frozenset(conventions.IMAGE_SUFFIXES)
 ARRAY_SUFFIX = ".npy"  # fg/bg only: uncompressed arrays from src/prepare.py fg_bg_format=npy
 FG_BG_SUFFIXES = IMAGE_SUFFIXES | {ARRAY_SUFFIX}
-PRIVACY_MODES: dict[str, tuple[str, ...]] = {
-    "ppt": ("blurred_image",),  # privacy-preserving training: face-blurred images only
-    "none": ("original_image", "original"),  # non-anonymised images (not in P3M-10k)
-    "obfuscate": ("original_image", "original"),  # originals, face obfuscated on the fly
-    "cp": ("blurred_image",),  # P3M-CP: face-blurred images plus public source faces
-}
-_FG_DIRS: dict[str, tuple[str, ...]] = {
-    "ppt": ("fg_blurred", "fg"),  # fg estimated from the blurred image first
-    "none": ("fg",),  # the fg of the original image; fg_blurred would not match it
-    "obfuscate": ("fg",),  # the original's fg, obfuscated like the image
-    "cp": ("fg_blurred", "fg"),  # as PPT
-}
-_ANONYMISED_MODES = ("ppt", "cp")  # modes whose training images must never be non-anonymised
-_FACEMASK_MODES = ("obfuscate", "cp")  # modes that need train/facemask
+ORIGINAL_IMAGE_DIRS = ("original_image", "original")  # non-anonymized training images (not in P3M-10k)
+
+
+@dataclass(frozen=True)
+class TrainingReads:
+    """What a privacy mode lets the training set read; each mode (src/privacy/modes.py) declares one.
+
+    Attributes:
+        mode: the mode's name in messages (``privacy=<mode>``).
+        image_dirs: training image folders under ``train/``, the first that exists is read.
+        fg_dirs: estimated-foreground folders matching those images, in order of preference.
+        anonymized: the images must never be non-anonymized: a ``train/fg`` beside original images
+            (possibly their foregrounds, faces intact) is refused.
+        needs_facemask: the mode works inside the faces (``train/facemask`` is required).
+    """
+
+    mode: str
+    image_dirs: tuple[str, ...]
+    fg_dirs: tuple[str, ...]
+    anonymized: bool
+    needs_facemask: bool = False
+
+
+# The paper's setting (PPT), and the default: face-blurred images and the foregrounds estimated from them.
+BLURRED_READS = TrainingReads("ppt", ("blurred_image",), ("fg_blurred", "fg"), anonymized=True)
+# Non-anonymized images and their foregrounds (fg_blurred would not match them).
+ORIGINAL_READS = TrainingReads("none", ORIGINAL_IMAGE_DIRS, ("fg",), anonymized=False)
 _SHOWN = 5  # stems listed in an error message
 
 
@@ -65,6 +80,11 @@ class DatasetLayoutError(UserError, FileNotFoundError):
 
 class MissingPartnerError(DatasetLayoutError):
     """Some files have no partner with the same stem (an image without a mask, or the reverse)."""
+
+
+# An evaluation split's face obfuscation: (image, facemask, **band options) -> image, e.g. a
+# src.privacy.obfuscate.FaceObfuscator built from the split's `obfuscate` keys.
+Obfuscator = Callable[..., np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -109,7 +129,7 @@ class EvalSplit:
         image_dir, mask_dir: folders relative to ``<root>/validation`` (or ``<root>``).
         trimap_dir: trimaps, or ``None`` for splits without (trimap metrics are then skipped).
         facemask_dir: face masks; optional: a missing folder just means no ``facemask`` key.
-        anonymised: the faces in its images are obfuscated; only such splits are uploaded as images
+        anonymized: the faces in its images are obfuscated; only such splits are uploaded as images
             to hosted loggers unless the user opts in (``callbacks.wandb_images.log_unblurred``).
         obfuscate: obfuscate every image's face on the fly (inside the face mask minus the trimap's
             unknown region, or the alpha's transition band without trimaps), e.g.
@@ -123,19 +143,22 @@ class EvalSplit:
     mask_dir: str
     trimap_dir: str | None = None
     facemask_dir: str | None = None
-    anonymised: bool = False
-    obfuscate: FaceObfuscator | None = None
+    anonymized: bool = False
+    obfuscate: Obfuscator | None = None
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], index: int = 0) -> EvalSplit:
-        """Build from one entry of ``data.eval_splits``, naming the entry in errors."""
+    def from_config(
+        cls, config: Mapping[str, Any], index: int = 0, obfuscator: Callable[..., Obfuscator] | None = None
+    ) -> EvalSplit:
+        """Build from one entry of ``data.eval_splits``, naming the entry in errors; ``obfuscator``
+        builds the ``obfuscate`` entry's callable from its keys."""
         if isinstance(config, EvalSplit):
             return config
         if not isinstance(config, Mapping):
             raise ValueError(f"data.eval_splits[{index}] must be a mapping, got {config!r}")
         required = ("name", "prefix", "image_dir", "mask_dir")
         missing = [key for key in required if not config.get(key)]
-        optional = ("trimap_dir", "facemask_dir", "anonymised", "obfuscate")
+        optional = ("trimap_dir", "facemask_dir", "anonymized", "obfuscate")
         unknown = sorted(set(config) - {*required, *optional})
         if missing or unknown:
             raise ValueError(
@@ -143,9 +166,9 @@ class EvalSplit:
                 + (f"missing {', '.join(missing)}; " if missing else "")
                 + (f"unknown keys {', '.join(unknown)}; " if unknown else "")
                 + "each split needs name, prefix, image_dir, mask_dir and may set trimap_dir, facemask_dir, "
-                "anonymised, obfuscate"
+                "anonymized, obfuscate"
             )
-        obfuscate = _eval_obfuscator(config.get("obfuscate"), index)
+        obfuscate = _eval_obfuscator(config.get("obfuscate"), index, obfuscator)
         if obfuscate is not None and not config.get("facemask_dir"):
             raise ValueError(
                 f"data.eval_splits[{index}] ({config['name']}) sets obfuscate but no facemask_dir: "
@@ -158,34 +181,38 @@ class EvalSplit:
             mask_dir=str(config["mask_dir"]),
             trimap_dir=str(config["trimap_dir"]) if config.get("trimap_dir") else None,
             facemask_dir=str(config["facemask_dir"]) if config.get("facemask_dir") else None,
-            anonymised=bool(config.get("anonymised", False)),
+            anonymized=bool(config.get("anonymized", False)),
             obfuscate=obfuscate,
         )
 
 
-def _eval_obfuscator(config: Any, index: int) -> FaceObfuscator | None:
-    """The ``obfuscate`` entry of an evaluation split: null, a FaceObfuscator or a mapping of its keys."""
-    if config is None or isinstance(config, FaceObfuscator):
+def _eval_obfuscator(
+    config: Any, index: int, obfuscator: Callable[..., Obfuscator] | None
+) -> Obfuscator | None:
+    """The ``obfuscate`` entry of an evaluation split: null, or a mapping of the obfuscator's keys."""
+    if config is None or callable(config):
         return config
     if not isinstance(config, Mapping):
         raise ValueError(
             f"data.eval_splits[{index}].obfuscate must be a mapping such as {{method: zero}}, got {config!r}"
         )
-    keys = {f.name for f in fields(FaceObfuscator)}
-    unknown = sorted(set(config) - keys)
-    if unknown:
+    if obfuscator is None:
         raise ValueError(
-            f"data.eval_splits[{index}].obfuscate: unknown keys {unknown}; choose from {sorted(keys)}"
+            f"data.eval_splits[{index}] sets obfuscate, but the data module has no obfuscator "
+            "(data.obfuscator: {_target_: src.privacy.obfuscate.FaceObfuscator, _partial_: true})"
         )
     try:
-        return FaceObfuscator(**dict(config))
-    except ValueError as err:
+        return obfuscator(**dict(config))
+    except (TypeError, ValueError) as err:
         raise ValueError(f"data.eval_splits[{index}].obfuscate: {err}") from None
 
 
-def parse_eval_splits(configs: Iterable[Mapping[str, Any]] | None) -> list[EvalSplit]:
-    """Parse ``data.eval_splits``; names and prefixes must be unique."""
-    splits = [EvalSplit.from_config(config, i) for i, config in enumerate(configs or [])]
+def parse_eval_splits(
+    configs: Iterable[Mapping[str, Any]] | None, obfuscator: Callable[..., Obfuscator] | None = None
+) -> list[EvalSplit]:
+    """Parse ``data.eval_splits``; names and prefixes must be unique. ``obfuscator`` builds the
+    callables of the splits that obfuscate faces (from their ``obfuscate`` keys)."""
+    splits = [EvalSplit.from_config(config, i, obfuscator) for i, config in enumerate(configs or [])]
     for attribute in ("name", "prefix"):
         values = [getattr(split, attribute) for split in splits]
         duplicates = sorted({v for v in values if values.count(v) > 1})
@@ -308,45 +335,37 @@ class P3M10kLayout:
             "set data.root=/path/to/P3M-10k (the folder holding train/ and validation/) or try data=synthetic"
         )
 
-    def train_image_dir(self, privacy_mode: str) -> Path:
-        """The training image folder of a privacy mode (``ppt``, ``cp``: blurred; ``none``,
-        ``obfuscate``: original)."""
-        if privacy_mode not in PRIVACY_MODES:
-            raise ValueError(
-                f"privacy.mode={privacy_mode!r} is unknown; choose one of {sorted(PRIVACY_MODES)}"
-            )
-        candidates = PRIVACY_MODES[privacy_mode]
-        for name in candidates:
+    def train_image_dir(self, reads: TrainingReads = BLURRED_READS) -> Path:
+        """The training image folder a privacy mode reads (the first of ``reads.image_dirs`` present)."""
+        for name in reads.image_dirs:
             if (self.train_dir / name).is_dir():
                 return self.train_dir / name
-        if privacy_mode in ("none", "obfuscate"):
-            what = "obfuscates the faces of" if privacy_mode == "obfuscate" else "trains on"
+        if not reads.anonymized:
+            where = " or ".join(str(self.train_dir / n) for n in reads.image_dirs)
             raise DatasetLayoutError(
-                f"privacy.mode={privacy_mode} {what} non-anonymised images from "
-                f"{self.train_dir / candidates[0]} (or train/{candidates[1]}), which does not exist: P3M-10k "
-                "ships only face-blurred training images; use privacy=ppt or privacy=cp, or a dataset with "
-                "original images (data=synthetic)"
+                f"privacy={reads.mode} reads non-anonymized images from {where}, which does not exist: "
+                "P3M-10k ships only face-blurred training images; use privacy=ppt or privacy=cp, or a "
+                "dataset with original images (data=synthetic)"
             )
-        raise self._missing_train("train/blurred_image and train/mask")
+        raise self._missing_train(f"train/{reads.image_dirs[0]} and train/mask")
 
-    def fg_dir(self, privacy_mode: str) -> Path | None:
+    def fg_dir(self, reads: TrainingReads = BLURRED_READS) -> Path | None:
         """The estimated-foreground folder matching the training images, if any."""
-        for name in _FG_DIRS.get(privacy_mode, ()):
+        for name in reads.fg_dirs:
             if (self.train_dir / name).is_dir():
                 return self.train_dir / name
         return None
 
     def train_split(
-        self, privacy_mode: str = "ppt", *, require_fg_bg: bool = False, load_facemask: bool = True
+        self, reads: TrainingReads = BLURRED_READS, *, require_fg_bg: bool = False, load_facemask: bool = True
     ) -> TrainSplit:
         """List and pair the training files.
 
         Args:
-            privacy_mode: ``ppt`` or ``cp`` (train/blurred_image), ``none`` or ``obfuscate``
-                (train/original_image).
+            reads: what the privacy mode may read (its ``reads``; default: PPT's face-blurred images).
             require_fg_bg: also pair fg and bg (the composition loss needs them); they are not read
                 otherwise.
-            load_facemask: pair train/facemask when that folder exists (``obfuscate`` and ``cp``
+            load_facemask: pair train/facemask when that folder exists (modes that need face masks
                 always pair it, and fail without it).
 
         Returns:
@@ -355,7 +374,7 @@ class P3M10kLayout:
         Raises:
             DatasetLayoutError: folders missing; MissingPartnerError: files without a partner.
         """
-        image_dir = self.train_image_dir(privacy_mode)
+        image_dir = self.train_image_dir(reads)
         mask_dir = self.train_dir / "mask"
         if not mask_dir.is_dir():
             raise self._missing_train("train/mask")
@@ -366,8 +385,8 @@ class P3M10kLayout:
         read_dirs = [image_dir, mask_dir]
         extra: dict[str, dict[str, Path]] = {}
         if require_fg_bg:
-            fg_dir, bg_dir = self.fg_dir(privacy_mode), self.train_dir / "bg"
-            missing = [" or ".join(f"train/{n}" for n in _FG_DIRS[privacy_mode])] if fg_dir is None else []
+            fg_dir, bg_dir = self.fg_dir(reads), self.train_dir / "bg"
+            missing = [" or ".join(f"train/{n}" for n in reads.fg_dirs)] if fg_dir is None else []
             missing += [] if bg_dir.is_dir() else ["train/bg"]
             if missing:
                 raise DatasetLayoutError(
@@ -375,12 +394,11 @@ class P3M10kLayout:
                     f"has no {' and no '.join(missing)}: run `python src/prepare.py data.root={self.root}` "
                     "to estimate them, or use a loss without composition (loss=no_composition)"
                 )
-            originals = [n for n in PRIVACY_MODES["none"] if (self.train_dir / n).is_dir()]
-            anonymised = privacy_mode in _ANONYMISED_MODES
-            if anonymised and fg_dir is not None and fg_dir.name == "fg" and originals:
-                # With non-anonymised images present, train/fg may be their foregrounds (faces intact).
+            originals = [n for n in ORIGINAL_IMAGE_DIRS if (self.train_dir / n).is_dir()]
+            if reads.anonymized and fg_dir is not None and fg_dir.name == "fg" and originals:
+                # With non-anonymized images present, train/fg may be their foregrounds (faces intact).
                 raise DatasetLayoutError(
-                    f"privacy.mode={privacy_mode} needs foregrounds of the face-blurred images "
+                    f"privacy={reads.mode} needs foregrounds of the face-blurred images "
                     "(train/fg_blurred), but "
                     f"{self.root} has only train/fg next to train/{originals[0]}, so train/fg may show "
                     f"unblurred faces: run `python src/prepare.py data.root={self.root}` (writes fg_blurred)"
@@ -390,12 +408,12 @@ class P3M10kLayout:
                 check_partners(images, image_dir, extra[key], folder, both_ways=False)
                 read_dirs.append(folder)
         facemask_dir = self.train_dir / "facemask"
-        if privacy_mode in _FACEMASK_MODES and not facemask_dir.is_dir():
+        if reads.needs_facemask and not facemask_dir.is_dir():
             raise DatasetLayoutError(
-                f"privacy.mode={privacy_mode} needs face masks in {facemask_dir} (0/255 PNGs named like the "
+                f"privacy={reads.mode} needs face masks in {facemask_dir} (0/255 PNGs named like the "
                 "images; P3M-10k's are a separate download, 'P3M-10k facemask'); add them, or use privacy=ppt"
             )
-        if (load_facemask or privacy_mode in _FACEMASK_MODES) and facemask_dir.is_dir():
+        if (load_facemask or reads.needs_facemask) and facemask_dir.is_dir():
             extra["facemask"] = index_folder(facemask_dir)
             check_partners(images, image_dir, extra["facemask"], facemask_dir, both_ways=False)
             read_dirs.append(facemask_dir)
@@ -403,7 +421,7 @@ class P3M10kLayout:
             TrainFiles(stem=stem, image=path, alpha=masks[stem], **{k: v[stem] for k, v in extra.items()})
             for stem, path in images.items()
         )
-        return TrainSplit(files=files, read_dirs=tuple(read_dirs), privacy_mode=privacy_mode)
+        return TrainSplit(files=files, read_dirs=tuple(read_dirs), privacy_mode=reads.mode)
 
     def eval_files(self, split: EvalSplit) -> list[EvalFiles]:
         """List and pair the files of one evaluation split.
@@ -447,23 +465,3 @@ class P3M10kLayout:
             EvalFiles(stem=stem, image=path, alpha=masks[stem], **{k: v[stem] for k, v in extra.items()})
             for stem, path in images.items()
         ]
-
-
-def privacy_mode_of(privacy: Mapping[str, Any] | str | None) -> str:
-    """The ``mode`` of a privacy config node (``ppt`` when absent)."""
-    if privacy is None:
-        return "ppt"
-    if isinstance(privacy, str):
-        mode = privacy
-    elif isinstance(privacy, Mapping):
-        mode = privacy.get("mode", "ppt")
-    else:
-        raise ValueError(f"privacy must be a mapping like {{mode: ppt}}, got {privacy!r}")
-    if mode not in PRIVACY_MODES:
-        raise ValueError(f"privacy.mode={mode!r} is unknown; choose one of {sorted(PRIVACY_MODES)}")
-    return str(mode)
-
-
-def describe_splits(splits: Sequence[EvalSplit]) -> str:
-    """One line per split, for logs."""
-    return "; ".join(f"{s.name} ({s.prefix}: {s.image_dir})" for s in splits)

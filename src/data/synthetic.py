@@ -49,6 +49,7 @@ import numpy as np
 
 from src.data.io import MIN_IMAGE_SIDE
 from src.data.trimap import trimap_from_alpha
+from src.utils.conventions import kernel_for_size
 from src.utils.errors import UserError
 from src.utils.files import write_bytes_atomic, write_image
 
@@ -64,8 +65,6 @@ JPEG_PARAMS = [
     cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
 ]
 MIN_SIDE = MIN_IMAGE_SIDE  # the readers reject smaller pictures as broken files
-# The samples README's kernel (25 at a 1080 px short side), scaled to the synthetic image size.
-TRIMAP_KERNEL_AT_1080 = 25
 
 _SPLIT_IDS = {"train": 0, "P3M-500-P": 1, "P3M-500-NP": 2, "public_faces": 3}
 _SHIFT = 4  # cv2 drawing with 4 fractional bits: sub-pixel geometry at tiny sizes
@@ -332,7 +331,7 @@ def render_portrait(rng: np.random.Generator, height: int, width: int) -> Portra
 
     a = alpha.astype(np.float32)[..., None] / 255.0
     original = _to_uint8(a * fg8 + (1.0 - a) * bg8)
-    # P3M-10k anonymises faces with a strong Gaussian blur; pasting only inside the mask keeps every
+    # P3M-10k anonymizes faces with a strong Gaussian blur; pasting only inside the mask keeps every
     # other pixel of the blurred image identical to the original.
     sigma = max(1.5, 0.3 * face_ax[0])
     inside = facemask[..., None] > 0
@@ -366,9 +365,8 @@ def render_face_crop(rng: np.random.Generator, side: int) -> FaceCrop:
 
 
 def trimap_kernel_size(height: int, width: int) -> int:
-    """Odd trimap kernel for an image of this size: 25 at a 1080 px short side, at least 3."""
-    k = round(TRIMAP_KERNEL_AT_1080 * min(height, width) / 1080)
-    return max(3, k | 1)
+    """Odd trimap kernel for an image of this size: the samples README's 25 at a 1080 px short side."""
+    return kernel_for_size(height, width)
 
 
 # --------------------------------------------------------------------------------------------------

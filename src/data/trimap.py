@@ -34,8 +34,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-UNKNOWN = 128
-FOREGROUND = 255
+from src.utils.conventions import TRIMAP_BACKGROUND, TRIMAP_FOREGROUND, TRIMAP_UNKNOWN
 
 
 @lru_cache(maxsize=64)
@@ -71,7 +70,7 @@ def _kernel_offsets(kernel_size: int) -> tuple[np.ndarray, np.ndarray]:
 _WORD = 64  # pixels per packed word
 # trimap value from (reachable bit) + 2 * (not-foreground bit): foreground wins, as in the official sum.
 _TRIMAP_LUT = np.zeros((1, 256), np.uint8)
-_TRIMAP_LUT[0, :4] = (FOREGROUND, FOREGROUND, 0, UNKNOWN)
+_TRIMAP_LUT[0, :4] = (TRIMAP_FOREGROUND, TRIMAP_FOREGROUND, TRIMAP_BACKGROUND, TRIMAP_UNKNOWN)
 
 
 @lru_cache(maxsize=64)
@@ -168,9 +167,9 @@ def trimap_from_alpha(alpha: np.ndarray, kernel_size: int) -> np.ndarray:
 
     Computed on bit-packed rows (64 pixels per machine word): dilation is an OR over the ellipse's
     offsets, erosion the complement of the dilation of the complement (outside pixels count as
-    0 for the OR, i.e. they are ignored, as OpenCV's default border does for both). 3-8x faster
-    than ``cv2.dilate``/``cv2.erode`` with the ellipse mask for k = 15..30, and equal to them bit
-    for bit (tests compare with the official float32 OpenCV computation).
+    0 for the OR, i.e. they are ignored, as OpenCV's default border does for both). Faster than
+    ``cv2.dilate``/``cv2.erode`` with the ellipse mask for the official k = 15..30, and equal to them
+    bit for bit (tests compare with the official float32 OpenCV computation).
 
     Args:
         alpha: (H, W) uint8 alpha matte, 0..255.
@@ -181,13 +180,28 @@ def trimap_from_alpha(alpha: np.ndarray, kernel_size: int) -> np.ndarray:
     """
     if alpha.dtype != np.uint8 or alpha.ndim != 2:
         raise ValueError(f"trimap_from_alpha expects an (H, W) uint8 alpha, got {alpha.shape} {alpha.dtype}")
-    width = alpha.shape[1]
+    reachable = dilate_mask(alpha > 0, kernel_size)
+    not_foreground = dilate_mask(alpha != TRIMAP_FOREGROUND, kernel_size)
+    return cv2.LUT(cv2.add(reachable, cv2.add(not_foreground, not_foreground)), _TRIMAP_LUT)
+
+
+def dilate_mask(mask: np.ndarray, kernel_size: int) -> np.ndarray:
+    """``cv2.dilate`` of an (H, W) bool mask with the official ellipse, bit for bit, as uint8 0/1.
+
+    Pixels outside the image count as 0, as OpenCV's default border does for dilation; an erosion
+    with its default border is the complement of the dilation of the complement. Computed on
+    bit-packed rows (see :func:`trimap_from_alpha`).
+    """
     reach = max(max(-a, b) for _, a, b in _kernel_rows(kernel_size))
     # Left padding keeps partial runs that start left of column 0 (they still cover valid pixels).
     pad = max(1, -(-reach // _WORD))
-    reachable = _unpack(_dilate_packed(_pack(alpha > 0, pad), kernel_size), width, pad)
-    not_foreground = _unpack(_dilate_packed(_pack(alpha != 255, pad), kernel_size), width, pad)
-    return cv2.LUT(cv2.add(reachable, cv2.add(not_foreground, not_foreground)), _TRIMAP_LUT)
+    return _unpack(_dilate_packed(_pack(mask, pad), kernel_size), mask.shape[1], pad)
+
+
+def trimap_unknown(reachable: np.ndarray, opaque: np.ndarray, kernel_size: int) -> np.ndarray:
+    """The official trimap's unknown region as a bool (H, W) mask: ``dilate(reachable)`` minus
+    ``erode(opaque)`` (``reachable``: alpha > 0; ``opaque``: alpha == 255 in the official code)."""
+    return (dilate_mask(reachable, kernel_size) & dilate_mask(~opaque, kernel_size)).astype(bool)
 
 
 def trimap_window(
@@ -235,7 +249,9 @@ def trimap_at(alpha: np.ndarray, kernel_size: int, ys: np.ndarray, xs: np.ndarra
     values = alpha[np.clip(rows, 0, full_h - 1), np.clip(cols, 0, full_w - 1)]
     reachable = ((values > 0) & inside).any(axis=1)
     foreground = ((values == 255) | ~inside).all(axis=1)
-    return np.where(foreground, FOREGROUND, np.where(reachable, UNKNOWN, 0)).astype(np.uint8)
+    return np.where(
+        foreground, TRIMAP_FOREGROUND, np.where(reachable, TRIMAP_UNKNOWN, TRIMAP_BACKGROUND)
+    ).astype(np.uint8)
 
 
 def sample_transition_pixel(
@@ -278,14 +294,14 @@ def sample_transition_pixel(
         fractional = np.flatnonzero((centre > 0) & (centre < 255))
         first = int(fractional[0]) if fractional.size else count
         if first:
-            hits = np.flatnonzero(trimap_at(alpha, kernel_size, ys[:first], xs[:first]) == UNKNOWN)
+            hits = np.flatnonzero(trimap_at(alpha, kernel_size, ys[:first], xs[:first]) == TRIMAP_UNKNOWN)
             if hits.size:
                 first = int(hits[0])
         if first < count:
             return int(ys[first]), int(xs[first])
     # Rare unknown pixels: enumerate them exactly instead of drawing forever.
     region = trimap_window(alpha, kernel_size, 0, 0, region_height, region_width)
-    rows, cols = np.nonzero(region == UNKNOWN)
+    rows, cols = np.nonzero(region == TRIMAP_UNKNOWN)
     if rows.size == 0:
         return None
     pick = int(rng.integers(rows.size))

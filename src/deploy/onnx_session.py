@@ -1,7 +1,7 @@
 """Run an exported P3M-Net with onnxruntime behind the same call as the PyTorch network.
 
 :class:`OnnxP3MNet` takes a torch tensor and returns a :class:`P3MOutput` of torch tensors, so the
-test-time strategies (:func:`src.inference.infer_alpha`) and prediction run it unchanged.
+test-time strategies (:func:`src.models.test_time.infer_alpha`) and prediction run it unchanged.
 """
 
 from __future__ import annotations

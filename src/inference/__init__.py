@@ -1,5 +1,4 @@
-"""Test-time strategies shared by validation, ``src/eval.py`` and ``src/predict.py``."""
+"""Running a trained network over files: evaluation (``src/eval.py``) and prediction (``src/predict.py``).
 
-from src.inference.test_time import STRATEGIES, TestTimeOutput, infer_alpha
-
-__all__ = ["STRATEGIES", "TestTimeOutput", "infer_alpha"]
+The test-time strategies themselves are model maths: :mod:`src.models.test_time`.
+"""

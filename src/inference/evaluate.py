@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from src.data.io import read_mask
 from src.metrics.collection import METRIC_NAMES, TRIMAP_METRIC_NAMES, matting_metrics
 from src.metrics.privacy import SADPrivacy, sad_privacy
 from src.utils.errors import MissingInputError, SettingError
@@ -117,7 +118,6 @@ def generalisation_gaps(results: Sequence[SplitResult]) -> dict[str, dict[str, f
 
 def prediction_reader(pred_dir: Path) -> Predictor:
     """A predictor that reads existing mattes: ``pred_dir/<split>/<stem>.png`` or ``pred_dir/<stem>.png``."""
-    from src.data.io import read_mask
 
     def predict(sample: Mapping[str, Any]) -> Tensor:
         stem, split = str(unbatch(sample["stem"])), str(unbatch(sample["split"]))

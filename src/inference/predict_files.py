@@ -17,14 +17,14 @@ from torch import nn
 from tqdm import tqdm
 
 from src.data.io import ImageReadError, ImageSizeError, read_image
-from src.inference.resize import ResizeMode
 from src.inference.runner import inference_precision, load_network, resolve_device
-from src.inference.test_time import infer_alpha
+from src.models.test_time import infer_alpha
+from src.models.test_time.resize import ResizeMode
+from src.utils.conventions import IMAGE_SUFFIXES
 from src.utils.errors import SettingError, UserError
 from src.utils.files import check_outputs, write_image
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 USAGE = "python src/predict.py ckpt_path=PATH input=FILE_OR_DIR_OR_GLOB output=DIR"
 
 
@@ -119,7 +119,7 @@ def predict_files(
         paths: Input images; outputs are named after their stems.
         out_dir: Receives ``alpha/<stem>.png`` and ``rgba/<stem>.png``.
         strategy: Test-time strategy (``hybrid``, ``resize``, ``full``).
-        resize_mode: ``paper`` or ``fast`` (see :mod:`src.inference.resize`).
+        resize_mode: ``paper`` or ``fast`` (see :mod:`src.models.test_time.resize`).
         max_short_side: Photos with a longer short side are shrunk to it for inference and their
             matte resized back, which bounds the memory of the full-size pass; None keeps them.
         device: Where the image tensors go.
@@ -143,13 +143,15 @@ def predict_files(
         image = fit_short_side(original, max_short_side)
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(device)
         try:
-            alpha = infer_alpha(net, tensor, strategy, resize_mode, precision=precision).alpha.cpu().numpy()
+            # the mattes are resized once, from the pass sizes straight to the photo's size
+            output = infer_alpha(
+                net, tensor, strategy, resize_mode, precision=precision, out_size=original.shape[:2]
+            )
         except ValueError as err:  # e.g. too small for the strategy
             summary.failed.append((path, str(err)))
             log.warning("skipped %s: %s", path, err)
             continue
-        if alpha.shape != original.shape[:2]:
-            alpha = cv2.resize(alpha, original.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+        alpha = output.alpha.cpu().numpy()
         sources[path.stem] = path
         try:
             write_outputs(original, alpha, out_dir, path.stem)

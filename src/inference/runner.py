@@ -6,7 +6,7 @@ import logging
 import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import hydra
 import numpy as np
@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from src.deploy.onnx_session import OnnxP3MNet
 from src.inference.evaluate import (
     Predictor,
     SplitResult,
@@ -26,13 +27,12 @@ from src.inference.evaluate import (
     unbatch,
 )
 from src.inference.report import print_table, write_reports
-from src.inference.test_time import infer_alpha
+from src.models.checkpoints import load_model
+from src.models.performance import to_channels_last
+from src.models.test_time import infer_alpha
 from src.utils.errors import MissingInputError, SettingError
 from src.utils.instantiate import instantiate_loggers
 from src.utils.run_dirs import resolve_ckpt_path
-
-if TYPE_CHECKING:
-    from src.deploy.onnx_session import OnnxP3MNet
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,6 @@ def load_network(cfg: DictConfig, device: torch.device) -> tuple[nn.Module | Onn
     Returns:
         The network and ``{"checkpoint": path, "backbone": registered name}`` plus the runtime settings.
     """
-    from src.models.checkpoints import backbone_class, load_model
-    from src.models.components.backbones import list_backbones
-    from src.models.performance import to_channels_last
-
     runtime, channels_last = str(cfg.get("runtime", "torch")), bool(cfg.get("channels_last", False))
     precision = inference_precision(cfg)  # checked before the (slow) load
     settings = {
@@ -94,13 +90,10 @@ def load_network(cfg: DictConfig, device: torch.device) -> tuple[nn.Module | Onn
     net = load_model(ckpt_path, backbone=backbone_choice(cfg)).to(device)
     if channels_last:
         to_channels_last(net)
-    backbone = next((n for n in list_backbones() if backbone_class(n) is type(net.backbone)), "unknown")
-    return net, settings | {"checkpoint": str(ckpt_path), "backbone": backbone}
+    return net, settings | {"checkpoint": str(ckpt_path), "backbone": net.backbone_name}
 
 
 def _load_onnx(cfg: DictConfig, device: torch.device, torch_only: bool) -> OnnxP3MNet:
-    from src.deploy.onnx_session import OnnxP3MNet
-
     if not cfg.get("onnx_path"):
         raise SettingError(
             "runtime=onnx needs onnx_path=FILE.onnx; export one with "

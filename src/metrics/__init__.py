@@ -1,8 +1,6 @@
 """Matting metrics of the P3M papers: a functional per-image core and torchmetrics classes."""
 
 from src.metrics.collection import (
-    FAST_METRIC_NAMES,
-    METRIC_CLASSES,
     METRIC_NAMES,
     TRIMAP_METRIC_NAMES,
     MattingMetricCollection,
@@ -10,6 +8,7 @@ from src.metrics.collection import (
 )
 from src.metrics.matting import (
     MAD,
+    METRIC_CLASSES,
     MSE,
     SAD,
     ConnectivityError,
@@ -20,10 +19,10 @@ from src.metrics.matting import (
     SADBackground,
     SADForeground,
     SADTrimap,
+    register_metric,
 )
 
 __all__ = [
-    "FAST_METRIC_NAMES",
     "MAD",
     "METRIC_CLASSES",
     "METRIC_NAMES",
@@ -40,4 +39,5 @@ __all__ = [
     "SADForeground",
     "SADTrimap",
     "matting_metrics",
+    "register_metric",
 ]

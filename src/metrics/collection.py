@@ -9,21 +9,9 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 
 from src.metrics.functional import prepare_inputs
-from src.metrics.matting import (
-    MAD,
-    MSE,
-    SAD,
-    ConnectivityError,
-    GradientError,
-    MADTrimap,
-    MSETrimap,
-    PerImageMattingMetric,
-    SADBackground,
-    SADForeground,
-    SADTrimap,
-)
+from src.metrics.matting import METRIC_CLASSES
 
-#: Canonical metric names, in the order the papers' tables use.
+#: The papers' ten metrics, in the order their tables use (every registered metric: METRIC_CLASSES).
 METRIC_NAMES: tuple[str, ...] = (
     "sad",
     "mse",
@@ -36,23 +24,8 @@ METRIC_NAMES: tuple[str, ...] = (
     "sad_fg",
     "sad_bg",
 )
-#: The metrics that need a trimap.
-TRIMAP_METRIC_NAMES: tuple[str, ...] = ("sad_t", "mse_t", "mad_t", "sad_fg", "sad_bg")
-#: Everything except Grad and Conn, which cost most of the time (cheap enough for every validation).
-FAST_METRIC_NAMES: tuple[str, ...] = tuple(n for n in METRIC_NAMES if n not in ("grad", "conn"))
-
-METRIC_CLASSES: dict[str, type[PerImageMattingMetric]] = {
-    "sad": SAD,
-    "mse": MSE,
-    "mad": MAD,
-    "grad": GradientError,
-    "conn": ConnectivityError,
-    "sad_t": SADTrimap,
-    "mse_t": MSETrimap,
-    "mad_t": MADTrimap,
-    "sad_fg": SADForeground,
-    "sad_bg": SADBackground,
-}
+#: The metrics of those that need a trimap.
+TRIMAP_METRIC_NAMES: tuple[str, ...] = tuple(n for n in METRIC_NAMES if METRIC_CLASSES[n].needs_trimap)
 
 
 class MattingMetricCollection(MetricCollection):
@@ -78,8 +51,8 @@ def matting_metrics(names: Sequence[str] | None = None, prefix: str | None = Non
     and from then on update only one of them.
 
     Args:
-        names: Metrics to include, from :data:`METRIC_NAMES`; all of them by default. Use
-            :data:`FAST_METRIC_NAMES` to leave out Grad and Conn.
+        names: Registered metrics to include (:data:`~src.metrics.matting.METRIC_CLASSES`); the
+            papers' ten (:data:`METRIC_NAMES`) by default.
         prefix: Prepended to every key of ``compute()``, e.g. ``"val/p/"``.
 
     Returns:
@@ -88,12 +61,12 @@ def matting_metrics(names: Sequence[str] | None = None, prefix: str | None = Non
     names = list(METRIC_NAMES if names is None else names)
     unknown = [n for n in names if n not in METRIC_CLASSES]
     if unknown:
-        raise ValueError(f"unknown matting metric(s) {unknown}; choose from {list(METRIC_NAMES)}")
+        raise ValueError(f"unknown matting metric(s) {unknown}; choose from {list(METRIC_CLASSES)}")
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"matting metric(s) listed twice: {duplicates}")
     if not names:
-        raise ValueError(f"no matting metric selected; choose from {list(METRIC_NAMES)}")
+        raise ValueError(f"no matting metric selected; choose from {list(METRIC_CLASSES)}")
     return MattingMetricCollection(
         {name: METRIC_CLASSES[name]() for name in names}, prefix=prefix, compute_groups=False
     )

@@ -41,6 +41,8 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
+from src.utils.conventions import TRIMAP_BACKGROUND, TRIMAP_FOREGROUND, TRIMAP_UNKNOWN, TRIMAP_VALUES
+
 SAD_SCALE = 1000.0  # SAD-type and Conn values are reported divided by 1000
 GRAD_SCALE = 10.0  # Grad values are reported divided by 10
 GRAD_SIGMA = 1.4  # Gaussian derivative filter of the official Grad
@@ -48,7 +50,6 @@ GRAD_TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default: radius = int(4 *
 #: Official Conn thresholds, bit-exact: np.arange gives 0.30000000000000004, 0.6000000000000001, ...
 CONN_THRESHOLDS: np.ndarray = np.arange(0.0, 1.1, 0.1)
 CONN_MIN_DISTANCE = 0.15  # Conn counts a pixel once it lies this far above its connectivity level
-TRIMAP_VALUES = (0, 128, 255)  # background, unknown, foreground
 
 
 # --------------------------------------------------------------------------------------- input checks
@@ -107,7 +108,7 @@ def _as_trimap(trimap: Tensor | None, shape: torch.Size, metric: str) -> Tensor:
         counts[list(TRIMAP_VALUES)] = 0
         bad = torch.nonzero(counts).flatten()[:5].tolist()
     else:
-        valid = (trimap == 0) | (trimap == 128) | (trimap == 255)
+        valid = (trimap == TRIMAP_BACKGROUND) | (trimap == TRIMAP_UNKNOWN) | (trimap == TRIMAP_FOREGROUND)
         bad = [] if bool(valid.all()) else torch.unique(trimap[~valid])[:5].tolist()
     if bad:
         raise ValueError(
@@ -179,12 +180,12 @@ def _forced_difference(
     p, t, single = _prepare(pred, target)
     tri = _as_trimap(trimap, p.shape, metric).to(p.device)
     # torch.where, not masked_fill_: several times faster on the CPU for these sizes.
-    diff = torch.where(tri == 255, 1.0, torch.where(tri == 0, 0.0, p))
+    diff = torch.where(tri == TRIMAP_FOREGROUND, 1.0, torch.where(tri == TRIMAP_BACKGROUND, 0.0, p))
     return diff.sub_(t), tri, single
 
 
 def _unknown_count(tri: Tensor, metric: str) -> Tensor:
-    count = (tri == 128).sum((-2, -1)).to(torch.float64)
+    count = (tri == TRIMAP_UNKNOWN).sum((-2, -1)).to(torch.float64)
     empty = int((count == 0).sum())
     if empty:
         warnings.warn(

@@ -21,6 +21,24 @@ from torchmetrics import Metric
 
 from src.metrics import functional as F
 
+#: Every matting metric by canonical name (the key of logs and tables), in registration order.
+METRIC_CLASSES: dict[str, type[PerImageMattingMetric]] = {}
+
+
+def register_metric(name: str) -> Callable[[type[PerImageMattingMetric]], type[PerImageMattingMetric]]:
+    """Class decorator: make a :class:`PerImageMattingMetric` available as ``name`` (in
+    ``model.val_metrics``, ``eval.py metrics=``, :func:`src.metrics.matting_metrics`)."""
+
+    def register(cls: type[PerImageMattingMetric]) -> type[PerImageMattingMetric]:
+        if METRIC_CLASSES.get(name, cls) is not cls:
+            raise ValueError(
+                f"a matting metric named {name!r} is already registered ({METRIC_CLASSES[name]})"
+            )
+        METRIC_CLASSES[name] = cls
+        return cls
+
+    return register
+
 
 class PerImageMattingMetric(Metric):
     """Base class: mean over images of a per-image matting error.
@@ -61,6 +79,7 @@ class PerImageMattingMetric(Metric):
         return self.score_sum / self.num_images
 
 
+@register_metric("sad")
 class SAD(PerImageMattingMetric):
     """Sum of absolute differences over the whole image / 1000 (official ``SAD``), mean over images."""
 
@@ -68,6 +87,7 @@ class SAD(PerImageMattingMetric):
     score_fn = staticmethod(F.sad)
 
 
+@register_metric("mse")
 class MSE(PerImageMattingMetric):
     """Mean squared error over the whole image, sum / (H * W) (official ``MSE``), mean over images."""
 
@@ -75,6 +95,7 @@ class MSE(PerImageMattingMetric):
     score_fn = staticmethod(F.mse)
 
 
+@register_metric("mad")
 class MAD(PerImageMattingMetric):
     """Mean absolute difference over the whole image, sum / (H * W) (official ``MAD``), mean over images."""
 
@@ -82,12 +103,14 @@ class MAD(PerImageMattingMetric):
     score_fn = staticmethod(F.mad)
 
 
+@register_metric("grad")
 class GradientError(PerImageMattingMetric):
     """Gradient error / 10 (official ``GRAD``: Gaussian derivatives, sigma 1.4, float64), mean over images."""
 
     score_fn = staticmethod(F.gradient_error)
 
 
+@register_metric("conn")
 class ConnectivityError(PerImageMattingMetric):
     """Connectivity error / 1000 (official ``CONN``, thresholds np.arange(0, 1.1, 0.1)), mean over images.
 
@@ -97,6 +120,7 @@ class ConnectivityError(PerImageMattingMetric):
     score_fn = staticmethod(F.connectivity_error)
 
 
+@register_metric("sad_t")
 class SADTrimap(PerImageMattingMetric):
     """SAD / 1000 with pred forced to the trimap's known values (official ``SAD_TRIMAP``)."""
 
@@ -105,6 +129,7 @@ class SADTrimap(PerImageMattingMetric):
     score_fn = staticmethod(F.sad_trimap)
 
 
+@register_metric("mse_t")
 class MSETrimap(PerImageMattingMetric):
     """Squared error of the trimap-forced pred / #unknown pixels (official ``MSE_TRIMAP``).
 
@@ -116,6 +141,7 @@ class MSETrimap(PerImageMattingMetric):
     score_fn = staticmethod(F.mse_trimap)
 
 
+@register_metric("mad_t")
 class MADTrimap(PerImageMattingMetric):
     """Absolute error of the trimap-forced pred / #unknown pixels (official ``MAD_TRIMAP``).
 
@@ -127,6 +153,7 @@ class MADTrimap(PerImageMattingMetric):
     score_fn = staticmethod(F.mad_trimap)
 
 
+@register_metric("sad_fg")
 class SADForeground(PerImageMattingMetric):
     """SAD / 1000 of the unmodified pred over trimap == 255 (official ``SAD_FG``)."""
 
@@ -135,6 +162,7 @@ class SADForeground(PerImageMattingMetric):
     score_fn = staticmethod(F.sad_foreground)
 
 
+@register_metric("sad_bg")
 class SADBackground(PerImageMattingMetric):
     """SAD / 1000 of the unmodified pred over trimap == 0 (official ``SAD_BG``)."""
 

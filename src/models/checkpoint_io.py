@@ -16,7 +16,7 @@ from typing import Any
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from src.models.checkpoint_files import read_checkpoint, save_checkpoint
+from src.utils.checkpoint_files import read_checkpoint, save_checkpoint
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

@@ -36,9 +36,9 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from src.models.checkpoint_files import CheckpointError, read_checkpoint
-from src.models.components.backbones import Backbone, create_backbone, list_backbones, registry
+from src.models.components.backbones import Backbone, backbone_factory, create_backbone, list_backbones
 from src.models.components.p3mnet import P3MNet
+from src.utils.checkpoint_files import CheckpointError, read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,8 @@ def official_formats() -> dict[str, OfficialFormat]:
 
 def backbone_class(name: str) -> type[Backbone]:
     """The class a registered backbone factory builds: its return annotation, else a (cached) build."""
-    # The registry keeps factories privately; reading an annotation is free, building Swin-T is not.
-    factory = registry._REGISTRY[name]
+    # Reading the factory's annotation is free, building Swin-T is not.
+    factory = backbone_factory(name)
     try:
         cls = typing.get_type_hints(factory).get("return")
     except Exception:  # an annotation that does not resolve: fall back to building one
@@ -280,11 +280,6 @@ def require_backbone(checkpoint: CheckpointState, backbone: str, path: str | Pat
     """
     if checkpoint.backbone != backbone:
         raise CheckpointError(f"{path} holds a {checkpoint.backbone} P3M-Net, not {backbone}: {fix}")
-
-
-def backbone_name(net: P3MNet) -> str:
-    """The registered name of ``net``'s backbone (``unknown`` for an unregistered one)."""
-    return next((n for n in list_backbones() if backbone_class(n) is type(net.backbone)), "unknown")
 
 
 class _Reference(NamedTuple):

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.utils.conventions import TRIMAP_FOREGROUND, TRIMAP_UNKNOWN
+
 #: Loss term names, in the order of the official code. They are the keys of the returned dicts.
 TERM_NAMES: tuple[str, ...] = (
     "ce_global",
@@ -56,8 +58,6 @@ _TERM_KEYS: dict[str, tuple[str, ...]] = {
     "composition": ("image", "fg", "bg"),
 }
 
-UNKNOWN_VALUE = 128.0  # trimap value of the transition (unknown) region
-FOREGROUND_VALUE = 255.0
 BACKGROUND_VALUE = 0.0
 
 
@@ -112,7 +112,7 @@ def segmentation_target(trimap: Tensor) -> Tensor:
     """
     target = torch.ones_like(trimap[:, 0], dtype=torch.long)
     target = torch.where(trimap[:, 0] == BACKGROUND_VALUE, 0, target)
-    return torch.where(trimap[:, 0] == FOREGROUND_VALUE, 2, target)
+    return torch.where(trimap[:, 0] == TRIMAP_FOREGROUND, 2, target)
 
 
 def charbonnier_sum(diff: Tensor, eps: float) -> Tensor:
@@ -243,7 +243,7 @@ class P3MLoss(nn.Module):
             preds = {field: value.float() for field, value in preds.items()}
             _check_shapes(preds, inputs)
             trimap = inputs.get("trimap")
-            unknown_mask = (trimap == UNKNOWN_VALUE).float() if trimap is not None else None
+            unknown_mask = (trimap == TRIMAP_UNKNOWN).float() if trimap is not None else None
             seg_target = segmentation_target(trimap) if trimap is not None else None
             alpha = inputs.get("alpha")
             for name in (n for n in TERM_NAMES if n in names):

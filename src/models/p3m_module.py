@@ -11,13 +11,13 @@ from lightning import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from src.inference import TestTimeOutput, infer_alpha
-from src.metrics.collection import METRIC_NAMES, TRIMAP_METRIC_NAMES, matting_metrics
+from src.metrics.collection import matting_metrics
+from src.metrics.matting import METRIC_CLASSES
 from src.metrics.privacy import SADPrivacy
-from src.models.checkpoints import backbone_name, load_checkpoint_state, require_backbone
+from src.models.checkpoints import load_checkpoint_state, require_backbone
 from src.models.components.p3mnet import P3MNet
 from src.models.performance import compile_in_place, enable_activation_checkpointing, to_channels_last
-from src.privacy.copy_paste import feature_copy_paste_forward
+from src.models.test_time import TestTimeOutput, infer_alpha
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class P3MLitModule(LightningModule):
         compile: ``torch.compile`` the network (True, or a dict of ``torch.compile`` arguments).
         activation_checkpointing: Recompute the transformer blocks' activations in the backward pass
             (Swin-T, ViTAE-S): less memory per batch for about a third more compute.
+        privacy: The privacy mode (conf/privacy, :mod:`src.privacy.modes`): its ``training_forward``
+            runs the network in training (P3M-FCP pastes features inside it); None: a plain forward.
     """
 
     def __init__(
@@ -58,10 +60,14 @@ class P3MLitModule(LightningModule):
         channels_last: bool = False,
         compile: bool | Mapping[str, Any] = False,
         activation_checkpointing: bool = False,
+        privacy: Any = None,
     ) -> None:
         super().__init__()
-        # Callables stay out of the checkpoint so it loads with torch.load(weights_only=True).
-        self.save_hyperparameters(logger=False, ignore=["net", "loss", "optimizer", "scheduler"])
+        # Objects stay out of the checkpoint so it loads with torch.load(weights_only=True); the privacy
+        # mode is recorded as plain values.
+        self.save_hyperparameters(logger=False, ignore=["net", "loss", "optimizer", "scheduler", "privacy"])
+        self.hparams["privacy"] = privacy.describe() if privacy is not None else None
+        self.privacy = privacy
         self.net = net
         self.loss = loss
         self.optimizer_factory = optimizer
@@ -69,7 +75,7 @@ class P3MLitModule(LightningModule):
         if init_from:
             checkpoint = load_checkpoint_state(init_from)
             if isinstance(net, P3MNet):  # a clear refusal instead of a missing-keys list of every layer
-                name = backbone_name(net)
+                name = net.backbone_name
                 fix = f"set backbone={checkpoint.backbone}, or model.init_from= a {name} checkpoint"
                 require_backbone(checkpoint, name, f"model.init_from={init_from}", fix=fix)
             self.net.load_state_dict(checkpoint.state_dict)
@@ -93,7 +99,9 @@ class P3MLitModule(LightningModule):
         for split in splits:
             self._split_names.append(split.name)
             # splits without trimaps (e.g. whole-image-only test sets) get the whole-image metrics only
-            usable = [n for n in METRIC_NAMES if split.trimap_dir or n not in TRIMAP_METRIC_NAMES]
+            usable = [
+                n for n, metric in METRIC_CLASSES.items() if split.trimap_dir or not metric.needs_trimap
+            ]
             cheap = [n for n in self.hparams.val_metrics if n in usable]
             heavy = [n for n in self.hparams.heavy_metrics if n in usable]
             self.val_metrics[split.name] = matting_metrics(cheap, prefix=f"{split.prefix}/")
@@ -111,14 +119,13 @@ class P3MLitModule(LightningModule):
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         """One optimisation step on a dict batch; logs every loss term as ``train/loss/<term>``."""
-        # privacy=cp level=feature (P3M-FCP): public-face features are pasted between encoder stages
-        if "cp_source" in batch:
-            output = feature_copy_paste_forward(self.net, batch)
-        else:
-            image = batch["image"]
-            if self.hparams.get("channels_last"):
-                image = image.contiguous(memory_format=torch.channels_last)
-            output = self.net(image)
+        image = batch["image"]
+        if self.hparams.get("channels_last"):
+            image = image.contiguous(memory_format=torch.channels_last)
+        # e.g. privacy=cp level=feature (P3M-FCP) pastes public-face features between encoder stages
+        output = (
+            self.net(image) if self.privacy is None else self.privacy.training_forward(self.net, image, batch)
+        )
         terms = self.loss(output, batch)
         batch_size = batch["image"].shape[0]
         for name, value in terms.items():

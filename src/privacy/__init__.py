@@ -1,5 +1,7 @@
-"""Privacy modes: face obfuscation (blur, mosaic, zero) and offline face detection for anonymising.
+"""Privacy: the training modes, face obfuscation (blur, mosaic, zero), P3M-CP and offline anonymizing.
 
+- :mod:`src.privacy.modes`: one class per training privacy mode (conf/privacy): what training may
+  read and what it does to a sample (PPT, none, obfuscate, P3M-CP).
 - :mod:`src.privacy.obfuscate`: pure functions that obfuscate a face mask minus the alpha
   transition band (the P3M-10k procedure), and :class:`FaceObfuscator` for configs.
 - :mod:`src.privacy.detectors`: a registry of pluggable face detectors (optional packages).

@@ -1,4 +1,4 @@
-"""Anonymise a folder of portraits offline: detect faces, obfuscate them, write a P3M-style folder.
+"""Anonymize a folder of portraits offline: detect faces, obfuscate them, write a P3M-style folder.
 
 Output layout (P3M-10k's names)::
 
@@ -42,11 +42,11 @@ from src.data.io import read_image, read_mask
 from src.privacy.detectors.base import FaceDetection, FaceDetector
 from src.privacy.detectors.masks import MaskShape, face_mask_from_detections
 from src.privacy.obfuscate import FaceObfuscator
+from src.utils.conventions import IMAGE_SUFFIXES
 from src.utils.files import check_outputs, write_bytes_atomic, write_image
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 REPORT_NAME = "anonymize_report.json"
 
 
@@ -75,7 +75,7 @@ class AnonymizeReport:
         times = list(self.detect_seconds.values())
         with_face = len(self.scores) - len(self.no_face)
         lines = [
-            f"anonymised {len(self.written)} image(s); faces found in {with_face}, "
+            f"anonymized {len(self.written)} image(s); faces found in {with_face}, "
             f"none in {len(self.no_face)}; {len(self.failures)} failure(s)"
         ]
         if times:
@@ -135,7 +135,7 @@ def anonymize_folder(
     settings: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> AnonymizeReport:
-    """Anonymise every image directly inside ``input_dir`` into a P3M-style ``output_dir``.
+    """Anonymize every image directly inside ``input_dir`` into a P3M-style ``output_dir``.
 
     Args:
         input_dir: Folder of images (not searched recursively).
@@ -193,7 +193,7 @@ def anonymize_folder(
     write_params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if image_format == "jpg" else []
 
     seen: dict[str, str] = {}
-    for path in tqdm(files, desc="anonymise", unit="img", disable=not progress):
+    for path in tqdm(files, desc="anonymize", unit="img", disable=not progress):
         stem = path.stem
         if stem in seen:
             report.failures[path.name] = f"same name as {seen[stem]}: outputs would collide"

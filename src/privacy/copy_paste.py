@@ -23,39 +23,25 @@ augmentation pipeline; :func:`paste_face`):
 - **ICP** (``level=image``): the pasted image replaces the training image; the foreground (for the
   composition loss) gets the same pixels, since alpha is 1 there.
 - **FCP** (``level=feature``): the image stays the blurred one; the pasted image (``cp_source``) and
-  the paste mask (``cp_mask``) go through the same crop/flip/resize, and
-  :func:`feature_copy_paste_forward` merges the two encoder passes after ``stage`` encoder stages.
+  the paste mask (``cp_mask``) go through the same crop/flip/resize, and the network merges the two
+  encoder passes after ``stage`` encoder stages (``P3MNet.forward_feature_paste``, with the model-side
+  choices in :mod:`src.models.components.feature_paste`).
 
-FCP choices where the papers are silent (documented in the README):
-
-- the source pass runs on the *pasted image* (target context around the source face), so features
-  inside the face come from a real face seen in the target's surroundings, and the two passes
-  differ only through the face pixels;
-- the mask is area-downsampled to the feature's resolution and blended softly:
-  ``x = x_t * (1 - m) + x_s * m``; where ``m == 0`` the features are exactly the target's;
-- every skip feature recorded by the first ``stage`` stages and every max-pool index are the
-  target's: the paste replaces only the running feature ``x`` that the remaining stages consume;
-- BatchNorm: the target pass is an ordinary training forward (batch statistics, running statistics
-  updated); the source pass uses its own batch statistics without updating the running statistics
-  (:func:`source_pass_batchnorm`), so the running statistics see exactly the anonymised training
-  images, and in evaluation mode both passes use the running statistics;
-- gradients flow through both passes (the first stages learn from the real faces too).
+FCP's source pass runs on the *pasted image* (target context around the source face), so features
+inside the face come from a real face seen in the target's surroundings, and the two passes differ
+only through the face pixels.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+
+from src.utils.conventions import bounding_box
 
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)  # luma weights for the saturation change
 _MAX_POINTS = 4096  # face-mask points used to measure the rotated face box
@@ -119,14 +105,6 @@ class PastedFace:
         out = np.zeros(tuple(shape[:2]), np.uint8)
         out[y0:y1, x0:x1][self.mask] = 255
         return out
-
-
-def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """``(y0, y1, x0, x1)`` (end-exclusive) of the True pixels of ``mask``, or None if there are none."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def paste_face(
@@ -211,90 +189,3 @@ def _change_colour(
     grey = (work @ _GREY)[..., None]
     work = grey + (work - grey) * saturation
     return np.clip(np.rint(work), 0, 255).astype(np.uint8)
-
-
-# --------------------------------------------------------------------------------------------------
-# Feature level (FCP)
-# --------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def source_pass_batchnorm(module: nn.Module) -> Iterator[None]:
-    """BatchNorm layers use batch statistics but do not update their running statistics.
-
-    In training mode a BatchNorm normalises with the batch's statistics and moves its running
-    averages towards them; with ``track_running_stats`` off for the duration it normalises with the
-    batch's statistics only. In evaluation mode nothing changes (the running statistics are used).
-    """
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.track_running_stats for m in norms]
-    try:
-        for m in norms:
-            m.track_running_stats = False
-        yield
-    finally:
-        for m, value in zip(norms, saved, strict=True):
-            m.track_running_stats = value
-
-
-def paste_features(target: Tensor, source: Tensor, mask: Tensor) -> Tensor:
-    """Blend source features into target features inside the (area-downsampled) face mask.
-
-    Args:
-        target: ``(N, C, h, w)`` features of the target image.
-        source: the same shape, features of the pasted image.
-        mask: ``(N, 1, H, W)`` paste mask in [0, 1] at the input resolution (any multiple of h, w).
-
-    Returns:
-        ``target * (1 - m) + source * m`` with ``m`` the mask averaged over each feature cell, so
-        the result equals ``target`` exactly wherever no face pixel falls into the cell.
-    """
-    if source.shape != target.shape:
-        raise ValueError(
-            f"source features {tuple(source.shape)} differ from the target's {tuple(target.shape)}"
-        )
-    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] != target.shape[0]:
-        raise ValueError(f"cp_mask must be (N, 1, H, W) with N={target.shape[0]}, got {tuple(mask.shape)}")
-    m = F.adaptive_avg_pool2d(mask.to(target.dtype), target.shape[-2:])
-    return torch.where(m > 0, target * (1 - m) + source * m, target)
-
-
-def feature_copy_paste_forward(net: nn.Module, batch: Mapping[str, Any], stage: int | None = None) -> Any:
-    """P3M-Net forward with P3M-FCP: source features pasted after ``stage`` encoder stages.
-
-    Args:
-        net: a ``P3MNet`` (``backbone.forward_stages`` and ``decode``).
-        batch: the training batch with ``image`` (target), ``cp_source`` (pasted image, normalised
-            like ``image``), ``cp_mask`` (N, 1, H, W) and, when ``stage`` is None, ``cp_stage``.
-        stage: encoder stages before the paste, 1 .. ``backbone.num_stages``.
-
-    Returns:
-        The ``P3MOutput`` of the target pass with the pasted features (see the module docstring
-        for skips, pool indices and BatchNorm).
-    """
-    from src.models.components.backbones.base import EncoderFeatures  # the data side needs no model code
-
-    for key in ("image", "cp_source", "cp_mask"):
-        if key not in batch:
-            raise KeyError(f"feature copy-paste needs batch[{key!r}] (keys: {sorted(batch)}); use privacy=cp")
-    if stage is None:
-        if "cp_stage" not in batch:
-            raise KeyError("feature copy-paste needs the stage: pass stage= or batch['cp_stage']")
-        stage = int(torch.as_tensor(batch["cp_stage"]).flatten()[0])
-    backbone = net.backbone
-    if not 1 <= stage <= backbone.num_stages:
-        raise ValueError(
-            f"privacy.stage={stage} is outside 1..{backbone.num_stages} ({type(backbone).__name__} has "
-            f"{backbone.num_stages} encoder stages)"
-        )
-    image, source, mask = batch["image"], batch["cp_source"], batch["cp_mask"]
-    if source.shape != image.shape:
-        raise ValueError(f"cp_source {tuple(source.shape)} must match image {tuple(image.shape)}")
-    target_state = backbone.forward_stages(image, end=stage)
-    # The source pass runs even when nothing is pasted: under DDP with SyncBatchNorm every rank
-    # must run the same layers, and a batch without any paste is rare ((1 - prob) ** batch size).
-    with source_pass_batchnorm(backbone):
-        source_state = backbone.forward_stages(source, end=stage)
-    merged = paste_features(target_state.x, source_state.x, mask)
-    state = backbone.forward_stages(dataclasses.replace(target_state, x=merged), start=stage)
-    return net.decode(EncoderFeatures(tuple(state.skips), state.x, tuple(state.indices)))

@@ -1,6 +1,6 @@
 """Face obfuscation for privacy-preserving training: blur, mosaic (pixelation) or zero (black fill).
 
-P3M-10k was anonymised by obfuscating the face *minus the alpha transition band*, so the hair and
+P3M-10k was anonymized by obfuscating the face *minus the alpha transition band*, so the hair and
 the soft edges that matting is about keep their real pixels. Here the obfuscated region is::
 
     region = facemask AND NOT band
@@ -22,8 +22,7 @@ P3M-10k image or a training crop: ``face size`` is the longer side of the face m
   face becomes a smooth skin-coloured patch with only the broad shading left, as in P3M-10k's
   blurred images. The Gaussian is computed as three successive box filters in float32 (a few
   grey levels at most from an exact Gaussian, under one on average for sigma >= 3 px), whose cost
-  does not grow with sigma: ~1 ms for a 200 px face (sigma 50 px) where ``cv2.GaussianBlur``
-  takes 150-300 ms.
+  does not grow with sigma, where ``cv2.GaussianBlur``'s grows with its kernel.
 - ``mosaic``: the face's bounding box is cut into square blocks of ``mosaic_block * face size``
   pixels (default 0.125: 8 blocks across the face), aligned to the box's top-left corner; every
   block is replaced by its mean colour (rounded half to even).
@@ -44,6 +43,9 @@ from typing import Literal
 
 import cv2
 import numpy as np
+
+from src.data.trimap import trimap_unknown
+from src.utils.conventions import bounding_box
 
 ObfuscationMethod = Literal["blur", "mosaic", "zero"]
 METHODS: tuple[str, ...] = ("blur", "mosaic", "zero")
@@ -100,7 +102,7 @@ def obfuscate_face(
     if trimap is not None:
         trimap = _as_2d(trimap, "trimap", (height, width))
     out = image.copy()
-    box = _bounding_box(face)
+    box = bounding_box(face)
     if box is None:
         return out
     y0, y1, x0, x1 = box
@@ -269,22 +271,14 @@ def _as_2d(array: np.ndarray, name: str, hw: tuple[int, int] | None) -> np.ndarr
     return array
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """``(y0, y1, x0, x1)`` (end-exclusive) of the True pixels, or None when there are none."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
 def _band_in_box(
     alpha: np.ndarray, box: tuple[int, int, int, int], kernel_size: int, opaque_alpha: int
 ) -> np.ndarray:
     """The transition band of ``alpha`` restricted to ``box``, computed on the box plus the kernel radius.
 
     Morphology at a pixel only reads pixels within the kernel radius, so padding the box by it gives
-    exactly the full-image band inside the box; where the padded window meets the image border,
-    OpenCV's default border (never erodes, never dilates) is the same in both cases.
+    exactly the full-image band inside the box; where the padded window meets the image border, the
+    border rule (never erodes, never dilates) is the same in both cases.
     """
     if int(kernel_size) != kernel_size or kernel_size < 1:
         raise ValueError(f"band_kernel must be a positive integer, got {kernel_size}")
@@ -296,10 +290,7 @@ def _band_in_box(
     opaque = _opaque_value(alpha, opaque_alpha)
     if opaque < 2 and window.size and window.max() > 1.0 + 1e-3:
         raise ValueError("a float alpha must be in 0..1 (got values > 1): divide a 0..255 alpha by 255")
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(kernel_size), int(kernel_size)))
-    definite_fg = cv2.erode((window >= opaque).astype(np.uint8), kernel)
-    reachable = cv2.dilate((window > 0).astype(np.uint8), kernel)
-    band = (reachable != 0) & (definite_fg == 0)
+    band = trimap_unknown(window > 0, window >= opaque, int(kernel_size))
     return band[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
 
 

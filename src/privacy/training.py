@@ -1,15 +1,4 @@
-"""The privacy modes of the training data (conf/privacy) and the steps they add to a training sample.
-
-=============  ====================================================================================
-``ppt``        face-blurred images only (train/blurred_image): the paper's setting; no extra step
-``none``       non-anonymised images (train/original_image); no extra step
-``obfuscate``  non-anonymised images whose face is obfuscated on the fly (``method`` blur, mosaic or
-               zero) inside the face mask minus the alpha transition band, before any augmentation:
-               the P3M-10k procedure applied to datasets that have originals
-``cp``         P3M-CP: face-blurred images with a public face pasted over the blurred face
-               (``level=image``: pixels, ICP; ``level=feature``: encoder features, FCP); see
-               :mod:`src.privacy.copy_paste`
-=============  ====================================================================================
+"""The steps the privacy modes (:mod:`src.privacy.modes`) add to a training sample.
 
 A step is a *privacy hook* ``hook(sample, pipeline, rng, privacy_rng) -> batch item`` that the
 training dataset calls instead of ``pipeline(sample, rng)``. It draws its own random choices from
@@ -26,7 +15,6 @@ import copy
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,37 +23,16 @@ import torch
 from src.privacy.copy_paste import FaceAugment, paste_face
 from src.privacy.faces import PublicFaces
 from src.privacy.obfuscate import DEFAULT_OPAQUE_ALPHA, FaceObfuscator, obfuscation_region
+from src.utils.conventions import bounding_box, kernel_for_size
 
-BAND_KERNEL_AT_1080 = 25  # the kernel of the official trimaps at P3M-10k's 1080 px short side
 CP_LEVELS = ("image", "feature")
-PUBLIC_FACES_DIR = "public_faces"  # default source_dir, relative to data.root (the synthetic set)
-_MODE_KEYS: dict[str, frozenset[str]] = {
-    "ppt": frozenset({"mode"}),
-    "none": frozenset({"mode"}),
-    "obfuscate": frozenset({"mode", "method", "blur_sigma", "mosaic_block", "band_kernel", "opaque_alpha"}),
-    "cp": frozenset(
-        {
-            "mode",
-            "level",
-            "prob",
-            "source_dir",
-            "stage",
-            "flip_prob",
-            "rotation",
-            "scale",
-            "colour",
-            "band_kernel",
-            "opaque_alpha",
-        }
-    ),
-}
 
 
 def band_kernel_for(height: int, width: int, band_kernel: int | None = None) -> int:
     """``band_kernel`` if set, else 25 px scaled from a 1080 px short side (odd, at least 3)."""
     if band_kernel is not None:
         return int(band_kernel)
-    return max(3, round(BAND_KERNEL_AT_1080 * min(height, width) / 1080) | 1)
+    return kernel_for_size(height, width)
 
 
 def face_region(
@@ -74,20 +41,19 @@ def face_region(
     band_kernel: int | None = None,
     opaque_alpha: int = DEFAULT_OPAQUE_ALPHA,
 ) -> np.ndarray:
-    """The face mask minus the alpha's transition band (the pixels P3M-10k anonymises), bool (H, W).
+    """The face mask minus the alpha's transition band (the pixels P3M-10k anonymizes), bool (H, W).
 
     Computed on the face's bounding box padded by the kernel, which gives the full-image result
     (morphology reads only pixels within the kernel's reach) at a cost independent of the image size.
     """
     height, width = alpha.shape[:2]
     kernel = band_kernel_for(height, width, band_kernel)
-    face = facemask > 0
-    rows, cols = np.flatnonzero(face.any(axis=1)), np.flatnonzero(face.any(axis=0))
     out = np.zeros((height, width), bool)
-    if rows.size == 0:
+    box = bounding_box(facemask > 0)
+    if box is None:
         return out
-    y0, y1 = max(0, rows[0] - kernel), min(height, rows[-1] + 1 + kernel)
-    x0, x1 = max(0, cols[0] - kernel), min(width, cols[-1] + 1 + kernel)
+    y0, y1 = max(0, box[0] - kernel), min(height, box[1] + kernel)
+    x0, x1 = max(0, box[2] - kernel), min(width, box[3] + kernel)
     out[y0:y1, x0:x1] = obfuscation_region(
         facemask[y0:y1, x0:x1],
         alpha=alpha[y0:y1, x0:x1],
@@ -95,14 +61,6 @@ def face_region(
         opaque_alpha=opaque_alpha,
     )
     return out
-
-
-def _check_keys(privacy: Mapping[str, Any], mode: str) -> None:
-    unknown = sorted(set(privacy) - _MODE_KEYS[mode])
-    if unknown:
-        raise ValueError(
-            f"privacy.mode={mode} does not take {', '.join(unknown)}; its keys are {sorted(_MODE_KEYS[mode])}"
-        )
 
 
 @dataclass(frozen=True)
@@ -152,7 +110,6 @@ class CopyPasteHook:
         faces: the public source faces.
         level: ``image`` (ICP) or ``feature`` (FCP).
         prob: probability that a sample gets a pasted face.
-        stage: FCP: encoder stages before the paste (sent to the model as ``cp_stage``).
         augment: the source face's random changes.
         band_kernel: transition band kernel in pixels, or None to scale it to the sample.
         opaque_alpha: alpha (0..255) from which a pixel is definite foreground for the band.
@@ -161,7 +118,6 @@ class CopyPasteHook:
     faces: PublicFaces
     level: str = "image"
     prob: float = 0.5
-    stage: int = 1
     augment: FaceAugment = dataclasses.field(default_factory=FaceAugment)
     band_kernel: int | None = None
     opaque_alpha: int = DEFAULT_OPAQUE_ALPHA
@@ -171,10 +127,6 @@ class CopyPasteHook:
             raise ValueError(f"privacy.level={self.level!r} is unknown; choose image (ICP) or feature (FCP)")
         if isinstance(self.prob, bool) or not 0.0 <= float(self.prob) <= 1.0:
             raise ValueError(f"privacy.prob must be a probability in [0, 1], got {self.prob!r}")
-        if isinstance(self.stage, bool) or not isinstance(self.stage, int) or self.stage < 1:
-            raise ValueError(
-                f"privacy.stage must be an integer >= 1 (encoder stages before the paste), got {self.stage!r}"
-            )
 
     def paste(self, sample: Mapping[str, np.ndarray], privacy_rng: np.random.Generator) -> Any:
         """Draw whether and what to paste; a :class:`~src.privacy.copy_paste.PastedFace` or None."""
@@ -195,7 +147,7 @@ class CopyPasteHook:
         rng: np.random.Generator,
         privacy_rng: np.random.Generator,
     ) -> dict[str, torch.Tensor]:
-        """Paste (or not), then augment; FCP items also get ``cp_source``, ``cp_mask`` and ``cp_stage``."""
+        """Paste (or not), then augment; FCP items also get ``cp_source`` and ``cp_mask``."""
         pasted = self.paste(sample, privacy_rng)
         if self.level == "image":
             if pasted is not None:
@@ -217,60 +169,4 @@ class CopyPasteHook:
             source = transform(source_sample, twin)
             item["cp_source"] = source["image"]
             item["cp_mask"] = source["facemask"]
-        item["cp_stage"] = torch.tensor(self.stage, dtype=torch.int64)
         return item
-
-
-def privacy_hook(
-    privacy: Mapping[str, Any] | str | None, root: str | Path | None
-) -> tuple[Any, tuple[Path, ...]]:
-    """Build the training step of a privacy config node, and the extra folders it reads.
-
-    Args:
-        privacy: the ``privacy`` config node (``{mode: ppt}``, ...); None means ``ppt``.
-        root: the dataset root; P3M-CP's ``source_dir: null`` means ``<root>/public_faces``.
-
-    Returns:
-        ``(hook, read_dirs)``: None and ``()`` for ``ppt`` and ``none``.
-
-    Raises:
-        ValueError: an unknown mode, a key the mode does not take, or a bad value (named).
-    """
-    if privacy is None or isinstance(privacy, str):
-        privacy = {"mode": privacy or "ppt"}
-    if not isinstance(privacy, Mapping):
-        raise ValueError(f"privacy must be a mapping like {{mode: ppt}}, got {privacy!r}")
-    mode = privacy.get("mode", "ppt")
-    if mode not in _MODE_KEYS:
-        raise ValueError(f"privacy.mode={mode!r} is unknown; choose one of {sorted(_MODE_KEYS)}")
-    _check_keys(privacy, mode)
-    settings = {k: v for k, v in privacy.items() if k != "mode" and v is not None}
-    if mode == "obfuscate":
-        band_kernel = settings.pop("band_kernel", None)
-        try:
-            obfuscator = FaceObfuscator(**settings)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"privacy (mode obfuscate): {err}") from None
-        return ObfuscateHook(obfuscator, band_kernel), ()
-    if mode == "cp":
-        source_dir = privacy.get("source_dir")
-        if source_dir is None:
-            if root is None:
-                raise ValueError(
-                    "privacy.source_dir is null and data.root is not set: set privacy.source_dir"
-                )
-            source_dir = Path(root) / PUBLIC_FACES_DIR
-        faces = PublicFaces(source_dir)
-        augment_keys = {f.name for f in dataclasses.fields(FaceAugment)}
-        augment = FaceAugment(**{k: v for k, v in settings.items() if k in augment_keys})
-        hook = CopyPasteHook(
-            faces,
-            level=str(settings.get("level", "image")),
-            prob=settings.get("prob", 0.5),
-            stage=settings.get("stage", 1),
-            augment=augment,
-            band_kernel=settings.get("band_kernel"),
-            opaque_alpha=int(settings.get("opaque_alpha", DEFAULT_OPAQUE_ALPHA)),
-        )
-        return hook, faces.read_dirs
-    return None, ()

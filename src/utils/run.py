@@ -29,6 +29,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from src.utils.distributed import effective_batch_size
 from src.utils.errors import (
     EXIT_INTERRUPTED,
     EXIT_PARTIAL_FAILURE,
@@ -190,8 +191,8 @@ def log_hyperparameters(cfg: DictConfig, model: LightningModule, trainer: Traine
     params["trainer/world_size"] = trainer.world_size
     batch_size = cfg.get("data", {}).get("batch_size")
     if isinstance(batch_size, int):
-        params["data/effective_batch_size"] = (
-            batch_size * trainer.world_size * trainer.accumulate_grad_batches
+        params["data/effective_batch_size"] = effective_batch_size(
+            batch_size, trainer.num_devices, trainer.num_nodes, trainer.accumulate_grad_batches
         )
     for logger in trainer.loggers:
         logger.log_hyperparams(params)

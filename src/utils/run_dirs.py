@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from src.models.checkpoint_files import CheckpointError, read_checkpoint
+from src.utils.checkpoint_files import CheckpointError, read_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ def test_panel_logs_blurred_splits_and_unblurred_ones_only_on_request(
     trainer.fit(model, datamodule=datamodule)
     logger.experiment.finish()
 
-    assert list(default.panel) == ["P3M-500-P"]  # anonymised faces only
+    assert list(default.panel) == ["P3M-500-P"]  # anonymized faces only
     assert list(unblurred.panel) == ["P3M-500-P", "P3M-500-NP"]
     assert [len(rows) for rows in unblurred.panel.values()] == [2, 2]
     height, width = TINY_SYNTHETIC["size"]

@@ -19,6 +19,7 @@ from src.data.fgbg import prepare_fg_bg
 from src.data.io import ImageReadError, ImageSizeError
 from src.data.layout import DatasetLayoutError
 from src.data.transforms import IJCVTransform, PaperTransform, ResizeTransform, StrongTransform
+from src.privacy.modes import PPT, NoPrivacy
 from tests.data import EVAL_SPLITS, make_p3m_tree, write
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -69,11 +70,9 @@ def test_without_fg_bg_the_batch_omits_them(tiny_root: Path) -> None:
 
 def test_evaluation_loaders_follow_the_split_table(tiny_root: Path) -> None:
     dm = datamodule(tiny_root)
-    assert dm.eval_split_names == ["P3M-500-P", "P3M-500-NP"] and dm.eval_split_prefixes == [
-        "val/p",
-        "val/np",
-    ]
-    assert dm.eval_split(1).image_dir == "P3M-500-NP/original_image"
+    assert [s.name for s in dm.eval_splits] == ["P3M-500-P", "P3M-500-NP"]
+    assert [s.prefix for s in dm.eval_splits] == ["val/p", "val/np"]
+    assert dm.eval_splits[1].image_dir == "P3M-500-NP/original_image"
     dm.setup("validate")
     loaders = dm.val_dataloader()
     assert len(loaders) == 2 and all(loader.batch_size == 1 for loader in loaders)
@@ -149,7 +148,7 @@ def test_missing_root_and_unknown_privacy(tmp_path: Path) -> None:
         datamodule(None).setup("fit")
     with pytest.raises(DatasetLayoutError, match=r"P3M-10k not found at"):
         datamodule(tmp_path / "absent").setup("fit")
-    with pytest.raises(ValueError, match=r"privacy.mode='blurry' is unknown"):
+    with pytest.raises(TypeError, match=r"data.privacy must be an instantiated privacy mode .*_target_"):
         datamodule(tmp_path, privacy={"mode": "blurry"})
 
 
@@ -238,7 +237,7 @@ def test_grey_rgba_and_16_bit_files_are_read(tmp_path: Path) -> None:
 
 
 def test_synthetic_block_generates_the_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import src.data.synthetic as synthetic
+    import src.data.datamodule as datamodule_module
 
     calls = []
 
@@ -248,11 +247,11 @@ def test_synthetic_block_generates_the_dataset(tmp_path: Path, monkeypatch: pyte
             make_p3m_tree(Path(root), original=True)
         return Path(root)
 
-    monkeypatch.setattr(synthetic, "ensure_synthetic_dataset", fake)
+    monkeypatch.setattr(datamodule_module, "ensure_synthetic_dataset", fake)
     dm = datamodule(
         tmp_path / "syn",
         synthetic={"num_train": 4, "size": [72, 64], "seed": 0},
-        privacy={"mode": "none"},
+        privacy=NoPrivacy(),
         require_fg_bg=False,
     )
     dm.prepare_data()
@@ -306,8 +305,8 @@ def test_configs_compose_and_instantiate(tiny_root: Path, augmentation: str, kin
             ],
         )
     dm = instantiate(cfg.data)
-    assert type(dm.augmentation) is kind and dm.privacy_mode == "ppt"
-    assert dm.eval_split_prefixes == ["val/p", "val/np"]
+    assert type(dm.augmentation) is kind and dm.privacy == PPT() and dm.hparams.privacy == {"mode": "ppt"}
+    assert [s.prefix for s in dm.eval_splits] == ["val/p", "val/np"]
     dm.augmentation = dm.augmentation.with_geometry(crop_sizes=[32, 48], out_size=32)
     dm.setup("fit")
     assert next(iter(dm.train_dataloader()))["image"].shape == (2, 3, 32, 32)
@@ -318,7 +317,7 @@ def test_synthetic_config_points_under_data_dir(tmp_path: Path) -> None:
         cfg = compose(
             config_name="train", overrides=["data=synthetic", f"paths.data_dir={tmp_path}", "privacy=none"]
         )
-    assert cfg.data.root == f"{tmp_path}/synthetic" and cfg.privacy.mode == "none"
+    assert cfg.data.root == f"{tmp_path}/synthetic" and cfg.privacy._target_ == "src.privacy.modes.NoPrivacy"
     assert cfg.data.train_size == 128 and cfg.data.synthetic.size == [256, 192]
     assert cfg.data.eval_splits[0].prefix == "val/p"  # inherited from p3m10k
 

@@ -12,9 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
+from src.data.datamodule import P3M10kDataModule
 from src.data.fgbg import estimate_fg_bg, fg_dir_for, prepare_fg_bg
 from src.data.io import read_image, read_mask, read_rgb_array
 from src.data.synthetic import ensure_synthetic_dataset, render_portrait
+from src.data.transforms import PaperTransform
 from src.utils.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -309,3 +311,32 @@ def test_cli_parallel_exit_codes(tiny: Path, tmp_path: Path) -> None:
     assert run.returncode == 1, run.stdout + run.stderr
     assert "broken" in run.stdout + run.stderr
     assert len(list((tiny / "train" / "fg_blurred").glob("*.png"))) == 2
+
+
+def test_a_webp_image_goes_through_prepare_and_training(tiny_synthetic: Path, tmp_path: Path) -> None:
+    """Every folder listing shares one set of image suffixes: prepare writes the fg/bg of a .webp image
+    (it used to list .jpg/.jpeg/.png only) and the training set then pairs and loads it."""
+    root = tmp_path / "root"
+    shutil.copytree(tiny_synthetic, root)
+    train = root / "train"
+    first = sorted((train / "blurred_image").iterdir())[0]
+    webp = first.with_suffix(".webp")
+    assert cv2.imwrite(str(webp), cv2.imread(str(first)), [cv2.IMWRITE_WEBP_QUALITY, 101])  # lossless
+    first.unlink()
+    for folder in ("fg_blurred", "bg"):
+        for stale in (train / folder).glob(f"{first.stem}.*"):
+            stale.unlink()
+    summary = prepare_fg_bg(root, workers=1, progress=False)
+    assert summary.written == [first.stem] and not summary.failed
+    dm = P3M10kDataModule(
+        root=root,
+        augmentation=PaperTransform(crop_sizes=[48, 64], out_size=64),
+        batch_size=2,
+        num_workers=0,
+        require_fg_bg=True,
+    )
+    dm.setup("fit")
+    index = [f.stem for f in dm.train_set.files].index(first.stem)
+    assert dm.train_set.files[index].image.suffix == ".webp"
+    item = dm.train_set[index]
+    assert item["image"].shape == (3, 64, 64) and item["fg"].shape == (3, 64, 64)

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from src.data.layout import (
+    BLURRED_READS,
+    ORIGINAL_READS,
     DatasetLayoutError,
     EvalSplit,
     MissingPartnerError,
     P3M10kLayout,
     parse_eval_splits,
-    privacy_mode_of,
 )
 from tests.data import EVAL_SPLITS, make_p3m_tree
 
@@ -42,7 +43,7 @@ def test_wrong_layout_lists_what_is_missing(tmp_path: Path) -> None:
 
 def test_train_split_pairs_by_stem(tmp_path: Path) -> None:
     root = make_p3m_tree(tmp_path, num_train=3, facemask=True)
-    split = P3M10kLayout(root).train_split("ppt", require_fg_bg=True)
+    split = P3M10kLayout(root).train_split(BLURRED_READS, require_fg_bg=True)
     assert [f.stem for f in split.files] == ["p_0000", "p_0001", "p_0002"]
     first = split.files[0]
     assert (
@@ -51,7 +52,7 @@ def test_train_split_pairs_by_stem(tmp_path: Path) -> None:
     )
     assert first.fg == root / "train/fg_blurred/p_0000.png" and first.bg == root / "train/bg/p_0000.jpg"
     assert first.facemask == root / "train/facemask/p_0000.png"
-    without = P3M10kLayout(root).train_split("ppt", require_fg_bg=False, load_facemask=False)
+    without = P3M10kLayout(root).train_split(BLURRED_READS, require_fg_bg=False, load_facemask=False)
     assert without.files[0].fg is None and without.files[0].bg is None and without.files[0].facemask is None
     assert without.read_dirs == (root / "train/blurred_image", root / "train/mask")
 
@@ -95,37 +96,35 @@ def test_fg_bg_required_but_missing_names_the_prepare_command(tmp_path: Path) ->
 def test_fg_folder_choice_per_privacy_mode(tmp_path: Path) -> None:
     root = make_p3m_tree(tmp_path, fg_dir="fg", original=True)
     # Next to original images, train/fg may hold unblurred faces: PPT refuses it.
-    with pytest.raises(
-        DatasetLayoutError, match=r"privacy.mode=ppt needs .*train/fg_blurred.*src/prepare.py"
-    ):
-        P3M10kLayout(root).train_split("ppt", require_fg_bg=True)
+    with pytest.raises(DatasetLayoutError, match=r"privacy=ppt needs .*train/fg_blurred.*src/prepare.py"):
+        P3M10kLayout(root).train_split(BLURRED_READS, require_fg_bg=True)
     shutil.copytree(root / "train/fg", root / "train/fg_blurred")
-    assert P3M10kLayout(root).train_split("ppt", require_fg_bg=True).files[0].fg.parent.name == "fg_blurred"
-    assert P3M10kLayout(root).train_split("none", require_fg_bg=True).files[0].fg.parent.name == "fg"
+    assert (
+        P3M10kLayout(root).train_split(BLURRED_READS, require_fg_bg=True).files[0].fg.parent.name
+        == "fg_blurred"
+    )
+    assert P3M10kLayout(root).train_split(ORIGINAL_READS, require_fg_bg=True).files[0].fg.parent.name == "fg"
     plain = make_p3m_tree(tmp_path / "p3m", fg_dir="fg")  # the official layout: train/fg of blurred images
-    assert P3M10kLayout(plain).train_split("ppt", require_fg_bg=True).files[0].fg.parent.name == "fg"
+    assert P3M10kLayout(plain).train_split(BLURRED_READS, require_fg_bg=True).files[0].fg.parent.name == "fg"
 
 
 def test_privacy_modes_read_only_their_images(tmp_path: Path) -> None:
     root = make_p3m_tree(tmp_path, original=True, facemask=True)
-    ppt = P3M10kLayout(root).train_split("ppt", require_fg_bg=True)
+    ppt = P3M10kLayout(root).train_split(BLURRED_READS, require_fg_bg=True)
     assert all("original" not in d.name for d in ppt.read_dirs)
     assert all(f.image.parent == root / "train/blurred_image" for f in ppt.files)
-    none = P3M10kLayout(root).train_split("none")
+    none = P3M10kLayout(root).train_split(ORIGINAL_READS)
     assert none.read_dirs[0] == root / "train/original_image"
     (root / "train/original_image").rename(root / "train/original")  # the accepted alias
-    assert P3M10kLayout(root).train_split("none").read_dirs[0] == root / "train/original"
+    assert P3M10kLayout(root).train_split(ORIGINAL_READS).read_dirs[0] == root / "train/original"
 
 
 def test_privacy_none_on_p3m10k_is_a_clear_error(tmp_path: Path) -> None:
     root = make_p3m_tree(tmp_path)
     with pytest.raises(
-        DatasetLayoutError, match=r"privacy.mode=none .*train/original_image.*use privacy=ppt"
+        DatasetLayoutError, match=r"privacy=none reads non-anonymized .*train/original_image.*use privacy=ppt"
     ):
-        P3M10kLayout(root).train_split("none")
-    with pytest.raises(ValueError, match=r"privacy.mode='blur' is unknown"):
-        privacy_mode_of({"mode": "blur"})
-    assert privacy_mode_of(None) == "ppt" and privacy_mode_of({"mode": "none"}) == "none"
+        P3M10kLayout(root).train_split(ORIGINAL_READS)
 
 
 @pytest.mark.parametrize("validation_level", [True, False])

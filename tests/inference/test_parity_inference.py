@@ -4,7 +4,7 @@ The fixtures (tests/fixtures/reference/inference, stored as 16-bit PNGs: +-7.6e-
 mattes of one portrait, at 1080x1080 and resized to 540x864, with the ResNet-34 P3M-Net filled with
 seed 5, computed with scikit-image 0.14.5's own resize. At 540x864, HYBRID's upsampling from 256x416
 meets whole-number sample coordinates, where 0.14.5's fitted coordinates decide which pixels are
-exactly 0 or 255 (see src/inference/resize.py). Measured with torch 2.14 on CPU (fp32):
+exactly 0 or 255 (see src/models/test_time/resize.py). Measured with torch 2.14 on CPU (fp32):
 
 - ``resize_mode=paper`` with 2 or 4 intra-op threads (as ``bench/bench_inference.py`` runs): the
   float32 fixtures' RESIZE and HYBRID agree to 6.0e-8 at 1080x1080. With 1 or 3 threads (this suite
@@ -30,13 +30,12 @@ import torch
 from skimage.transform import resize as sk_resize
 from torch import Tensor, nn
 
-import src.inference.resize as resize_module
+import src.models.test_time.resize as resize_module
 from src.data.io import read_image
-from src.inference import infer_alpha
-from src.inference.resize import resize_like_skimage_0_14, resize_maps, skimage_0_14_transform
-from src.inference.test_time import pass_size
-from src.models import P3MNet
+from src.models import P3MNet, P3MOutput
 from src.models.checkpoints import convert_official_state_dict
+from src.models.test_time import infer_alpha, pass_size
+from src.models.test_time.resize import resize_like_skimage_0_14, resize_maps, skimage_0_14_transform
 from tests.fixtures import REFERENCE_DIR, read_matte16
 
 PAPER_ATOL = 1e-3  # measured: 6.0e-8 (2 or 4 threads; float32 fixtures), 7.6e-6 (16-bit fixtures)
@@ -60,19 +59,19 @@ class ReusePasses(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
-        self.passes: list[tuple[Tensor, tuple[Tensor, ...]]] = []
+        self.passes: list[tuple[Tensor, P3MOutput]] = []
 
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+    def forward(self, x: Tensor) -> P3MOutput:
         for seen, out in self.passes:
             if seen.shape == x.shape and torch.equal(seen, x):
                 return out
-        out = tuple(self.net(x))
+        out = self.net(x)
         self.passes.append((x.clone(), out))
         return out
 
     def global_logits(self, size: tuple[int, int]) -> Tensor:
         """The global logits of the (first) pass at ``size``."""
-        return next(out[0] for x, out in self.passes if tuple(x.shape[-2:]) == size)
+        return next(out.global_logits for x, out in self.passes if tuple(x.shape[-2:]) == size)
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from src.inference import STRATEGIES, infer_alpha
-from src.inference.test_time import pass_size
-from src.models import P3MNet
+from src.models import P3MNet, P3MOutput
+from src.models.test_time import STRATEGIES, infer_alpha, pass_size, resize_maps
 
 
 class ThreeBands(nn.Module):
@@ -19,7 +18,7 @@ class ThreeBands(nn.Module):
         self.local_value = local_value
         self.sizes: list[tuple[int, int]] = []
 
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+    def forward(self, x: Tensor) -> P3MOutput:
         n, _, h, w = x.shape
         self.sizes.append((h, w))
         cls = torch.zeros(n, h, w, dtype=torch.long)
@@ -28,7 +27,7 @@ class ThreeBands(nn.Module):
         logits = torch.nn.functional.one_hot(cls, 3).permute(0, 3, 1, 2).float() * 10
         local = torch.full((n, 1, h, w), self.local_value)
         fusion = torch.where(cls[:, None] == 2, 1.0, torch.where(cls[:, None] == 1, local, 0.0))
-        return logits, local, fusion, logits, logits, logits
+        return P3MOutput(logits, local, fusion, logits, logits, logits)
 
 
 @pytest.mark.parametrize(
@@ -86,7 +85,7 @@ class OutputsOnly(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+    def forward(self, x: Tensor) -> P3MOutput:
         return self.net(x)
 
 
@@ -111,3 +110,17 @@ def test_bf16_autocast_keeps_shapes_and_stays_close() -> None:
     bf16 = infer_alpha(net, image, "full", "fast", precision=torch.bfloat16).local_alpha
     assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
     assert 0 < (bf16 - fp32).abs().mean() < 0.05  # bf16 really ran, and stayed near the fp32 matte
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_out_size_resizes_the_pass_outputs_once(strategy: str) -> None:
+    """A shrunk photo's mattes go from the pass sizes straight to the photo's size (predict's
+    max_short_side), not to the shrunk size and then again."""
+    image = torch.randint(0, 256, (3, 96, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    net = ThreeBands()
+    out = infer_alpha(net, image, strategy, "paper", out_size=(150, 200))
+    assert out.alpha.shape == out.trimap.shape == out.local_alpha.shape == (150, 200)
+    if strategy != "hybrid":  # the fused matte is one resize of the (single) pass's fusion output
+        fusion = net(torch.zeros(1, 3, *net.sizes[0])).fusion_alpha[0]
+        expected = resize_maps(fusion, (150, 200), "paper")[0].float()
+        torch.testing.assert_close(out.alpha, expected.clamp(0, 1), rtol=0, atol=0)

@@ -1,4 +1,4 @@
-"""The offline anonymiser: real faces found and obfuscated, faceless images reported, failures counted."""
+"""The offline anonymizer: real faces found and obfuscated, faceless images reported, failures counted."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class _BoxDetector:
 @pytest.mark.slow
 def test_sample_faces_are_found_and_obfuscated(samples_copy: Path, tmp_path: Path, centerface: None) -> None:
     split = samples_copy / "validation" / "P3M-500-NP"
-    out = tmp_path / "anonymised"
+    out = tmp_path / "anonymized"
     report = anonymize(_cfg(input=split / "original_image", output=out, alpha_dir=split / "mask"))
 
     assert sorted(report.no_face) == list(NO_FACES)
@@ -242,7 +242,7 @@ def test_truncated_images_are_failures_not_grey_outputs(tmp_path: Path) -> None:
     cv2.imwrite(str(images / "whole.jpg"), smooth)
     data = (images / "whole.jpg").read_bytes()
     (images / "cut.jpg").write_bytes(data[: len(data) // 2])
-    assert cv2.imread(str(images / "cut.jpg")) is not None  # what the anonymiser used to accept
+    assert cv2.imread(str(images / "cut.jpg")) is not None  # what the anonymizer used to accept
     report = anonymize_folder(images, out, _BoxDetector(), FaceObfuscator(), progress=False)
     assert report.written == ["whole"]
     assert "truncated JPEG" in report.failures["cut.jpg"]

@@ -21,11 +21,12 @@ from src.data.datamodule import P3M10kDataModule
 from src.data.io import read_image, read_mask
 from src.data.layout import DatasetLayoutError
 from src.data.transforms import PaperTransform
+from src.privacy.modes import PPT, CopyPaste, Obfuscate, PrivacyMode
 from src.privacy.obfuscate import obfuscate_face
 from src.privacy.training import band_kernel_for, face_region
 
 SMALL = {"crop_sizes": [48, 64], "out_size": 64, "kernel_range": [3, 7]}
-ORIGINAL_DIRS = {"original_image", "original", "fg"}  # folders with non-anonymised faces
+ORIGINAL_DIRS = {"original_image", "original", "fg"}  # folders with non-anonymized faces
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Spy:
         return self.outputs[-1]
 
 
-def datamodule(root: Path, privacy: dict[str, Any], augmentation: Any = None) -> P3M10kDataModule:
+def datamodule(root: Path, privacy: PrivacyMode, augmentation: Any = None) -> P3M10kDataModule:
     dm = P3M10kDataModule(
         root=root,
         augmentation=augmentation or PaperTransform(**SMALL),
@@ -76,26 +77,26 @@ def opened_files(dm: P3M10kDataModule, monkeypatch: pytest.MonkeyPatch, epochs: 
 @pytest.mark.parametrize(
     "privacy",
     [
-        {"mode": "ppt"},
-        {"mode": "cp", "level": "image", "prob": 1.0},
-        {"mode": "cp", "level": "feature", "prob": 1.0},
+        PPT(),
+        CopyPaste(level="image", prob=1.0),
+        CopyPaste(level="feature", prob=1.0),
     ],
     ids=["ppt", "icp", "fcp"],
 )
-def test_ppt_and_cp_open_only_anonymised_images(
-    privacy: dict[str, Any], tiny_synthetic: Path, monkeypatch: pytest.MonkeyPatch
+def test_ppt_and_cp_open_only_anonymized_images(
+    privacy: PrivacyMode, tiny_synthetic: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dm = datamodule(tiny_synthetic, privacy)
     train = tiny_synthetic / "train"
     expected = {train / d for d in ("blurred_image", "mask", "fg_blurred", "bg", "facemask")}
-    if privacy["mode"] == "cp":
+    if privacy.name == "cp":
         expected |= {tiny_synthetic / "public_faces/images", tiny_synthetic / "public_faces/masks"}
     assert set(dm.read_dirs) == expected  # the data module records the folders it reads
     opened = opened_files(dm, monkeypatch)
     assert opened and all(path.parent in expected for path in opened), sorted(opened)
     assert not {path.parent.name for path in opened} & ORIGINAL_DIRS
     assert {path.parent for path in opened} >= {train / "blurred_image", train / "mask"}
-    if privacy["mode"] == "cp":  # the public faces are read, and nothing else of theirs
+    if privacy.name == "cp":  # the public faces are read, and nothing else of theirs
         assert any(path.parent == tiny_synthetic / "public_faces/images" for path in opened)
 
 
@@ -106,11 +107,11 @@ def test_cp_refuses_foregrounds_that_may_show_faces(tmp_path: Path) -> None:
 
     root = ensure_synthetic_dataset(tmp_path / "syn", num_train=2, num_test=1, size=(64, 64), num_faces=1)
     shutil.rmtree(root / "train/fg_blurred")
-    with pytest.raises(DatasetLayoutError, match=r"privacy.mode=cp needs foregrounds of the face-blurred"):
-        datamodule(root, {"mode": "cp"})
+    with pytest.raises(DatasetLayoutError, match=r"privacy=cp needs foregrounds of the face-blurred"):
+        datamodule(root, CopyPaste())
     shutil.rmtree(root / "train/facemask")
-    with pytest.raises(DatasetLayoutError, match=r"privacy.mode=obfuscate needs face masks in"):
-        datamodule(root, {"mode": "obfuscate"})
+    with pytest.raises(DatasetLayoutError, match=r"privacy=obfuscate needs face masks in"):
+        datamodule(root, Obfuscate())
 
 
 @pytest.mark.parametrize("method", ["blur", "mosaic", "zero"])
@@ -118,7 +119,7 @@ def test_obfuscate_mode_never_batches_an_unobfuscated_face(
     method: str, tiny_synthetic: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spy = Spy(PaperTransform(**SMALL))
-    dm = datamodule(tiny_synthetic, {"mode": "obfuscate", "method": method}, spy)
+    dm = datamodule(tiny_synthetic, Obfuscate(method=method), spy)
     train = tiny_synthetic / "train"
     # obfuscate reads the originals (and their fg) by design, and records it
     assert {train / "original_image", train / "fg", train / "facemask"} <= set(dm.read_dirs)

@@ -1,5 +1,5 @@
 """P3M-CP: the paste geometry, the public face layouts, and that ICP and FCP change what the network
-sees only inside the face region."""
+sees only inside the face region. The network side of FCP is tested in tests/models/test_feature_paste.py."""
 
 from __future__ import annotations
 
@@ -13,17 +13,11 @@ import torch
 from src.data.datamodule import P3M10kDataModule
 from src.data.layout import DatasetLayoutError
 from src.data.transforms import PaperTransform
-from src.models.components.p3mnet import P3MNet
-from src.privacy.copy_paste import (
-    FaceAugment,
-    feature_copy_paste_forward,
-    paste_face,
-    paste_features,
-    source_pass_batchnorm,
-)
+from src.privacy.copy_paste import FaceAugment, paste_face
 from src.privacy.faces import PublicFaces
+from src.privacy.modes import PPT, CopyPaste, Obfuscate, PrivacyMode
 from src.privacy.obfuscate import obfuscation_region
-from src.privacy.training import face_region, privacy_hook
+from src.privacy.training import face_region
 
 SMALL = {"crop_sizes": [48, 64], "out_size": 64, "kernel_range": [3, 7]}
 
@@ -45,7 +39,7 @@ def fresh(dm: P3M10kDataModule, index: int, seed: int) -> dict[str, torch.Tensor
     return dm.train_set[index]
 
 
-def datamodule(root: Path, privacy: dict) -> P3M10kDataModule:
+def datamodule(root: Path, privacy: PrivacyMode) -> P3M10kDataModule:
     dm = P3M10kDataModule(
         root=root,
         augmentation=PaperTransform(**SMALL),
@@ -152,14 +146,14 @@ def test_celebamask_hq_layout(tmp_path: Path) -> None:
 
 def test_privacy_config_errors_name_the_key(tiny_synthetic: Path) -> None:
     with pytest.raises(ValueError, match=r"privacy\.level='pixel' is unknown"):
-        privacy_hook({"mode": "cp", "level": "pixel"}, tiny_synthetic)
+        CopyPaste(level="pixel")
     with pytest.raises(ValueError, match=r"privacy\.prob"):
-        privacy_hook({"mode": "cp", "prob": 2}, tiny_synthetic)
-    with pytest.raises(ValueError, match="does not take method"):
-        privacy_hook({"mode": "cp", "method": "blur"}, tiny_synthetic)
+        CopyPaste(prob=2).sample_hook(tiny_synthetic)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'method'"):
+        CopyPaste(method="blur")  # Hydra's instantiate reports it with the config key
     with pytest.raises(ValueError, match="unknown obfuscation method"):
-        privacy_hook({"mode": "obfuscate", "method": "pixelate"}, tiny_synthetic)
-    _, dirs = privacy_hook({"mode": "cp"}, tiny_synthetic)
+        Obfuscate(method="pixelate").sample_hook(tiny_synthetic)
+    _, dirs = CopyPaste().sample_hook(tiny_synthetic)
     assert dirs == (tiny_synthetic / "public_faces/images", tiny_synthetic / "public_faces/masks")
 
 
@@ -167,8 +161,8 @@ def test_privacy_config_errors_name_the_key(tiny_synthetic: Path) -> None:
 
 
 def test_icp_changes_the_training_sample_only_inside_the_face(tiny_synthetic: Path) -> None:
-    ppt = datamodule(tiny_synthetic, {"mode": "ppt"})
-    icp = datamodule(tiny_synthetic, {"mode": "cp", "level": "image", "prob": 1.0})
+    ppt = datamodule(tiny_synthetic, PPT())
+    icp = datamodule(tiny_synthetic, CopyPaste(level="image", prob=1.0))
     changed = 0
     for index in range(len(ppt.train_set)):
         # the paste happens at full resolution: outside the paste region nothing changes, bit for bit
@@ -191,12 +185,12 @@ def test_icp_changes_the_training_sample_only_inside_the_face(tiny_synthetic: Pa
 
 
 def test_fcp_items_carry_the_pasted_image_and_mask(tiny_synthetic: Path) -> None:
-    fcp = datamodule(tiny_synthetic, {"mode": "cp", "level": "feature", "prob": 1.0, "stage": 2})
-    ppt = datamodule(tiny_synthetic, {"mode": "ppt"})
+    fcp = datamodule(tiny_synthetic, CopyPaste(level="feature", prob=1.0, stage=2))
+    ppt = datamodule(tiny_synthetic, PPT())
     pasted_any = False
     for index in range(len(fcp.train_set)):
         item, plain = fresh(fcp, index, 9), fresh(ppt, index, 9)
-        assert item["cp_stage"].item() == 2 and item["cp_mask"].shape == item["alpha"].shape
+        assert "cp_stage" not in item and item["cp_mask"].shape == item["alpha"].shape  # the stage is config
         for key in plain:  # the target is the PPT item: FCP does not touch the image
             torch.testing.assert_close(item[key], plain[key], rtol=0, atol=0)
         mask = item["cp_mask"][0].numpy()
@@ -206,99 +200,6 @@ def test_fcp_items_carry_the_pasted_image_and_mask(tiny_synthetic: Path) -> None
         assert not ((mask > 0) & (item["facemask"][0].numpy() == 0)).any()
         pasted_any |= bool(diff.any())
     assert pasted_any
-    off = datamodule(tiny_synthetic, {"mode": "cp", "level": "feature", "prob": 0.0})
+    off = datamodule(tiny_synthetic, CopyPaste(level="feature", prob=0.0))
     item = fresh(off, 0, 9)
     assert item["cp_mask"].max() == 0 and torch.equal(item["cp_source"], item["image"])
-
-
-@pytest.fixture(scope="module")
-def net() -> P3MNet:
-    torch.manual_seed(0)
-    return P3MNet("resnet34")
-
-
-def _batch(seed: int = 0) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    image = torch.randn(2, 3, 64, 64, generator=gen)
-    mask = torch.zeros(2, 1, 64, 64)
-    mask[:, :, 16:36, 20:40] = 1.0
-    source = torch.where(mask > 0, torch.randn(2, 3, 64, 64, generator=gen), image)
-    return {"image": image, "cp_source": source, "cp_mask": mask}
-
-
-def test_paste_features_changes_only_the_face_cells() -> None:
-    target, source = torch.randn(2, 8, 16, 16), torch.randn(2, 8, 16, 16)
-    mask = torch.zeros(2, 1, 64, 64)
-    mask[:, :, 18:30, 21:40] = 1.0  # partly covers the border cells of a stride-4 grid
-    merged = paste_features(target, source, mask)
-    cells = torch.nn.functional.adaptive_avg_pool2d(mask, (16, 16))
-    outside = (cells == 0).expand_as(target)
-    assert torch.equal(merged[outside], target[outside])
-    full = (cells == 1).expand_as(target)
-    torch.testing.assert_close(merged[full], source[full])
-    assert ((cells > 0) & (cells < 1)).any()  # soft cells exist and blend
-    with pytest.raises(ValueError, match="cp_mask must be"):
-        paste_features(target, source, mask[:, 0])
-
-
-@pytest.mark.parametrize("stage", [1, 3])
-def test_fcp_pastes_features_only_inside_the_face(net: P3MNet, stage: int) -> None:
-    batch = _batch()
-    net.eval()
-    with torch.no_grad():
-        target = net.backbone.forward_stages(batch["image"], end=stage)
-        source = net.backbone.forward_stages(batch["cp_source"], end=stage)
-        merged = paste_features(target.x, source.x, batch["cp_mask"])
-        cells = torch.nn.functional.adaptive_avg_pool2d(batch["cp_mask"], merged.shape[-2:]) > 0
-        changed = (merged != target.x).any(dim=1, keepdim=True)
-        assert changed.any() and not (changed & ~cells).any()
-        # the pasted forward differs from the plain one; with nothing to paste it is the plain one
-        plain = net(batch["image"])
-        pasted = feature_copy_paste_forward(net, batch, stage)
-        assert not torch.equal(pasted.fusion_alpha, plain.fusion_alpha)
-        nothing = feature_copy_paste_forward(
-            net, {**batch, "cp_mask": torch.zeros_like(batch["cp_mask"])}, stage
-        )
-        for a, b in zip(nothing, plain, strict=True):
-            assert torch.equal(a, b)
-
-
-def test_fcp_source_pass_leaves_batchnorm_running_stats_alone(net: P3MNet) -> None:
-    batch = _batch(1)
-    state = {k: v.clone() for k, v in net.state_dict().items()}
-    net.train()
-    try:
-        with torch.no_grad():
-            net.backbone.forward_stages(batch["image"], end=2)  # a plain target pass
-        after_plain = {k: v.clone() for k, v in net.state_dict().items()}
-        net.load_state_dict(state)
-        with torch.no_grad():
-            target = net.backbone.forward_stages(batch["image"], end=2)
-            with source_pass_batchnorm(net.backbone):
-                net.backbone.forward_stages(batch["cp_source"], end=2)
-        for key, value in net.state_dict().items():
-            assert torch.equal(value, after_plain[key]), key  # running stats saw only the target
-        assert all(m.track_running_stats for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
-        # the target pass itself is an ordinary training forward (batch statistics)
-        assert target.x.shape[1] == 64
-        # gradients reach the pasted face through the source pass; with running statistics (eval),
-        # only pixels within the first stage's receptive field (7x7 conv + 3x3 pool) of the face
-        net.eval()
-        source = batch["cp_source"].clone().requires_grad_(True)
-        out = feature_copy_paste_forward(
-            net, {**batch, "cp_source": source, "cp_stage": torch.tensor([1, 1])}
-        )
-        out.global_logits.sum().backward()
-        grad = source.grad.abs().sum(dim=1, keepdim=True)
-        near = torch.nn.functional.max_pool2d(batch["cp_mask"], 17, stride=1, padding=8) > 0
-        assert grad[batch["cp_mask"] > 0].min() > 0 and grad[~near].abs().max() == 0
-    finally:
-        net.load_state_dict(state)
-        net.zero_grad(set_to_none=True)
-
-
-def test_fcp_stage_out_of_range(net: P3MNet) -> None:
-    with pytest.raises(ValueError, match=r"privacy.stage=6 is outside 1..5"):
-        feature_copy_paste_forward(net, _batch(), 6)
-    with pytest.raises(KeyError, match="cp_source"):
-        feature_copy_paste_forward(net, {"image": torch.zeros(1, 3, 64, 64)}, 1)

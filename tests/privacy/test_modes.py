@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from src.data.datamodule import P3M10kDataModule
 from src.data.io import read_image, read_mask
 from src.data.layout import EvalSplit
+from src.models.components.p3mnet import P3MNet
 from src.privacy.obfuscate import FaceObfuscator, obfuscation_region
 from src.train import train
 from tests.conftest import tiny_data_overrides
@@ -34,7 +35,8 @@ def test_every_mode_trains_one_step(
     mode: str, compose_config: Callable[..., DictConfig], tiny_synthetic: Path
 ) -> None:
     cfg = compose_config("train", [*tiny_data_overrides(tiny_synthetic), *MODES[mode], "debug=fdr"])
-    assert cfg.privacy.mode == MODES[mode][0].split("=")[1]
+    target = {"ppt": "PPT", "none": "NoPrivacy", "obfuscate": "Obfuscate", "cp": "CopyPaste"}
+    assert cfg.privacy._target_ == f"src.privacy.modes.{target[MODES[mode][0].split('=')[1]]}"
     metrics = train(cfg)
     assert math.isfinite(float(metrics["train/loss/total"]))
     assert float(metrics["val/p/sad_privacy"]) >= 0  # P3M-500-P has face masks ...
@@ -44,18 +46,16 @@ def test_every_mode_trains_one_step(
 def test_fcp_batches_reach_the_staged_forward(
     compose_config: Callable[..., DictConfig], tiny_synthetic: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import src.models.p3m_module as module
-
     calls = []
-    real = module.feature_copy_paste_forward
+    real = P3MNet.forward_feature_paste
 
-    def spy(net: torch.nn.Module, batch: dict, stage: int | None = None) -> object:
-        calls.append(int(batch["cp_stage"][0]))
-        return real(net, batch, stage)
+    def spy(net: P3MNet, image: torch.Tensor, source: torch.Tensor, mask: torch.Tensor, stage: int) -> object:
+        calls.append(stage)
+        return real(net, image, source, mask, stage)
 
-    monkeypatch.setattr(module, "feature_copy_paste_forward", spy)
+    monkeypatch.setattr(P3MNet, "forward_feature_paste", spy)
     train(compose_config("train", [*tiny_data_overrides(tiny_synthetic), *MODES["fcp"], "debug=fdr"]))
-    assert calls == [2]
+    assert calls == [2]  # the stage comes from the config, not from the batches
 
 
 def test_checkpoints_on_sad_privacy_with_the_obfuscated_splits(
@@ -92,9 +92,14 @@ def test_obfuscated_evaluation_splits(
     data = [o for o in tiny_data_overrides(tiny_synthetic) if not o.startswith("trainer")]
     cfg = compose_config("eval", [*data, "data/extra_splits=obfuscated"])
     dm: P3M10kDataModule = instantiate(cfg.data, require_fg_bg=False)
-    assert dm.eval_split_names == ["P3M-500-P", "P3M-500-NP", "P3M-500-P-zero", "P3M-500-P-mosaic"]
-    assert dm.eval_split_prefixes == ["val/p", "val/np", "val/p_zero", "val/p_mosaic"]
-    assert dm.eval_split(2).obfuscate == FaceObfuscator(method="zero")
+    assert [s.name for s in dm.eval_splits] == [
+        "P3M-500-P",
+        "P3M-500-NP",
+        "P3M-500-P-zero",
+        "P3M-500-P-mosaic",
+    ]
+    assert [s.prefix for s in dm.eval_splits] == ["val/p", "val/np", "val/p_zero", "val/p_mosaic"]
+    assert dm.eval_splits[2].obfuscate == FaceObfuscator(method="zero")
     dm.setup("test")
     loaders = dm.test_dataloader()
     for p_item, zero_item, mosaic_item in zip(loaders[0], loaders[2], loaders[3], strict=True):
@@ -122,11 +127,17 @@ def test_obfuscated_evaluation_splits(
 def test_eval_split_obfuscate_entry_errors() -> None:
     base = {"name": "X", "prefix": "val/x", "image_dir": "a", "mask_dir": "b"}
     with pytest.raises(ValueError, match="sets obfuscate but no facemask_dir"):
-        EvalSplit.from_config({**base, "obfuscate": {"method": "zero"}})
-    with pytest.raises(ValueError, match=r"obfuscate: unknown keys \['block'\]"):
-        EvalSplit.from_config({**base, "facemask_dir": "f", "obfuscate": {"block": 3}})
+        EvalSplit.from_config({**base, "obfuscate": {"method": "zero"}}, 0, FaceObfuscator)
+    with pytest.raises(ValueError, match=r"obfuscate: .*unexpected keyword argument 'block'"):
+        EvalSplit.from_config({**base, "facemask_dir": "f", "obfuscate": {"block": 3}}, 0, FaceObfuscator)
     with pytest.raises(ValueError, match=r"eval_splits\[0\].obfuscate: unknown obfuscation method"):
-        EvalSplit.from_config({**base, "facemask_dir": "f", "obfuscate": {"method": "swirl"}})
-    split = EvalSplit.from_config({**base, "facemask_dir": "f", "obfuscate": {"method": "mosaic"}})
+        EvalSplit.from_config(
+            {**base, "facemask_dir": "f", "obfuscate": {"method": "swirl"}}, 0, FaceObfuscator
+        )
+    with pytest.raises(ValueError, match=r"has no obfuscator \(data.obfuscator"):
+        EvalSplit.from_config({**base, "facemask_dir": "f", "obfuscate": {"method": "zero"}})
+    split = EvalSplit.from_config(
+        {**base, "facemask_dir": "f", "obfuscate": {"method": "mosaic"}}, 0, FaceObfuscator
+    )
     assert split.obfuscate == FaceObfuscator(method="mosaic")
     assert EvalSplit.from_config(base).obfuscate is None

@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 import torch
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from src.utils.conventions import IMAGENET_MEAN, IMAGENET_STD
+
 COLOUR_KEYS = ("image", "fg", "bg")  # (H, W, 3) RGB, ImageNet-normalised at the end
 MAP_KEYS = ("alpha", "trimap", "facemask")  # (H, W) single-channel maps
 SIZE_MULTIPLE = 32  # P3M-Net downsamples 32x

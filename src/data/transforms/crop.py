@@ -22,7 +22,7 @@ Speed, and what is exact (tests/data/test_transforms.py checks each claim):
 
 - files are decoded by OpenCV (:mod:`src.data.io`): the same libjpeg-turbo / libpng output as
   PIL's for these files (checked on the real samples; another JPEG decoder build could differ by
-  rounding), 1.3-2x faster;
+  rounding), and faster (``bench/bench_data.py``);
 - the trimap is computed only on the crop plus the kernel's reach, clipped at the image borders
   (:func:`src.data.trimap.trimap_window`), with bit-packed morphology: bit-identical to cropping
   the full-size trimap;
@@ -63,6 +63,7 @@ from src.data.transforms.base import (
     upscale_short_side,
 )
 from src.data.trimap import sample_transition_pixel, trimap_window
+from src.utils.conventions import TRIMAP_BACKGROUND, TRIMAP_FOREGROUND, TRIMAP_UNKNOWN
 
 REQUANTIZE_HIGH = 180  # IJCV: resized trimap values above this become foreground (255)
 REQUANTIZE_LOW = 50  # IJCV: values below this become background (0); the rest unknown (128)
@@ -89,9 +90,9 @@ class CropChoices:
 
 def requantize_trimap(trimap: np.ndarray) -> np.ndarray:
     """Map a bilinearly resized trimap back to 0/128/255 with the IJCV thresholds."""
-    out = np.full_like(trimap, 128)
-    out[trimap > REQUANTIZE_HIGH] = 255
-    out[trimap < REQUANTIZE_LOW] = 0
+    out = np.full_like(trimap, TRIMAP_UNKNOWN)
+    out[trimap > REQUANTIZE_HIGH] = TRIMAP_FOREGROUND
+    out[trimap < REQUANTIZE_LOW] = TRIMAP_BACKGROUND
     return out
 
 

@@ -7,14 +7,15 @@ covers the ResNet-34, Swin-T and ViTAE-S variants of the papers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
 from src.models.components.backbones import Backbone, EncoderFeatures, create_backbone
 from src.models.components.decoders import GlobalDecoder, LocalDecoder
+from src.models.components.feature_paste import paste_features, source_pass_batchnorm
 
 CLASS_BACKGROUND, CLASS_TRANSITION, CLASS_FOREGROUND = 0, 1, 2
 
@@ -58,17 +59,26 @@ class P3MNet(nn.Module):
 
     Args:
         backbone: A registered backbone name (``resnet34``, ...) or a built :class:`Backbone`.
-        pretrained: ImageNet weights for a backbone given by name (a path); None for random init.
+        backbone_kwargs: For a backbone given by name, its factory's arguments (e.g. ``pretrained``:
+            a path to ImageNet weights; None for random init).
+
+    Attributes:
+        backbone_name: The registered name (checkpoints and logs say which P3M-Net this is); a
+            backbone built by hand goes by its class name.
     """
 
-    def __init__(self, backbone: str | Backbone = "resnet34", pretrained: str | Path | None = None) -> None:
+    def __init__(self, backbone: str | Backbone = "resnet34", **backbone_kwargs: Any) -> None:
         super().__init__()
         if isinstance(backbone, str):
-            backbone = create_backbone(backbone, **({"pretrained": pretrained} if pretrained else {}))
-        elif pretrained:
+            self.backbone_name = backbone
+            kwargs = {k: v for k, v in backbone_kwargs.items() if k != "pretrained" or v}
+            backbone = create_backbone(backbone, **kwargs)
+        elif backbone_kwargs:
             raise ValueError(
-                "pretrained= only applies to a backbone given by name; load weights into your Backbone"
+                f"{sorted(backbone_kwargs)} only apply to a backbone given by name; configure your Backbone"
             )
+        else:
+            self.backbone_name = type(backbone).__name__
         self.backbone = backbone
         spec = backbone.decoder_spec
         self.global_decoder = GlobalDecoder(spec, backbone.deepest_channels)
@@ -89,6 +99,36 @@ class P3MNet(nn.Module):
         features = self.backbone(_checked(image))
         return self.local_decoder(features, self.global_decoder.guidance(features.deepest))
 
+    def forward_feature_paste(self, image: Tensor, source: Tensor, mask: Tensor, stage: int) -> P3MOutput:
+        """P3M-FCP's training forward: ``source``'s features pasted into ``image``'s after ``stage``
+        encoder stages, inside ``mask`` (see :mod:`src.models.components.feature_paste`).
+
+        Every skip feature recorded by the first ``stage`` stages and every max-pool index are the
+        target's: the paste replaces only the running feature the remaining stages consume. The
+        source pass runs even when nothing is pasted: under DDP with SyncBatchNorm every rank must
+        run the same layers. Gradients flow through both passes.
+
+        Args:
+            image: the target batch (N, 3, H, W), ImageNet-normalised.
+            source: the pasted images, normalised like ``image``.
+            mask: (N, 1, H, W) paste mask in [0, 1].
+            stage: encoder stages before the paste, 1 .. ``backbone.num_stages``.
+        """
+        backbone = self.backbone
+        if isinstance(stage, bool) or not isinstance(stage, int) or not 1 <= stage <= backbone.num_stages:
+            raise ValueError(
+                f"privacy.stage={stage!r} is outside 1..{backbone.num_stages} ({type(backbone).__name__} "
+                f"has {backbone.num_stages} encoder stages)"
+            )
+        if source.shape != image.shape:
+            raise ValueError(f"cp_source {tuple(source.shape)} must match image {tuple(image.shape)}")
+        target_state = backbone.forward_stages(_checked(image), end=stage)
+        with source_pass_batchnorm(backbone):
+            source_state = backbone.forward_stages(source, end=stage)
+        merged = paste_features(target_state.x, source_state.x, mask)
+        state = backbone.forward_stages(dataclasses.replace(target_state, x=merged), start=stage)
+        return self.decode(EncoderFeatures(tuple(state.skips), state.x, tuple(state.indices)))
+
     def decode(self, features: EncoderFeatures) -> P3MOutput:
         """Run both decoders on encoder features (e.g. edited between backbone stages) and fuse."""
         decoded = self.global_decoder(features.deepest)
@@ -101,7 +141,7 @@ def _checked(image: Tensor) -> Tensor:
     if image.ndim != 4 or image.shape[1] != 3 or image.shape[2] % 32 or image.shape[3] % 32:
         raise ValueError(
             f"P3MNet expects an (N, 3, H, W) image, H and W multiples of 32, got {tuple(image.shape)}: "
-            "pad or resize it first (see src.inference)"
+            "pad or resize it first (see src.models.test_time)"
         )
     return image
 
@@ -109,5 +149,4 @@ def _checked(image: Tensor) -> Tensor:
 def build_p3mnet(backbone: Mapping[str, Any]) -> P3MNet:
     """P3M-Net from the ``backbone`` config group: ``name`` plus the factory's keyword arguments."""
     kwargs = dict(backbone)
-    name = kwargs.pop("name")
-    return P3MNet(create_backbone(name, **kwargs))
+    return P3MNet(kwargs.pop("name"), **kwargs)

@@ -1,4 +1,4 @@
-"""Pluggable, offline face detectors for the anonymiser.
+"""Pluggable, offline face detectors for the anonymizer.
 
 Importing this package registers every detector; each imports its optional packages only when it
 is created, and raises :class:`DetectorUnavailableError` with the install command when they are

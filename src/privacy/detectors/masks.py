@@ -1,4 +1,4 @@
-"""Face masks from detections: the region the anonymiser obfuscates and writes to ``facemask/``."""
+"""Face masks from detections: the region the anonymizer obfuscates and writes to ``facemask/``."""
 
 from __future__ import annotations
 

@@ -6,7 +6,12 @@ from src.models.components.backbones.base import (
     EncoderFeatures,
     EncoderState,
 )
-from src.models.components.backbones.registry import create_backbone, list_backbones, register_backbone
+from src.models.components.backbones.registry import (
+    backbone_factory,
+    create_backbone,
+    list_backbones,
+    register_backbone,
+)
 from src.models.components.backbones.resnet34 import ResNet34Backbone
 from src.models.components.backbones.swin import SwinBackbone
 from src.models.components.backbones.vitae import ViTAEBackbone
@@ -19,6 +24,7 @@ __all__ = [
     "ResNet34Backbone",
     "SwinBackbone",
     "ViTAEBackbone",
+    "backbone_factory",
     "create_backbone",
     "list_backbones",
     "register_backbone",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from src.models.checkpoint_files import read_checkpoint
+from src.utils.checkpoint_files import read_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,15 @@ def list_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_backbone(name: str, **kwargs: Any) -> Backbone:
-    """Build a registered backbone by name; keyword arguments go to its factory."""
+def backbone_factory(name: str) -> Callable[..., Backbone]:
+    """The factory registered as ``name``."""
     if name not in _REGISTRY:
         raise KeyError(
             f"unknown backbone {name!r}; registered: {', '.join(list_backbones())} (set backbone=<name>)"
         )
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY[name]
+
+
+def create_backbone(name: str, **kwargs: Any) -> Backbone:
+    """Build a registered backbone by name; keyword arguments go to its factory."""
+    return backbone_factory(name)(**kwargs)

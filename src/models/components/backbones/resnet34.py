@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
-from src.models.checkpoint_files import read_checkpoint
 from src.models.components.backbones.base import Backbone, DecoderSpec, EncoderState
 from src.models.components.backbones.registry import register_backbone
+from src.utils.checkpoint_files import read_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -71,11 +71,6 @@ class PerformerAttention(nn.Module):
         self.unused_norm = nn.LayerNorm(dim, eps=1e-6)
         self.unused_norm.requires_grad_(False)
 
-    def reset_random_features(self) -> None:
-        """Redraw the random features from ``self.seed`` (e.g. after loading a file that lacks them)."""
-        fresh = orthogonal_random_features(self.num_heads, self.num_features, self.head_dim, self.seed)
-        self.random_features.copy_(fresh)
-
     def _feature_map(self, x: Tensor) -> Tensor:
         """``(N, heads, L, d) -> (N, heads, L, m)`` positive random features of ``x`` (float32)."""
         projected = x @ self.random_features.float().transpose(-1, -2)

@@ -20,13 +20,18 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from src.inference.resize import ResizeMode, resize_maps
+from src.models.test_time.resize import ResizeMode, resize_maps
+from src.utils.conventions import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TRIMAP_BACKGROUND,
+    TRIMAP_FOREGROUND,
+    TRIMAP_VALUES,
+)
 from src.utils.errors import SettingError
 
 STRATEGIES: tuple[str, ...] = ("resize", "hybrid", "full")
 MAX_SIDE = 1600
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class TestTimeOutput(NamedTuple):
@@ -63,7 +68,7 @@ def _normalise(image: Tensor) -> Tensor:
 
 def _segmentation_to_trimap(global_logits: Tensor) -> Tensor:
     """(1, 3, H, W) logits -> (1, H, W) uint8 trimap 0/128/255 by argmax."""
-    levels = torch.tensor([0, 128, 255], dtype=torch.uint8, device=global_logits.device)
+    levels = torch.tensor(TRIMAP_VALUES, dtype=torch.uint8, device=global_logits.device)
     return levels[global_logits.argmax(dim=1)]
 
 
@@ -76,20 +81,24 @@ def _full_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> tupl
     """All outputs: trimap (0..255), local and fused mattes at the pass size."""
     with _autocast(x, precision):
         out = net(x)
-    return _segmentation_to_trimap(out[0]), out[1][:, 0].float(), out[2][:, 0].float()
+    return (
+        _segmentation_to_trimap(out.global_logits),
+        out.local_alpha[:, 0].float(),
+        out.fusion_alpha[:, 0].float(),
+    )
 
 
 def _trimap_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> Tensor:
     """The trimap only; a P3MNet skips its local decoder (other nets, e.g. ONNX, run in full)."""
     with _autocast(x, precision):
-        logits = net.segment(x) if hasattr(net, "segment") else net(x)[0]
+        logits = net.segment(x) if hasattr(net, "segment") else net(x).global_logits
     return _segmentation_to_trimap(logits)
 
 
 def _local_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> Tensor:
     """The local matte only; a P3MNet skips the global logits and side heads."""
     with _autocast(x, precision):
-        local = net.matte(x) if hasattr(net, "matte") else net(x)[1]
+        local = net.matte(x) if hasattr(net, "matte") else net(x).local_alpha
     return local[:, 0].float()
 
 
@@ -105,17 +114,21 @@ def infer_alpha(
     resize_mode: ResizeMode = "paper",
     max_side: int = MAX_SIDE,
     precision: torch.dtype | None = None,
+    out_size: tuple[int, int] | None = None,
 ) -> TestTimeOutput:
     """Predict the matte of one image with an official test-time strategy.
 
     Args:
-        net: A P3M-Net (or anything returning the official 6-tuple order) in eval mode. HYBRID calls
-            its ``segment``/``matte`` methods where it has them (same numbers, less work).
+        net: A P3M-Net (or anything returning its :class:`~src.models.components.p3mnet.P3MOutput`,
+            e.g. the ONNX runtime's) in eval mode. HYBRID calls its ``segment``/``matte`` methods
+            where it has them (same numbers, less work).
         image: ``(3, H, W)`` or ``(1, 3, H, W)`` RGB, uint8 or float in [0, 255], on the net's device.
         strategy: ``resize``, ``hybrid`` or ``full``.
         resize_mode: ``paper`` (scikit-image 0.14.5's arithmetic, bit for bit, float64) or ``fast``
             (``F.interpolate``, float32); both run on the image's device.
         max_side: Cap of each pass side (official: 1600).
+        out_size: (H, W) of the mattes when not the image's: e.g. the photo's size when ``image`` is a
+            shrunk copy of it, so the mattes are resized once, from the pass sizes.
         precision: None for fp32; ``torch.bfloat16``/``torch.float16`` run the network under autocast
             (faster; the mattes move: the README's performance section measures how much).
     """
@@ -128,7 +141,7 @@ def infer_alpha(
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"expected an RGB image of shape (3, H, W), got {tuple(image.shape)}")
     height, width = image.shape[-2:]
-    full = (height, width)
+    full = (height, width) if out_size is None else (int(out_size[0]), int(out_size[1]))
 
     if strategy == "hybrid":
         half = _input(image, pass_size(height, width, 0.5, max_side), resize_mode)
@@ -137,7 +150,7 @@ def infer_alpha(
         local_full = resize_maps(_local_pass(net, whole, precision), full, resize_mode)[0]
         # The official rule tests the resized trimap for exactly 0 or 255 in the precision it was
         # resized in (float64 in `paper` mode): its last bits decide which pixels take the local matte.
-        certain = (trimap_full == 0) | (trimap_full == 255)
+        certain = (trimap_full == TRIMAP_BACKGROUND) | (trimap_full == TRIMAP_FOREGROUND)
         alpha = torch.where(certain, trimap_full / 255.0, local_full)
     else:
         ratio = 1.0 if strategy == "full" else 0.5
@@ -149,5 +162,5 @@ def infer_alpha(
     # the resized trimap is continuous; report the nearest of 0/128/255
     device = trimap_full.device
     classes = torch.bucketize(trimap_full, torch.tensor([64.0, 192.0], device=device))
-    trimap_out = torch.tensor([0, 128, 255], dtype=torch.uint8, device=device)[classes]
+    trimap_out = torch.tensor(TRIMAP_VALUES, dtype=torch.uint8, device=device)[classes]
     return TestTimeOutput(alpha.clamp(0, 1).float(), trimap_out, local_full.clamp(0, 1).float())

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from src.convert import convert_official_checkpoint
-from src.models.checkpoint_files import CheckpointError, read_checkpoint
 from src.models.checkpoint_io import SafeCheckpointIO
 from src.models.checkpoints import load_checkpoint_state
+from src.utils.checkpoint_files import CheckpointError, read_checkpoint
 from src.utils.run_dirs import find_checkpoint, resolve_ckpt_path
 
 UNSAFE_HINTS = ("weights_only=False", "weights_only` set to `False", "weights_only set to False")
