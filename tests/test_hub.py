@@ -79,9 +79,7 @@ def test_predictor_gives_the_hybrid_matte_of_predict(
     from src.inference import infer_alpha
     from src.models import load_model
 
-    predictor = torch.hub.load(
-        str(REPO_ROOT), "p3mnet_predictor", weights=str(r34_official_file), device="cpu"
-    )
+    predictor = hub_load("p3mnet_predictor", weights=str(r34_official_file), device="cpu")
     alpha = predictor(small_portrait)
     assert alpha.shape == small_portrait.shape[:2] and alpha.dtype == np.float32
     assert alpha.min() >= 0.0 and alpha.max() <= 1.0
