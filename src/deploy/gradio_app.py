@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 API_NAME = "matte"  # gradio_client: client.predict(..., api_name="/matte")
 BACKGROUNDS = ("transparent", "colour")
+IMAGE_HEIGHT = 340  # px on the page; downloads keep the full size
 
 
 def import_gradio() -> Any:
@@ -95,7 +96,9 @@ def build_demo(
         )
         with gr.Row():
             with gr.Column():
-                image = gr.Image(label="Portrait", type="numpy", image_mode="RGB", sources=["upload"])
+                image = gr.Image(
+                    label="Portrait", type="numpy", image_mode="RGB", sources=["upload"], height=IMAGE_HEIGHT
+                )
                 strategy = gr.Radio(list(STRATEGIES), value=predictor.strategy, label="Test-time strategy")
                 device = gr.Dropdown(available_devices(), value=str(predictor.device), label="Device")
                 anonymise = gr.Checkbox(False, label="Anonymise faces of the input first (blur)")
@@ -103,10 +106,12 @@ def build_demo(
                 colour = gr.ColorPicker("#00b140", label="Background colour")
                 run = gr.Button("Matte", variant="primary")
             with gr.Column():
-                matte = gr.Image(label="Alpha matte", type="numpy", format="png")
-                cutout = gr.Image(label="Cut-out", type="numpy", format="png", image_mode="RGBA")
+                matte = gr.Image(label="Alpha matte", type="numpy", format="png", height=IMAGE_HEIGHT)
+                cutout = gr.Image(
+                    label="Cut-out", type="numpy", format="png", image_mode="RGBA", height=IMAGE_HEIGHT
+                )
                 files = gr.File(label="Downloads (PNG)", file_count="multiple")
-                used = gr.Image(label="Anonymised input", type="numpy", format="png")
+                used = gr.Image(label="Anonymised input", type="numpy", format="png", height=IMAGE_HEIGHT)
                 info = gr.Textbox(label="Info", interactive=False)
         run.click(
             process,
