@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -98,7 +99,7 @@ def test_the_page_mattes_an_uploaded_portrait(
 
     from src.deploy.gradio_app import create_app, launch
 
-    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.delenv("GRADIO_ANALYTICS_ENABLED", raising=False)  # the app must switch analytics off itself
     weights = tmp_path / "p3mnet_pretrained_on_p3m10k.pth"
     torch.save({"state_dict": official_weights("r34", seed=5)}, weights)
     port = _free_port()
@@ -108,6 +109,7 @@ def test_the_page_mattes_an_uploaded_portrait(
     )
     assert cfg.server_name == "127.0.0.1"
     demo = create_app(cfg)
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
     launch(demo, cfg, prevent_thread_lock=True, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "got"))
