@@ -108,6 +108,23 @@ def test_a_users_own_src_is_neither_used_nor_replaced(
     assert sys.modules["src"] is user_src
 
 
+@pytest.fixture
+def no_src() -> Iterator[None]:
+    """No `src` imported at all (a fresh interpreter that has not imported this project)."""
+    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "src" or k.startswith("src.")}
+    yield
+    for k in [k for k in sys.modules if k == "src" or k.startswith("src.")]:
+        del sys.modules[k]
+    sys.modules.update(saved)
+
+
+def test_loading_leaves_no_src_behind(r34_official_file: Path, no_src: None) -> None:
+    net = hub_load("p3mnet", weights=str(r34_official_file))
+    assert net(torch.rand(1, 3, 64, 64)).fusion_alpha.shape == (1, 1, 64, 64)
+    # a later `import src` of the caller finds their own package, not ours
+    assert not [k for k in sys.modules if k == "src" or k.startswith("src.")]
+
+
 def test_bad_input_names_what_is_expected(r34_official_file: Path) -> None:
     predictor = hub_load("p3mnet_predictor", weights=str(r34_official_file))
     with pytest.raises(TypeError, match="uint8"):
