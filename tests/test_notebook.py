@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,3 +56,32 @@ def test_notebook_runs_and_shows_panels_and_metrics(tmp_path: Path, monkeypatch:
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "P3M-500-NP - P3M-500-P" in text and "sad_t" in text  # the metrics table
     assert "no CKPT_PATH given" in text
+
+
+def _setup_cell() -> str:
+    """The notebook's first code cell: settings and finding the repository."""
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    return next(cell.source for cell in notebook.cells if cell.cell_type == "code")
+
+
+@pytest.mark.parametrize("with_root", [False, True])
+def test_notebook_copied_elsewhere_finds_the_repository_or_says_what_it_needs(
+    with_root: bool, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("P3M_ROOT", "PYTHONPATH")}
+    if with_root:
+        env["P3M_ROOT"] = str(REPO_ROOT)
+    run = subprocess.run(
+        [sys.executable, "-c", _setup_cell() + "\nimport src.inference\nprint('imported', src.__file__)"],
+        cwd=tmp_path,  # a copy of the notebook outside the repository starts here
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if with_root:
+        assert run.returncode == 0, run.stderr
+        assert f"repository: {REPO_ROOT}" in run.stdout and str(REPO_ROOT / "src") in run.stdout
+    else:
+        assert run.returncode != 0 and "StopIteration" not in run.stderr
+        assert "FileNotFoundError" in run.stderr and "P3M_ROOT=/path/to/the/repository" in run.stderr

@@ -54,6 +54,7 @@ from tqdm import tqdm
 
 from src.data.io import ARRAY_SUFFIX, ImageReadError, ImageSizeError, read_image, read_mask, read_rgb
 from src.utils.conventions import IMAGE_SUFFIXES
+from src.utils.docs import WHERE_TO_GET
 from src.utils.files import encode_image, write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -347,7 +348,7 @@ def _jobs(root: Path, out: Path, image_dir: str, overwrite: bool, fmt: str) -> l
         raise FileNotFoundError(
             f"P3M-10k training data not found at {root}: expected train/{image_dir}/*.jpg and "
             f"train/mask/*.png (train/ holds {found or 'nothing'}). Set data.root=/path/to/P3M-10k "
-            "(the folder that contains train/), or image_dir=... to the images to prepare."
+            f"(the folder that contains train/), or image_dir=... to the images to prepare ({WHERE_TO_GET})."
         )
     folders = {"fg": fg_dir_for(image_dir), "bg": BG_DIR}
     existing: dict[str, dict[str, list[Path]]] = {}

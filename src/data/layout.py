@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from src.utils import conventions
+from src.utils.docs import WHERE_TO_GET
 from src.utils.errors import UserError
 
 IMAGE_SUFFIXES = frozenset(conventions.IMAGE_SUFFIXES)
@@ -309,13 +310,13 @@ class P3M10kLayout:
         if root is None or str(root).strip() in ("", "None", "null"):
             raise DatasetLayoutError(
                 "data.root is not set: pass data.root=/path/to/P3M-10k (or export P3M10K_ROOT), "
-                "or try data=synthetic for a generated toy dataset"
+                f"or try data=synthetic for a generated toy dataset ({WHERE_TO_GET})"
             )
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise DatasetLayoutError(
                 f"P3M-10k not found at {self.root}: expected train/blurred_image and train/mask; "
-                "set data.root=/path/to/P3M-10k or try data=synthetic"
+                f"set data.root=/path/to/P3M-10k or try data=synthetic ({WHERE_TO_GET})"
             )
         self.train_dir = self.root / "train"
 
@@ -332,7 +333,8 @@ class P3M10kLayout:
         found = f"found train/{{{', '.join(present)}}}" if present else "found no train/ folder"
         return DatasetLayoutError(
             f"P3M-10k layout incomplete at {self.root}: expected {wanted} ({found}); "
-            "set data.root=/path/to/P3M-10k (the folder holding train/ and validation/) or try data=synthetic"
+            "set data.root=/path/to/P3M-10k (the folder holding train/ and validation/) or try "
+            f"data=synthetic ({WHERE_TO_GET})"
         )
 
     def train_image_dir(self, reads: TrainingReads = BLURRED_READS) -> Path:
@@ -411,7 +413,8 @@ class P3M10kLayout:
         if reads.needs_facemask and not facemask_dir.is_dir():
             raise DatasetLayoutError(
                 f"privacy={reads.mode} needs face masks in {facemask_dir} (0/255 PNGs named like the "
-                "images; P3M-10k's are a separate download, 'P3M-10k facemask'); add them, or use privacy=ppt"
+                "images; P3M-10k's are a separate download, 'P3M-10k facemask'); add them, or use "
+                f"privacy=ppt ({WHERE_TO_GET})"
             )
         if (load_facemask or reads.needs_facemask) and facemask_dir.is_dir():
             extra["facemask"] = index_folder(facemask_dir)
@@ -459,7 +462,7 @@ class P3M10kLayout:
             raise DatasetLayoutError(
                 f"evaluation split {split.name} obfuscates faces inside its face masks, but facemask_dir "
                 f"{base / str(split.facemask_dir)} was not found: add the face masks (P3M-10k's are a "
-                "separate download) or remove the split"
+                f"separate download, {WHERE_TO_GET}) or remove the split"
             )
         return [
             EvalFiles(stem=stem, image=path, alpha=masks[stem], **{k: v[stem] for k, v in extra.items()})

@@ -28,6 +28,7 @@ import numpy as np
 
 from src.data.io import read_image, read_mask
 from src.data.layout import DatasetLayoutError, check_partners, index_folder
+from src.utils.docs import WHERE_TO_GET
 
 CELEBAMASK_IMAGE_DIR = "CelebA-HQ-img"
 CELEBAMASK_MASK_DIR = "CelebAMask-HQ-mask-anno"
@@ -93,7 +94,8 @@ class PublicFaces:
             raise DatasetLayoutError(
                 f"no public source faces at {self.root}: expected CelebAMask-HQ ({CELEBAMASK_IMAGE_DIR}/ and "
                 f"{CELEBAMASK_MASK_DIR}/) or images/ + masks/ (face masks named like the images); set "
-                "privacy.source_dir=/path/to/CelebAMask-HQ (data=synthetic writes <root>/public_faces)"
+                "privacy.source_dir=/path/to/CelebAMask-HQ (data=synthetic writes <root>/public_faces; "
+                f"CelebAMask-HQ: {WHERE_TO_GET})"
             )
         if not self._items:
             raise DatasetLayoutError(f"no face images in {self.read_dirs[0]}")

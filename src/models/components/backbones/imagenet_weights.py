@@ -23,6 +23,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from src.utils.checkpoint_files import read_checkpoint
+from src.utils.docs import WHERE_TO_GET
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ def load_encoder_file(backbone: nn.Module, path: str | Path) -> EncoderLoadRepor
     name = type(backbone).__name__
     if not path.is_file():
         raise FileNotFoundError(
-            f"{name} ImageNet weights not found at {path}: set backbone.pretrained=<file> or null"
+            f"{name} ImageNet weights not found at {path}: set backbone.pretrained=<file> or null "
+            f"({WHERE_TO_GET})"
         )
     obj = read_checkpoint(path)
     state, container = _unwrap(obj, tuple(backbone.pretrained_containers), path)

@@ -25,6 +25,7 @@ from torchvision.models.resnet import BasicBlock
 from src.models.components.backbones.base import Backbone, DecoderSpec, EncoderState
 from src.models.components.backbones.registry import register_backbone
 from src.utils.checkpoint_files import read_checkpoint
+from src.utils.docs import WHERE_TO_GET
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,8 @@ class ResNet34Backbone(Backbone):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(
-                f"ResNet-34 ImageNet weights not found at {path}: set the backbone's pretrained path"
+                f"ResNet-34 ImageNet weights not found at {path}: set the backbone's pretrained path "
+                f"(backbone.pretrained=<file> or null; {WHERE_TO_GET})"
             )
         state = read_checkpoint(path)
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
