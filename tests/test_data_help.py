@@ -27,7 +27,7 @@ def test_the_readme_has_the_section_the_errors_name() -> None:
     [
         lambda tmp: P3M10kLayout(None),
         lambda tmp: P3M10kLayout(tmp / "absent"),
-        lambda tmp: P3M10kLayout(tmp).train_split("ppt"),
+        lambda tmp: P3M10kLayout(tmp).train_split(),
         lambda tmp: PublicFaces(tmp),
     ],
     ids=["data.root unset", "P3M-10k absent", "P3M-10k incomplete", "public faces absent"],

@@ -76,8 +76,8 @@ def test_p3mnet_without_weights_builds_the_backbone_asked_for() -> None:
 def test_predictor_gives_the_hybrid_matte_of_predict(
     r34_official_file: Path, small_portrait: np.ndarray, tmp_path: Path
 ) -> None:
-    from src.inference import infer_alpha
     from src.models import load_model
+    from src.models.test_time import infer_alpha
 
     predictor = hub_load("p3mnet_predictor", weights=str(r34_official_file), device="cpu")
     alpha = predictor(small_portrait)
@@ -131,5 +131,5 @@ def test_bad_input_names_what_is_expected(r34_official_file: Path) -> None:
         predictor(np.zeros((64, 64, 3), np.float32))
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         predictor(np.zeros((64, 64, 5), np.uint8))
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+    with pytest.raises(FileNotFoundError, match=r"does not exist .*Data and weights"):
         hub_load("p3mnet", weights="/nonexistent/p3mnet.pth")

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from src.utils.docs import WHERE_TO_GET
 from src.utils.errors import UserError
 from src.utils.files import atomic_path
 
@@ -51,7 +52,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
     """
     path = Path(path)
     if not path.is_file():
-        what = "is a folder, not a checkpoint file" if path.is_dir() else "does not exist"
+        what = "is a folder, not a checkpoint file" if path.is_dir() else f"does not exist ({WHERE_TO_GET})"
         raise CheckpointNotFoundError(f"checkpoint {path}: {what}")
     try:
         with path.open("rb") as f:
