@@ -43,11 +43,12 @@ import multiprocessing
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -386,14 +387,20 @@ def _jobs(root: Path, out: Path, image_dir: str, overwrite: bool, fmt: str) -> l
     return jobs
 
 
-def _results(jobs: list[_Job], workers: int) -> Iterator[tuple[str, str, str]]:
+def _results(
+    jobs: Sequence[Any], workers: int, run: Callable[[Any], tuple[str, str, str]] = _run_job
+) -> Iterator[tuple[str, str, str]]:
+    """``run(job)`` for every job, in this process or in ``workers`` processes, as they finish.
+
+    ``run`` must be a module-level function (it is pickled for the workers) that never raises.
+    """
     if workers <= 1:
-        yield from map(_run_job, jobs)
+        yield from map(run, jobs)
         return
     # spawn, not fork: numba's and OpenCV's thread pools are not fork-safe once started.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures: list[Future] = [pool.submit(_run_job, job) for job in jobs]
+        futures: list[Future] = [pool.submit(run, job) for job in jobs]
         try:
             for future in as_completed(futures):
                 yield future.result()
