@@ -10,7 +10,9 @@ two variants that differ only in how fg/bg are stored:
 - ``png``: the same files the official code reads (fg PNG, bg JPEG), decoded with OpenCV;
 - ``npy``: the arrays ``python src/prepare.py fg_bg_format=npy`` makes of those files (it converts
   them, no estimation), memory-mapped: only the crop's pixels are read, so their cost moves from
-  "decode" into the crop/resize stage.
+  "decode" into the crop/resize stage;
+- ``packed``: the packed training format of ``python src/prepare.py pack=true`` (image, alpha, fg and
+  bg all uint8 arrays in ``train/packed/``, memory-mapped): nothing is decoded.
 
 Data: the 4 real training portraits of ``shared/data/p3m_samples`` (1080 px short side). They ship no
 fg/bg, so a temporary copy gets the files the official layout expects: ``train/fg_blurred/<stem>.png``
@@ -56,6 +58,7 @@ from src.data.datasets import P3M10kTrainDataset  # noqa: E402
 from src.data.fgbg import prepare_fg_bg  # noqa: E402
 from src.data.io import read_image, read_mask, read_rgb_array  # noqa: E402
 from src.data.layout import P3M10kLayout  # noqa: E402
+from src.data.packed import pack_training_set  # noqa: E402
 from src.data.transforms import CropChoices, PaperTransform  # noqa: E402
 
 SAMPLES = Path(os.environ.get("P3M_SHARED", REPO.parent / "shared")) / "data" / "p3m_samples"
@@ -163,6 +166,14 @@ def build_npy_root(root: Path, npy_root: Path) -> None:
                 path.unlink()
 
 
+def build_packed_root(root: Path, packed_root: Path) -> None:
+    """A copy of ``root`` with the packed training format (``src/prepare.py pack=true``) added."""
+    shutil.copytree(root, packed_root)
+    summary = pack_training_set(packed_root, workers=1, progress=False)
+    if summary.failed or not summary.converted:
+        raise RuntimeError(f"packing failed: {summary}")
+
+
 def check_parity(dataset: P3M10kTrainDataset, pipeline: PaperTransform, paths: list[dict[str, Path]]) -> bool:
     """Same choices -> bit-identical samples (ours vs official), for every image and crop size."""
     rng = np.random.default_rng(0)
@@ -203,22 +214,26 @@ def main() -> None:
     random.seed(0)
     np.random.seed(0)
 
-    variants = ("png", "npy")
+    variants = ("png", "npy", "packed")
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         paths = build_root(args.samples, Path(tmp) / "images")
         build_npy_root(Path(tmp) / "images", Path(tmp) / "arrays")
+        build_packed_root(Path(tmp) / "images", Path(tmp) / "packed")
         pipeline = PaperTransform(crop_sizes=CROP_SIZES, out_size=OUT_SIZE)
         datasets: dict[str, P3M10kTrainDataset] = {}
-        for variant, folder in zip(variants, ("images", "arrays"), strict=True):
+        for variant, folder in zip(variants, ("images", "arrays", "packed"), strict=True):
             layout = P3M10kLayout(Path(tmp) / folder)
             datasets[variant] = P3M10kTrainDataset(layout.train_split("ppt", require_fg_bg=True), pipeline)
             datasets[variant].reseed(0)
-            assert [f.image.name for f in datasets[variant].files] == [p["image"].name for p in paths]
+            assert [f.stem for f in datasets[variant].files] == [p["image"].stem for p in paths]
         assert all(f.fg.suffix == f.bg.suffix == ".npy" for f in datasets["npy"].files)
+        assert all(
+            {p.suffix for p in (f.image, f.alpha, f.fg, f.bg)} == {".npy"} for f in datasets["packed"].files
+        )
         identical = {variant: check_parity(datasets[variant], pipeline, paths) for variant in variants}
 
         times: dict[str, list[float]] = {
-            f"{who}{part}": [] for who in ("official", "png", "npy") for part in ("", "_decode")
+            f"{who}{part}": [] for who in ("official", *variants) for part in ("", "_decode")
         }
         for index in range(len(paths)):  # warm-up: file cache, lazy tables
             official_transform(*official_decode(paths[index]))
@@ -299,6 +314,7 @@ def main() -> None:
             "fg": "png variant and official: PNG (compression 3, UP filter, as src/prepare.py)",
             "bg": "png variant and official: JPEG quality 95",
             "npy": "npy variant: fg and bg as uint8 .npy (src/prepare.py fg_bg_format=npy), memory-mapped",
+            "packed": "packed variant: image, alpha, fg, bg as uint8 .npy in train/packed (pack=true), mmap",
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -307,10 +323,13 @@ def main() -> None:
     print(f"One training sample, augmentation=paper, {len(paths)} images of 1080 px short side, one core")
     count = len(times["official"])
     print(f"(median of {count} samples each; bit-identical to official for the same choices: {identical})\n")
-    print("| stage | official (PIL, full-size trimap) | ours, PNG+JPEG fg/bg | ratio | ours, .npy | ratio |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| stage | official (PIL, full-size trimap) | ours, PNG+JPEG fg/bg | ratio | ours, .npy fg/bg "
+        "| ratio | ours, packed | ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, key in (
-        ("decode 4 files", "_decode"),
+        ("decode (packed: map) 4 files", "_decode"),
         ("trimap, crop, resize, normalise", "_rest"),
         ("whole", ""),
     ):
@@ -323,7 +342,7 @@ def main() -> None:
     for key, label in (("image", "image JPEG"), ("alpha", "alpha PNG"), ("fg", "fg PNG"), ("bg", "bg JPEG")):
         npy = f"{per_file['npy'][key]:.2f} ms" if key in per_file["npy"] else "(same file)"
         print(f"| {label} | {per_file['official'][key]:.1f} ms | {per_file['png'][key]:.1f} ms | {npy} |")
-    print(f"\nratio ours/official: png {ratios['png']:.2f}, npy {ratios['npy']:.2f}")
+    print("\nratio ours/official: " + ", ".join(f"{v} {r:.3f}" for v, r in ratios.items()))
     print(f"load average {result['setup']['load_average']}; wrote {args.out}")
 
 
