@@ -49,11 +49,13 @@ import numpy as np
 import PIL
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, RandomSampler
 from torchvision import transforms as tvt
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from src.data.datamodule import seed_worker  # noqa: E402
 from src.data.datasets import P3M10kTrainDataset  # noqa: E402
 from src.data.fgbg import prepare_fg_bg  # noqa: E402
 from src.data.io import read_image, read_mask, read_rgb_array  # noqa: E402
@@ -174,6 +176,22 @@ def build_packed_root(root: Path, packed_root: Path) -> None:
         raise RuntimeError(f"packing failed: {summary}")
 
 
+def loader_samples_per_s(dataset: P3M10kTrainDataset, workers: int, samples: int, batch: int = 8) -> float:
+    """Samples/s of a ``DataLoader`` with ``workers`` workers over ``dataset`` (drawn with replacement).
+
+    Timed from the first batch on, so the workers' start-up is not counted.
+    """
+    sampler = RandomSampler(dataset, replacement=True, num_samples=samples + batch)
+    loader = DataLoader(
+        dataset, batch_size=batch, sampler=sampler, num_workers=workers, worker_init_fn=seed_worker
+    )
+    iterator = iter(loader)
+    next(iterator)
+    start = time.perf_counter()
+    count = sum(len(b["image"]) for b in iterator)
+    return count / (time.perf_counter() - start)
+
+
 def check_parity(dataset: P3M10kTrainDataset, pipeline: PaperTransform, paths: list[dict[str, Path]]) -> bool:
     """Same choices -> bit-identical samples (ours vs official), for every image and crop size."""
     rng = np.random.default_rng(0)
@@ -204,6 +222,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="passes over the 4 images per pipeline")
     parser.add_argument("--cpu", type=int, default=0, help="CPU core to pin to (-1: no pinning)")
     parser.add_argument("--samples", type=Path, default=SAMPLES, help="p3m_samples folder")
+    parser.add_argument(
+        "--loader-workers", type=int, default=2, help="DataLoader workers (0: skip that part)"
+    )
+    parser.add_argument(
+        "--loader-samples", type=int, default=160, help="samples timed through the DataLoader"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "data.json")
     args = parser.parse_args()
 
@@ -285,6 +309,14 @@ def main() -> None:
                         runs.append(time.perf_counter() - start)
                 per_file[name][key] = round(1e3 * statistics.median(runs), 3)
 
+        loader_rate: dict[str, float] = {}
+        if args.loader_workers > 0:
+            if hasattr(os, "sched_setaffinity"):  # the workers get every core, not the pinned one
+                os.sched_setaffinity(0, range(os.cpu_count() or 1))
+            for variant in ("png", "packed"):
+                rate = loader_samples_per_s(datasets[variant], args.loader_workers, args.loader_samples)
+                loader_rate[variant] = round(rate, 1)
+
     ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
     for who in ("official", *variants):
         ms[f"{who}_rest"] = 1e3 * statistics.median(
@@ -298,6 +330,8 @@ def main() -> None:
         "ratio_decode": {v: round(ms[f"{v}_decode"] / ms["official_decode"], 3) for v in variants},
         "decode_ms_per_file": per_file,
         "bit_identical_for_same_choices": identical,
+        "dataloader_samples_per_s": loader_rate,
+        "dataloader_workers": args.loader_workers,
         "samples": len(times["official"]),
         "images": [p["image"].name for p in paths],
         "command": " ".join(["python", "bench/bench_data.py", *sys.argv[1:]]),
@@ -343,6 +377,11 @@ def main() -> None:
         npy = f"{per_file['npy'][key]:.2f} ms" if key in per_file["npy"] else "(same file)"
         print(f"| {label} | {per_file['official'][key]:.1f} ms | {per_file['png'][key]:.1f} ms | {npy} |")
     print("\nratio ours/official: " + ", ".join(f"{v} {r:.3f}" for v, r in ratios.items()))
+    if loader_rate:
+        rates = ", ".join(f"{v} {r:.1f}" for v, r in loader_rate.items())
+        print(
+            f"DataLoader, {args.loader_workers} workers, batch 8, samples/s: {rates} (all cores, not pinned)"
+        )
     print(f"load average {result['setup']['load_average']}; wrote {args.out}")
 
 

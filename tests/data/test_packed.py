@@ -141,3 +141,20 @@ def test_packing_leaves_a_synthetic_root_complete(tmp_path: Path) -> None:
     assert _is_complete(root, _params(**size))
     assert ensure_synthetic_dataset(root, **size) == root
     assert len(list((root / "train" / "packed" / "blurred_image").iterdir())) == 2  # kept, not regenerated
+
+
+def test_prepare_pack_true_entry_point(tiny_root: Path) -> None:
+    """`python src/prepare.py data.root=... pack=true`: fg/bg already there, so only packing happens."""
+    from hydra import compose, initialize_config_dir
+
+    from src.prepare import run
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    base = [f"data.root={tiny_root}", "workers=1", "progress=false"]
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        assert compose("prepare", overrides=base).pack is False
+        assert run(compose("prepare", overrides=[*base, "pack=true"])) == 0
+        assert len(list((tiny_root / "train" / "packed" / "mask").glob("*.npy"))) == 4
+        write(tiny_root / "train" / "facemask" / "p_0003.png", np.zeros((70, 64), np.uint8))
+        (tiny_root / "train" / "packed" / "facemask" / "p_0003.npy").unlink()
+        assert run(compose("prepare", overrides=[*base, "pack=true"])) == 1  # one stem failed, listed
