@@ -10,7 +10,9 @@ two variants that differ only in how fg/bg are stored:
 - ``png``: the same files the official code reads (fg PNG, bg JPEG), decoded with OpenCV;
 - ``npy``: the arrays ``python src/prepare.py fg_bg_format=npy`` makes of those files (it converts
   them, no estimation), memory-mapped: only the crop's pixels are read, so their cost moves from
-  "decode" into the crop/resize stage.
+  "decode" into the crop/resize stage;
+- ``packed``: the packed training format of ``python src/prepare.py pack=true`` (image, alpha, fg and
+  bg all uint8 arrays in ``train/packed/``, memory-mapped): nothing is decoded.
 
 Data: the 4 real training portraits of ``shared/data/p3m_samples`` (1080 px short side). They ship no
 fg/bg, so a temporary copy gets the files the official layout expects: ``train/fg_blurred/<stem>.png``
@@ -47,15 +49,18 @@ import numpy as np
 import PIL
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, RandomSampler
 from torchvision import transforms as tvt
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from src.data.datamodule import seed_worker  # noqa: E402
 from src.data.datasets import P3M10kTrainDataset  # noqa: E402
 from src.data.fgbg import prepare_fg_bg  # noqa: E402
 from src.data.io import read_image, read_mask, read_rgb_array  # noqa: E402
 from src.data.layout import P3M10kLayout  # noqa: E402
+from src.data.packed import pack_training_set  # noqa: E402
 from src.data.transforms import CropChoices, PaperTransform  # noqa: E402
 
 SAMPLES = Path(os.environ.get("P3M_SHARED", REPO.parent / "shared")) / "data" / "p3m_samples"
@@ -163,6 +168,30 @@ def build_npy_root(root: Path, npy_root: Path) -> None:
                 path.unlink()
 
 
+def build_packed_root(root: Path, packed_root: Path) -> None:
+    """A copy of ``root`` with the packed training format (``src/prepare.py pack=true``) added."""
+    shutil.copytree(root, packed_root)
+    summary = pack_training_set(packed_root, workers=1, progress=False)
+    if summary.failed or not summary.converted:
+        raise RuntimeError(f"packing failed: {summary}")
+
+
+def loader_samples_per_s(dataset: P3M10kTrainDataset, workers: int, samples: int, batch: int = 8) -> float:
+    """Samples/s of a ``DataLoader`` with ``workers`` workers over ``dataset`` (drawn with replacement).
+
+    Timed from the first batch on, so the workers' start-up is not counted.
+    """
+    sampler = RandomSampler(dataset, replacement=True, num_samples=samples + batch)
+    loader = DataLoader(
+        dataset, batch_size=batch, sampler=sampler, num_workers=workers, worker_init_fn=seed_worker
+    )
+    iterator = iter(loader)
+    next(iterator)
+    start = time.perf_counter()
+    count = sum(len(b["image"]) for b in iterator)
+    return count / (time.perf_counter() - start)
+
+
 def check_parity(dataset: P3M10kTrainDataset, pipeline: PaperTransform, paths: list[dict[str, Path]]) -> bool:
     """Same choices -> bit-identical samples (ours vs official), for every image and crop size."""
     rng = np.random.default_rng(0)
@@ -193,6 +222,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="passes over the 4 images per pipeline")
     parser.add_argument("--cpu", type=int, default=0, help="CPU core to pin to (-1: no pinning)")
     parser.add_argument("--samples", type=Path, default=SAMPLES, help="p3m_samples folder")
+    parser.add_argument(
+        "--loader-workers", type=int, default=2, help="DataLoader workers (0: skip that part)"
+    )
+    parser.add_argument(
+        "--loader-samples", type=int, default=160, help="samples timed through the DataLoader"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "data.json")
     args = parser.parse_args()
 
@@ -203,22 +238,26 @@ def main() -> None:
     random.seed(0)
     np.random.seed(0)
 
-    variants = ("png", "npy")
+    variants = ("png", "npy", "packed")
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         paths = build_root(args.samples, Path(tmp) / "images")
         build_npy_root(Path(tmp) / "images", Path(tmp) / "arrays")
+        build_packed_root(Path(tmp) / "images", Path(tmp) / "packed")
         pipeline = PaperTransform(crop_sizes=CROP_SIZES, out_size=OUT_SIZE)
         datasets: dict[str, P3M10kTrainDataset] = {}
-        for variant, folder in zip(variants, ("images", "arrays"), strict=True):
+        for variant, folder in zip(variants, ("images", "arrays", "packed"), strict=True):
             layout = P3M10kLayout(Path(tmp) / folder)
             datasets[variant] = P3M10kTrainDataset(layout.train_split("ppt", require_fg_bg=True), pipeline)
             datasets[variant].reseed(0)
-            assert [f.image.name for f in datasets[variant].files] == [p["image"].name for p in paths]
+            assert [f.stem for f in datasets[variant].files] == [p["image"].stem for p in paths]
         assert all(f.fg.suffix == f.bg.suffix == ".npy" for f in datasets["npy"].files)
+        assert all(
+            {p.suffix for p in (f.image, f.alpha, f.fg, f.bg)} == {".npy"} for f in datasets["packed"].files
+        )
         identical = {variant: check_parity(datasets[variant], pipeline, paths) for variant in variants}
 
         times: dict[str, list[float]] = {
-            f"{who}{part}": [] for who in ("official", "png", "npy") for part in ("", "_decode")
+            f"{who}{part}": [] for who in ("official", *variants) for part in ("", "_decode")
         }
         for index in range(len(paths)):  # warm-up: file cache, lazy tables
             official_transform(*official_decode(paths[index]))
@@ -270,6 +309,14 @@ def main() -> None:
                         runs.append(time.perf_counter() - start)
                 per_file[name][key] = round(1e3 * statistics.median(runs), 3)
 
+        loader_rate: dict[str, float] = {}
+        if args.loader_workers > 0:
+            if hasattr(os, "sched_setaffinity"):  # the workers get every core, not the pinned one
+                os.sched_setaffinity(0, range(os.cpu_count() or 1))
+            for variant in ("png", "packed"):
+                rate = loader_samples_per_s(datasets[variant], args.loader_workers, args.loader_samples)
+                loader_rate[variant] = round(rate, 1)
+
     ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
     for who in ("official", *variants):
         ms[f"{who}_rest"] = 1e3 * statistics.median(
@@ -283,6 +330,8 @@ def main() -> None:
         "ratio_decode": {v: round(ms[f"{v}_decode"] / ms["official_decode"], 3) for v in variants},
         "decode_ms_per_file": per_file,
         "bit_identical_for_same_choices": identical,
+        "dataloader_samples_per_s": loader_rate,
+        "dataloader_workers": args.loader_workers,
         "samples": len(times["official"]),
         "images": [p["image"].name for p in paths],
         "command": " ".join(["python", "bench/bench_data.py", *sys.argv[1:]]),
@@ -299,6 +348,7 @@ def main() -> None:
             "fg": "png variant and official: PNG (compression 3, UP filter, as src/prepare.py)",
             "bg": "png variant and official: JPEG quality 95",
             "npy": "npy variant: fg and bg as uint8 .npy (src/prepare.py fg_bg_format=npy), memory-mapped",
+            "packed": "packed variant: image, alpha, fg, bg as uint8 .npy in train/packed (pack=true), mmap",
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -307,10 +357,13 @@ def main() -> None:
     print(f"One training sample, augmentation=paper, {len(paths)} images of 1080 px short side, one core")
     count = len(times["official"])
     print(f"(median of {count} samples each; bit-identical to official for the same choices: {identical})\n")
-    print("| stage | official (PIL, full-size trimap) | ours, PNG+JPEG fg/bg | ratio | ours, .npy | ratio |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| stage | official (PIL, full-size trimap) | ours, PNG+JPEG fg/bg | ratio | ours, .npy fg/bg "
+        "| ratio | ours, packed | ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, key in (
-        ("decode 4 files", "_decode"),
+        ("decode (packed: map) 4 files", "_decode"),
         ("trimap, crop, resize, normalise", "_rest"),
         ("whole", ""),
     ):
@@ -323,7 +376,12 @@ def main() -> None:
     for key, label in (("image", "image JPEG"), ("alpha", "alpha PNG"), ("fg", "fg PNG"), ("bg", "bg JPEG")):
         npy = f"{per_file['npy'][key]:.2f} ms" if key in per_file["npy"] else "(same file)"
         print(f"| {label} | {per_file['official'][key]:.1f} ms | {per_file['png'][key]:.1f} ms | {npy} |")
-    print(f"\nratio ours/official: png {ratios['png']:.2f}, npy {ratios['npy']:.2f}")
+    print("\nratio ours/official: " + ", ".join(f"{v} {r:.3f}" for v, r in ratios.items()))
+    if loader_rate:
+        rates = ", ".join(f"{v} {r:.1f}" for v, r in loader_rate.items())
+        print(
+            f"DataLoader, {args.loader_workers} workers, batch 8, samples/s: {rates} (all cores, not pinned)"
+        )
     print(f"load average {result['setup']['load_average']}; wrote {args.out}")
 
 

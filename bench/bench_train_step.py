@@ -8,10 +8,19 @@ reported with its ratio to the baseline, and the bf16 loss is compared with the 
 same weights and batch.
 
     python bench/bench_train_step.py [--size 512] [--batch 2] [--runs 3] [--warmup 1] \
-        [--backbones resnet34 swin vitae] [--variants fp32-cl bf16 bf16-cl]
+        [--backbones resnet34 swin vitae] [--variants fp32-cl bf16 bf16-cl] [--official DIR] [--clock cpu]
     # on a GPU (bench/gpu_check.sh): strict fp32 vs TF32 vs bf16 + channels-last (+ compile)
     python bench/bench_train_step.py --device cuda --batch 8 --backbones resnet34 vitae --warmup 2 \
         --variants fp32-tf32 bf16-cl bf16-cl-compile --peak-tflops 989
+
+The authors' model is a baseline too, when a checkout of their repository is found (``--official``,
+default ``$P3M_OFFICIAL_REPO`` or ``../official/P3M``; ``git clone https://github.com/JizhiziLi/P3M``):
+for ResNet-34 the rows ``official`` (fp32 contiguous) and ``official-bf16-cl`` run the official
+``P3mNet`` built from that checkout at run time (bench/official_model.py; nothing is copied) with the
+same weights, the same loss and batch, interleaved with ours, and the ``vs official`` column gives
+each of our variants against the official run of the same precision and layout. Without a checkout
+those rows are skipped with a note. ``--clock cpu`` times process CPU seconds instead of wall time
+(steadier on a shared machine; all threads summed).
 
 With ``--device cuda`` the table adds the achieved TFLOP/s (3x the forward FLOPs per image: 117
 GFLOPs for ResNet-34 and 142 for ViTAE-S at 512x512), their fraction of ``--peak-tflops`` and the
@@ -37,6 +46,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.official_model import DEFAULT_OFFICIAL, matched_pair  # noqa: E402
 from src.models import P3MNet  # noqa: E402
 from src.models.losses import P3MLoss  # noqa: E402
 
@@ -59,6 +69,8 @@ VARIANTS: dict[str, Variant] = {
     "bf16-cl": Variant(channels_last=True, bf16=True),
     "bf16-cl-compile": Variant(channels_last=True, bf16=True, compile=True),
 }
+# The official model's rows: name -> our variant it runs as (and is compared with).
+OFFICIAL_ROWS = {"official": "fp32", "official-bf16-cl": "bf16-cl"}
 # Forward GFLOPs per 512x512 image (from the issue); a training step costs about three times that.
 FORWARD_GFLOPS_512 = {"resnet34": 117.0, "vitae": 142.0}
 
@@ -78,7 +90,9 @@ def make_batch(batch: int, size: int, seed: int = 0) -> dict[str, torch.Tensor]:
 class Step:
     """One variant: its own copy of the network and optimiser, on ``device``."""
 
-    def __init__(self, net: P3MNet, loss: P3MLoss, variant: Variant, device: torch.device) -> None:
+    def __init__(
+        self, net: torch.nn.Module, loss: P3MLoss, variant: Variant, device: torch.device, clock: str = "wall"
+    ) -> None:
         self.net = copy.deepcopy(net).to(device).train()
         if variant.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -87,6 +101,7 @@ class Step:
         self.loss, self.variant, self.device = loss.to(device), variant, device
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=1e-5)
         self.peak_bytes = 0
+        self.clock = time.process_time if clock == "cpu" else time.perf_counter
 
     def loss_value(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         image = batch["image"]
@@ -103,14 +118,14 @@ class Step:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.variant.tf32
             torch.cuda.reset_peak_memory_stats(self.device)
             torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
+        start = self.clock()
         self.optimizer.zero_grad(set_to_none=True)
         self.loss_value(batch).backward()
         self.optimizer.step()
         if cuda:
             torch.cuda.synchronize(self.device)
             self.peak_bytes = max(self.peak_bytes, torch.cuda.max_memory_allocated(self.device))
-        return time.perf_counter() - start
+        return self.clock() - start
 
 
 def bench_backbone(name: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -118,8 +133,20 @@ def bench_backbone(name: str, args: argparse.Namespace) -> dict[str, dict[str, f
     torch.manual_seed(0)
     device = torch.device(args.device)
     net, loss = P3MNet(name), P3MLoss()
+    official = None
+    if name == "resnet34":
+        pair = matched_pair(args.official)
+        if pair is None:
+            print(f"no official checkout at {args.official} (core/network/P3mNet.py): official rows skipped")
+        else:
+            official, net = pair  # the same weights in both
     batch = {k: v.to(device) for k, v in make_batch(args.batch, args.size).items()}
-    steps = {v: Step(net, loss, VARIANTS[v], device) for v in ["fp32", *args.variants]}
+    ours = ["fp32", *args.variants]
+    steps = {v: Step(net, loss, VARIANTS[v], device, args.clock) for v in ours}
+    if official is not None:
+        for row, variant in OFFICIAL_ROWS.items():
+            if variant in ours:
+                steps[row] = Step(official, loss, VARIANTS[variant], device, args.clock)
     # loss of each variant from the same (initial) weights and batch, before any optimiser step
     with torch.no_grad():
         losses = {v: float(step.loss_value(batch)) for v, step in steps.items()}
@@ -142,6 +169,9 @@ def bench_backbone(name: str, args: argparse.Namespace) -> dict[str, dict[str, f
             "loss_rel_diff": abs(losses[variant] - losses["fp32"]) / abs(losses["fp32"]),
             "runs_s": runs,
         }
+        official_row = {v: k for k, v in OFFICIAL_ROWS.items()}.get(variant)
+        if official_row in times:
+            rows[variant]["vs_official"] = statistics.median(times[official_row]) / median
         if gflops is not None:  # 3x the forward FLOPs per image, scaled from 512x512
             tflops = 3 * gflops * (args.size / 512) ** 2 * args.batch / median / 1000
             rows[variant]["tflops"] = tflops
@@ -170,6 +200,8 @@ def main() -> None:
     parser.add_argument(
         "--variants", nargs="+", default=["fp32-cl", "bf16", "bf16-cl"], choices=list(VARIANTS)
     )
+    parser.add_argument("--official", type=Path, default=DEFAULT_OFFICIAL, help="official P3M checkout")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall or process CPU time")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "train_step.json")
     args = parser.parse_args()
     if args.threads:
@@ -186,14 +218,19 @@ def main() -> None:
         "torch": torch.__version__,
         "machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
         "peak_tflops": args.peak_tflops or None,
+        "clock": args.clock,
+        "official": str(args.official)
+        if any(OFFICIAL_ROWS.keys() & rows.keys() for rows in results.values())
+        else None,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     print(
         f"Training step, batch {args.batch} at {args.size}x{args.size}, {where}, {meta['threads']} threads, "
-        f"median of {args.runs} interleaved rounds after {args.warmup} warm-up\n"
+        f"median of {args.runs} interleaved rounds after {args.warmup} warm-up, {args.clock} clock\n"
     )
-    extra = [("tflops", "TFLOP/s", "{:.1f}"), ("fraction_of_peak", "of bf16 peak", "{:.1%}")]
+    extra = [("vs_official", "vs official", "{:.2f}x")]
+    extra += [("tflops", "TFLOP/s", "{:.1f}"), ("fraction_of_peak", "of bf16 peak", "{:.1%}")]
     extra += [("peak_mib", "peak MiB", "{:.0f}")]
     shown = [e for e in extra if any(e[0] in r for rows in results.values() for r in rows.values())]
     print(

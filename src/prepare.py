@@ -3,6 +3,9 @@
 P3M-10k ships no foregrounds or backgrounds, and the composition loss needs them; this writes them once
 (see `src.data.fgbg`). `fg_bg_format=npy` writes uncompressed arrays that train faster (several times
 the disk) and converts fg/bg image files that already exist instead of estimating them again.
+`pack=true` then also writes the packed training format (`src.data.packed`): the training image,
+alpha and face mask (and fg/bg unless they are `.npy` already) as uint8 arrays in `train/packed/`,
+which the training dataset memory-maps: no decoding, and a crop reads only its own pixels.
 
 Exit status: 0 all done, 1 some images failed (listed in the log with their count; the rest were
 written, and a re-run retries only what is missing), 2 bad configuration, 130 Ctrl-C.
@@ -18,6 +21,7 @@ from omegaconf import DictConfig
 
 import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
 from src.data.fgbg import prepare_fg_bg
+from src.data.packed import pack_training_set
 from src.utils.config_checks import ConfigCheck
 from src.utils.errors import UserError
 from src.utils.run import exit_for_failures, task_wrapper
@@ -60,6 +64,16 @@ def run(cfg: DictConfig) -> int:
             progress=bool(cfg.progress),
             fg_bg_format=str(cfg.get("fg_bg_format", "png")),
         )
+        if cfg.get("pack", False):
+            packed = pack_training_set(
+                root=str(root),
+                output_root=None if cfg.output_root is None else str(cfg.output_root),
+                workers=cfg.workers,
+                overwrite=bool(cfg.overwrite),
+                image_dir=str(cfg.image_dir),
+                progress=bool(cfg.progress),
+            )
+            summary.failed.update({stem: f"pack: {why}" for stem, why in packed.failed.items()})
     except (FileNotFoundError, ImportError, ValueError) as err:
         raise UserError(str(err)) from err
     if summary.failed:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from src.data.io import check_same_size, read_image, read_mask, read_rgb
+from src.data.io import check_same_size, read_image, read_map, read_mask, read_rgb
 from src.data.layout import EvalFiles, EvalSplit, TrainFiles, TrainSplit
 
 TrainTransform = Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, torch.Tensor]]
@@ -96,18 +96,19 @@ class P3M10kTrainDataset(Dataset):
     def load(self, index: int) -> dict[str, np.ndarray]:
         """The full-resolution maps of sample ``index`` (uint8 numpy, RGB), checked for equal sizes.
 
-        fg and bg stored as ``.npy`` (``src/prepare.py fg_bg_format=npy``) come back as read-only
-        memory maps: the pipeline reads only the pixels of its crop, and the size check reads none.
+        Maps stored as ``.npy`` (fg/bg from ``src/prepare.py fg_bg_format=npy``, every map of the
+        packed format from ``pack=true``) come back as read-only memory maps: the pipeline reads only
+        the pixels of its crop, and the size check reads none.
         """
         files = self.files[index]
-        sample = {"image": read_image(files.image), "alpha": read_mask(files.alpha)}
+        sample = {"image": read_rgb(files.image), "alpha": read_map(files.alpha)}
         paths = {"image": files.image, "alpha": files.alpha}
         for key in ("fg", "bg"):
             path = getattr(files, key)
             if path is not None:
                 sample[key], paths[key] = read_rgb(path), path
         if files.facemask is not None:
-            sample["facemask"], paths["facemask"] = read_mask(files.facemask), files.facemask
+            sample["facemask"], paths["facemask"] = read_map(files.facemask), files.facemask
         check_same_size(
             (files.image, sample["image"]), [(paths[k], v) for k, v in sample.items() if k != "image"]
         )

@@ -42,11 +42,12 @@ import logging
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -226,7 +227,7 @@ def _encode(path: Path, rgb: np.ndarray) -> bytes | memoryview:
     return encode_image(path.with_suffix(".png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), PNG_PARAMS)
 
 
-def _write_atomic(path: Path, rgb: np.ndarray) -> None:
+def write_map(path: Path, rgb: np.ndarray) -> None:
     """Encode, then write through a temporary file and a rename: readers never see half a file."""
     write_bytes_atomic(path, _encode(path, rgb))
 
@@ -282,7 +283,7 @@ def _run_job(job: _Job) -> tuple[str, str, str]:
             else:  # keep an existing layer even when the other one has to be estimated
                 assert out.source is not None  # pending without estimation means a source exists
                 rgb = _read_source(out.source, key, job.image, image.shape[:2])
-            _write_atomic(out.path, rgb)
+            write_map(out.path, rgb)
             if job.overwrite:
                 for stale in out.replaces:
                     stale.unlink(missing_ok=True)
@@ -374,14 +375,20 @@ def _jobs(root: Path, out: Path, image_dir: str, overwrite: bool, fmt: str) -> l
     return jobs
 
 
-def _results(jobs: list[_Job], workers: int) -> Iterator[tuple[str, str, str]]:
+def run_jobs(
+    jobs: Sequence[Any], workers: int, run: Callable[[Any], tuple[str, str, str]] = _run_job
+) -> Iterator[tuple[str, str, str]]:
+    """``run(job)`` for every job, in this process or in ``workers`` processes, as they finish.
+
+    ``run`` must be a module-level function (it is pickled for the workers) that never raises.
+    """
     if workers <= 1:
-        yield from map(_run_job, jobs)
+        yield from map(run, jobs)
         return
     # spawn, not fork: numba's and OpenCV's thread pools are not fork-safe once started.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures: list[Future] = [pool.submit(_run_job, job) for job in jobs]
+        futures: list[Future] = [pool.submit(run, job) for job in jobs]
         try:
             for future in as_completed(futures):
                 yield future.result()
@@ -454,7 +461,7 @@ def prepare_fg_bg(
     )
     summary = PrepareSummary()
     for stem, status, reason in tqdm(
-        _results(jobs, workers), total=len(jobs), desc="fg/bg", unit="img", disable=not progress
+        run_jobs(jobs, workers), total=len(jobs), desc="fg/bg", unit="img", disable=not progress
     ):
         if status == "failed":
             summary.failed[stem] = reason

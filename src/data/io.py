@@ -20,8 +20,10 @@ after it (phone "motion photos" append a video) is accepted and an EXIF thumbnai
 is not mistaken for the image's.
 
 Estimated foregrounds and backgrounds may also be stored as ``.npy`` arrays (``src/prepare.py
-fg_bg_format=npy``): :func:`read_rgb_array` memory-maps them instead of decoding, so a training crop
-touches only the rows and columns it uses; :func:`read_rgb` picks the reader by suffix.
+fg_bg_format=npy``), and the packed training format (``pack=true``) stores images and masks so too:
+:func:`read_rgb_array` / :func:`read_mask_array` memory-map them instead of decoding, so a training
+crop touches only the rows and columns it uses; :func:`read_rgb` / :func:`read_map` pick the reader by
+suffix.
 """
 
 from __future__ import annotations
@@ -235,6 +237,30 @@ def read_mask(
     raise ImageReadError(path, f"unsupported pixel type {mask.dtype} (expected 8- or 16-bit)")
 
 
+def _read_array(path: Path, channels: int | None, what: str) -> np.ndarray:
+    """Memory-map a uint8 ``.npy`` map, read-only: (H, W, channels), or (H, W) when ``channels`` is None."""
+    if _read_head(path, len(_NPY_MAGIC), kind="a .npy file") != _NPY_MAGIC:
+        raise ImageReadError(path, "not a .npy file (no NUMPY header); delete it and re-run src/prepare.py")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        # numpy maps the size the header announces; a shorter file fails here ("mmap length ...").
+        truncated = "mmap length" in str(err) or isinstance(err, EOFError) or "EOF" in str(err)
+        problem = "truncated .npy (shorter than its header says)" if truncated else f"corrupt .npy ({err})"
+        raise ImageReadError(path, f"{problem}; delete it and re-run src/prepare.py") from None
+    shape_ok = array.ndim == 2 if channels is None else array.ndim == 3 and array.shape[2] == channels
+    if array.dtype != np.uint8 or not shape_ok:
+        raise ImageReadError(
+            path,
+            f"holds a {array.dtype} array of shape {array.shape}; expected uint8 {what} "
+            "(as src/prepare.py fg_bg_format=npy / pack=true writes)",
+        )
+    _check_size(array, path)
+    if not array.flags.c_contiguous:  # Fortran order: OpenCV needs rows of contiguous pixels
+        array = np.ascontiguousarray(array)
+    return array
+
+
 def read_rgb_array(path: str | Path) -> np.ndarray:
     """Memory-map a ``.npy`` file holding an (H, W, 3) uint8 RGB image, read-only.
 
@@ -252,26 +278,19 @@ def read_rgb_array(path: str | Path) -> np.ndarray:
             dtype or shape.
         ImageSizeError: a side is shorter than ``MIN_IMAGE_SIDE``.
     """
-    path = Path(path)
-    if _read_head(path, len(_NPY_MAGIC), kind="a .npy file") != _NPY_MAGIC:
-        raise ImageReadError(path, "not a .npy file (no NUMPY header); delete it and re-run src/prepare.py")
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        # numpy maps the size the header announces; a shorter file fails here ("mmap length ...").
-        truncated = "mmap length" in str(err) or isinstance(err, EOFError) or "EOF" in str(err)
-        what = "truncated .npy (shorter than its header says)" if truncated else f"corrupt .npy ({err})"
-        raise ImageReadError(path, f"{what}; delete it and re-run src/prepare.py fg_bg_format=npy") from None
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise ImageReadError(
-            path,
-            f"holds a {array.dtype} array of shape {array.shape}; expected uint8 (H, W, 3) RGB "
-            "(as src/prepare.py fg_bg_format=npy writes)",
-        )
-    _check_size(array, path)
-    if not array.flags.c_contiguous:  # Fortran order: OpenCV needs rows of contiguous pixels
-        array = np.ascontiguousarray(array)
-    return array
+    return _read_array(Path(path), 3, "(H, W, 3) RGB")
+
+
+def read_mask_array(path: str | Path) -> np.ndarray:
+    """Memory-map a ``.npy`` file holding an (H, W) uint8 map (alpha 0..255, face mask 0/255), read-only.
+
+    The packed training format (``src/prepare.py pack=true``) stores masks this way; see
+    :func:`read_rgb_array` for what is read when.
+
+    Raises:
+        ImageReadError, ImageSizeError: as :func:`read_rgb_array`.
+    """
+    return _read_array(Path(path), None, "(H, W)")
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -282,6 +301,16 @@ def read_rgb(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     return read_rgb_array(path) if path.suffix.lower() == ARRAY_SUFFIX else read_image(path)
+
+
+def read_map(path: str | Path) -> np.ndarray:
+    """Read a uint8 mask: ``.npy`` files with :func:`read_mask_array`, anything else with :func:`read_mask`.
+
+    Raises:
+        ImageReadError, ImageSizeError: as the reader used.
+    """
+    path = Path(path)
+    return read_mask_array(path) if path.suffix.lower() == ARRAY_SUFFIX else read_mask(path)
 
 
 def check_same_size(reference: tuple[Path, np.ndarray], others: Sequence[tuple[Path, np.ndarray]]) -> None:

@@ -7,13 +7,18 @@ The official release (and our synthetic dataset) looks like::
     <root>/train/fg_blurred|fg/, bg/      optional: estimated foreground / background (src/prepare.py),
                                           image files or .npy arrays (fg_bg_format=npy)
     <root>/train/facemask/*.png           optional: face masks
+    <root>/train/packed/<folder>/*.npy    optional: the packed training format (src/prepare.py pack=true),
+                                          uint8 arrays of the folders above, e.g. packed/blurred_image,
+                                          packed/mask, packed/facemask, packed/fg_blurred, packed/bg
     <root>/train/original_image|original/ only in datasets that have non-anonymized training images
     <root>/validation/P3M-500-P/{blurred_image,mask,trimap,facemask}/
     <root>/validation/P3M-500-NP/{original_image,mask,trimap}/
 
 and is also accepted without the ``validation/`` level. Files are paired by stem (the name without
 extension), whatever the extension; in the fg/bg folders a ``.npy`` array wins over an image file of
-the same stem (it is the faster copy ``src/prepare.py fg_bg_format=npy`` made of it). Every problem
+the same stem (it is the faster copy ``src/prepare.py fg_bg_format=npy`` made of it), and for every
+training folder an array in ``train/packed/<folder name>/`` wins over the folder's own file of the same
+stem (see :mod:`src.data.packed`); stems not packed yet are read from the original files. Every problem
 raises :class:`DatasetLayoutError` with the path, what is missing and how to fix it.
 
 In PPT mode the training set lists only train/blurred_image (plus mask, fg/bg, facemask); next to
@@ -43,7 +48,8 @@ from src.utils.docs import WHERE_TO_GET
 from src.utils.errors import UserError
 
 IMAGE_SUFFIXES = frozenset(conventions.IMAGE_SUFFIXES)
-ARRAY_SUFFIX = ".npy"  # fg/bg only: uncompressed arrays from src/prepare.py fg_bg_format=npy
+ARRAY_SUFFIX = ".npy"  # uncompressed arrays from src/prepare.py fg_bg_format=npy / pack=true
+PACKED_DIR = "packed"  # train/packed/<folder>/<stem>.npy: the packed training format (src.data.packed)
 FG_BG_SUFFIXES = IMAGE_SUFFIXES | {ARRAY_SUFFIX}
 ORIGINAL_IMAGE_DIRS = ("original_image", "original")  # non-anonymized training images (not in P3M-10k)
 
@@ -386,6 +392,8 @@ class P3M10kLayout:
         check_partners(images, image_dir, masks, mask_dir, both_ways=True)
         read_dirs = [image_dir, mask_dir]
         extra: dict[str, dict[str, Path]] = {}
+        fg_dir: Path | None = None
+        bg_dir: Path | None = None
         if require_fg_bg:
             fg_dir, bg_dir = self.fg_dir(reads), self.train_dir / "bg"
             missing = [" or ".join(f"train/{n}" for n in reads.fg_dirs)] if fg_dir is None else []
@@ -420,11 +428,33 @@ class P3M10kLayout:
             extra["facemask"] = index_folder(facemask_dir)
             check_partners(images, image_dir, extra["facemask"], facemask_dir, both_ways=False)
             read_dirs.append(facemask_dir)
+        images, masks = self._packed(images, image_dir, read_dirs), self._packed(masks, mask_dir, read_dirs)
+        folders = {"fg": fg_dir, "bg": bg_dir, "facemask": facemask_dir}
+        extra = {key: self._packed(index, folders[key], read_dirs) for key, index in extra.items()}
         files = tuple(
             TrainFiles(stem=stem, image=path, alpha=masks[stem], **{k: v[stem] for k, v in extra.items()})
             for stem, path in images.items()
         )
         return TrainSplit(files=files, read_dirs=tuple(read_dirs), privacy_mode=reads.mode)
+
+    def _packed(self, index: dict[str, Path], folder: Path | None, read_dirs: list[Path]) -> dict[str, Path]:
+        """``index`` with each stem's array from ``train/packed/<folder name>/`` where there is one.
+
+        Pairing (and its errors) is decided on the original folders, so a partly packed dataset
+        (an interrupted ``pack=true``) reads the arrays it has and the original files for the rest.
+        """
+        if folder is None:
+            return index
+        packed_dir = self.train_dir / PACKED_DIR / folder.name
+        if not packed_dir.is_dir():
+            return index
+        arrays = index_folder(packed_dir, {ARRAY_SUFFIX})
+        packed = {stem: arrays[stem] for stem in index if stem in arrays}
+        if packed:
+            read_dirs.append(packed_dir)
+        if len(packed) == len(index) and folder in read_dirs:  # read_dirs lists what is actually read
+            read_dirs.remove(folder)
+        return {stem: packed.get(stem, path) for stem, path in index.items()}
 
     def eval_files(self, split: EvalSplit) -> list[EvalFiles]:
         """List and pair the files of one evaluation split.

@@ -20,6 +20,7 @@ from src.data.transforms import (
     StrongTransform,
     resize_maps,
 )
+from src.data.transforms.crop import flip_commutes_with_resize
 from tests.data import portrait
 from tests.data.test_trimap import official_trimap
 
@@ -124,6 +125,20 @@ def test_resize_maps_equals_one_resize_per_map(crop: int, out: int) -> None:
         np.testing.assert_array_equal(
             resized[key], cv2.resize(value, (out, out), interpolation=cv2.INTER_LINEAR)
         )
+
+
+@pytest.mark.parametrize("out", [32, 64, 96, 512])
+def test_flipping_after_the_resize_is_exact_where_the_pipeline_does_it(out: int) -> None:
+    rng = np.random.default_rng(out)
+    sizes = [s for s in range(out // 2, 3 * out, max(1, out // 32)) if flip_commutes_with_resize(s, out)]
+    sizes += [512, 600, 768, 1000, 1024] if out == 512 else []
+    assert len(sizes) > 10
+    for size in sizes:
+        for shape in ((size, size), (size, size, 3)):
+            crop = rng.integers(0, 256, shape, dtype=np.uint8)
+            before = cv2.resize(cv2.flip(crop, 1), (out, out), interpolation=cv2.INTER_LINEAR)
+            after = cv2.flip(cv2.resize(crop, (out, out), interpolation=cv2.INTER_LINEAR), 1)
+            np.testing.assert_array_equal(before, after, err_msg=f"{size} -> {out}, {shape}")
 
 
 def test_draw_follows_the_official_rules(tiny: dict[str, np.ndarray]) -> None:

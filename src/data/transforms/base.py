@@ -35,36 +35,42 @@ SIZE_MULTIPLE = 32  # P3M-Net downsamples 32x
 
 
 @lru_cache(maxsize=1)
-def _normalise_table() -> np.ndarray:
+def _normalise_table() -> tuple[np.ndarray, ...]:
+    """Per channel, the (1, 256) float32 table of ``(x / 255 - mean) / std`` (cv2.LUT's layout)."""
     values = torch.arange(256, dtype=torch.float32) / 255.0
     mean = torch.as_tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None]
     std = torch.as_tensor(IMAGENET_STD, dtype=torch.float32)[:, None]
     table = ((values[None, :] - mean) / std).numpy()  # same ops and order as Normalize: sub, then div
-    table.setflags(write=False)
-    return table
+    return tuple(_frozen(np.ascontiguousarray(row[None, :])) for row in table)
 
 
 @lru_cache(maxsize=1)
 def _unit_table() -> np.ndarray:
-    table = (torch.arange(256, dtype=torch.float32) / 255.0).numpy()
-    table.setflags(write=False)
-    return table
+    return _frozen((torch.arange(256, dtype=torch.float32) / 255.0).numpy()[None, :])
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
 
 
 def normalise_image(rgb: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32, ``(x / 255 - mean) / std`` with ImageNet statistics."""
-    table = _normalise_table()
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32, ``(x / 255 - mean) / std`` with ImageNet statistics.
+
+    One table lookup per value, written straight into the channel planes: ``cv2.split`` makes the
+    planes contiguous (uint8, cheap) and ``cv2.LUT`` maps each into its float32 plane, half the time
+    of ``np.take`` on the strided channel views.
+    """
     out = np.empty((3, *rgb.shape[:2]), dtype=np.float32)
-    for channel in range(3):
-        # mode="wrap": uint8 indices are always in range, and "raise" would buffer the output.
-        np.take(table[channel], rgb[:, :, channel], out=out[channel], mode="wrap")
+    for plane, table, dst in zip(cv2.split(np.ascontiguousarray(rgb)), _normalise_table(), out, strict=True):
+        cv2.LUT(plane, table, dst=dst)
     return torch.from_numpy(out)
 
 
 def unit_map(values: np.ndarray) -> torch.Tensor:
     """(H, W) uint8 0..255 -> (1, H, W) float32 in [0, 1] (``x / 255`` in float32)."""
     out = np.empty((1, *values.shape[:2]), dtype=np.float32)
-    np.take(_unit_table(), values, out=out[0], mode="wrap")
+    cv2.LUT(np.ascontiguousarray(values), _unit_table(), dst=out[0])
     return torch.from_numpy(out)
 
 

@@ -30,8 +30,15 @@ Speed, and what is exact (tests/data/test_transforms.py checks each claim):
   (:func:`src.data.trimap.sample_transition_pixel`): the same distribution as the official
   ``np.where(trimap_crop == 128)`` draw, without building the full-size trimap;
 - crop, flip and resize are the official OpenCV calls on views of the decoded maps (no
-  full-resolution copy): identical by construction;
-- normalisation by lookup table: bit-identical to the official float32 ``Normalize``.
+  full-resolution copy): identical by construction, except that the flip runs after the resize, on
+  the smaller output, where that is bit-exact (:func:`flip_commutes_with_resize`: every crop size
+  for the 512 px output);
+- normalisation by lookup table (``cv2.LUT`` into the channel planes): bit-identical to the official
+  float32 ``Normalize``.
+
+With the packed training format (:mod:`src.data.packed`) the maps are memory-mapped arrays, so only
+the crop's rows (plus the trimap kernel's reach) are ever read; the anchor draw reads the alpha at the
+drawn pixels and checks the anchor region's min/max.
 
 So for the same choices the output equals the official sample bit for bit; the random stream
 differs (one ``numpy.random.Generator`` instead of ``random`` + ``np.random``), not the
@@ -67,6 +74,20 @@ from src.utils.conventions import TRIMAP_BACKGROUND, TRIMAP_FOREGROUND, TRIMAP_U
 
 REQUANTIZE_HIGH = 180  # IJCV: resized trimap values above this become foreground (255)
 REQUANTIZE_LOW = 50  # IJCV: values below this become background (0); the rest unknown (128)
+
+
+def flip_commutes_with_resize(size: int, out_size: int) -> bool:
+    """Whether flipping after ``cv2.resize(INTER_LINEAR)`` from ``size`` to ``out_size`` is bit-exact.
+
+    Output column ``x`` samples the input at ``(x + 0.5) * size / out_size - 0.5``; its mirror column
+    samples the mirrored position, with fractional part ``1 - f`` for ``f``. OpenCV's uint8 bilinear
+    resize rounds each weight to 8 fractional bits, and rounding ``f`` and ``1 - f`` can break the
+    mirror symmetry by one step, unless every ``f`` is a multiple of 1/256: then no weight is rounded
+    and the flipped resize is the resize of the flipped crop, bit for bit. The positions are
+    multiples of ``1 / (2 * out_size)``, so that holds when ``2 * out_size`` divides ``256 * size``
+    (every crop size for a power-of-two output such as 512; the 2x case is OpenCV's exact area path).
+    """
+    return (256 * size) % (2 * out_size) == 0
 
 
 @dataclass(frozen=True)
@@ -181,9 +202,12 @@ class PaperTransform:
         crops.update({k: sample[k] for k in ("fg", "bg", "facemask") if k in sample})
         crops = {k: v[top : top + c, left : left + c] for k, v in crops.items()}
         crops["trimap"] = trimap
-        if choices.flip:
+        flip_after = choices.flip and flip_commutes_with_resize(c, self.out_size)
+        if choices.flip and not flip_after:
             crops = {k: cv2.flip(v, 1) for k, v in crops.items()}
         maps = resize_maps(crops, self.out_size)
+        if flip_after:  # the same pixels, flipped at the output size instead of the crop's
+            maps = {k: cv2.flip(v, 1) for k, v in maps.items()}
         if self.requantize:
             maps["trimap"] = requantize_trimap(maps["trimap"])
         return maps

@@ -47,7 +47,9 @@ class TFI(nn.Module):
     def forward(self, guidance: Tensor, local: Tensor, skip: Tensor) -> Tensor:
         """Fuse three ``(N, channels, h, w)`` maps into one."""
         x = torch.cat([self.reduce(guidance), self.reduce(local), self.reduce(skip)], dim=1)
-        return F.relu(self.norm(self.fuse(x)))
+        # In place, as the official nn.ReLU(inplace=True): BatchNorm's backward does not need its
+        # output, and a new activation-sized tensor per call costs a full-size allocation.
+        return F.relu(self.norm(self.fuse(x)), inplace=True)
 
 
 class SBFI(nn.Module):
@@ -75,7 +77,7 @@ class SBFI(nn.Module):
     def forward(self, local: Tensor, shallow: Tensor) -> Tensor:
         """Refine ``local`` (N, channels, h, w) with ``shallow`` (N, shallow_channels, H, W)."""
         x = torch.cat([self.reduce_decoder(local), self.reduce_skip(self.pool(shallow))], dim=1)
-        return F.relu(self.norm(self.fuse(x))) + local
+        return F.relu(self.norm(self.fuse(x)), inplace=True) + local
 
 
 class DBFI(nn.Module):
@@ -111,7 +113,7 @@ class DBFI(nn.Module):
         """
         deep = bilinear_upsample(self.reduce_deep(deepest), self.scale)
         x = torch.cat([self.reduce_decoder(decoder), deep], dim=1)
-        out = F.relu(self.norm(self.fuse(x))) + decoder
+        out = F.relu(self.norm(self.fuse(x)), inplace=True) + decoder
         return out, bilinear_upsample(self.side(out), self.side_scale) if side else None
 
 

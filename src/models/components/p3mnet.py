@@ -48,7 +48,9 @@ def fuse_global_local(global_logits: Tensor, local_alpha: Tensor) -> Tensor:
         global_logits: (N, 3, H, W) logits or probabilities.
         local_alpha: (N, 1, H, W) alpha in [0, 1].
     """
-    classes = global_logits.argmax(dim=1, keepdim=True)
+    # max(...).indices, not argmax: the same first-maximum index, but torch's CPU argmax over the
+    # 3-channel dim is ~12x slower (200 vs 16 ms for 2x3x512x512), which showed in the training step.
+    classes = global_logits.max(dim=1, keepdim=True).indices
     transition = (classes == CLASS_TRANSITION).to(local_alpha.dtype)
     foreground = (classes == CLASS_FOREGROUND).to(local_alpha.dtype)
     return local_alpha * transition + foreground

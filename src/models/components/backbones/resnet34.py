@@ -107,7 +107,7 @@ class ResNet34Backbone(Backbone):
         """Stage 0: stem + pool; stages 1-4: pool + residual layer ``index``."""
         skips, indices = list(state.skips), list(state.indices)
         if index == 0:
-            e0 = F.relu(self.bn1(self.conv1(state.x)))
+            e0 = F.relu(self.bn1(self.conv1(state.x)), inplace=True)  # as the official stem
             x, idx = _pool(e0)
             skips += [e0, x]
         else:
