@@ -9,6 +9,7 @@ through it, so both log ``val/<prefix>/<metric>`` / ``test/<prefix>/<metric>`` a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,9 @@ class EvaluationModule(LightningModule):
         results = self.evaluator.results(heavy=self._heavy_now())
         values = self.evaluator.log_values(results, stage)
         if values:
-            self.log_dict(values, batch_size=1, sync_dist=False, add_dataloader_idx=False)
+            with warnings.catch_warnings():  # Lightning's advice to sync_dist: these are synced already
+                warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
+                self.log_dict(values, batch_size=1, sync_dist=False, add_dataloader_idx=False)
         gaps = self.evaluator.gaps(results, stage)
         self.evaluator.reset()
         return results, gaps
