@@ -14,7 +14,6 @@ from pathlib import Path
 
 import cv2
 import pytest
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, open_dict
 
 from src.inference.report import results_document
