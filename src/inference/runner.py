@@ -172,8 +172,6 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     """
     out_dir = Path(cfg.paths.output_dir)
     settings = trainer_device_settings(cfg)
-    predict, net, meta = build_predictor(cfg)
-    datamodule = hydra.utils.instantiate(cfg.data, require_fg_bg=False)
     loggers = instantiate_loggers(cfg.get("logger"), cfg)
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer,
@@ -184,11 +182,13 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         sync_batchnorm=False,  # evaluation uses the BatchNorm running statistics
         **settings,
     )
-    if meta.get("backbone") == "onnx" and trainer.world_size > 1:
+    if str(cfg.get("runtime", "torch")) == "onnx" and not cfg.get("pred_dir") and trainer.world_size > 1:
         raise SettingError(
             f"runtime=onnx runs on one device, not {trainer.world_size}: set trainer.devices=1 "
             "(or evaluate the checkpoint with runtime=torch on several)"
         )
+    predict, net, meta = build_predictor(cfg)
+    datamodule = hydra.utils.instantiate(cfg.data, require_fg_bg=False)
     module = MatteEvaluationModule(
         predict,
         net=net,

@@ -17,7 +17,7 @@ import pytest
 from omegaconf import DictConfig, open_dict
 
 from src.inference.report import results_document
-from src.inference.runner import run_evaluation
+from src.inference.runner import run_evaluation, trainer_device_settings
 from src.metrics import METRIC_NAMES, TRIMAP_METRIC_NAMES
 from src.metrics.evaluation import SplitResult
 from tests.conftest import REPO_ROOT, TINY_SYNTHETIC
@@ -201,3 +201,45 @@ def test_cli_evaluates_and_logs_a_per_image_table_to_offline_wandb(
 def test_reserved_split_names_are_refused() -> None:
     with pytest.raises(ValueError, match="reserved"):
         results_document([SplitResult("meta")], {}, {})
+
+
+def test_device_maps_onto_the_trainer(
+    compose_config: Callable[..., DictConfig], tiny_synthetic: Path
+) -> None:
+    def settings(*overrides: str) -> dict:
+        return trainer_device_settings(compose_config("eval", list(overrides)))
+
+    assert settings("device=auto", "trainer.devices=4") == {}  # the trainer decides
+    assert settings("device=cpu") == {"accelerator": "cpu"}
+    assert settings("device=cuda:1") == {"accelerator": "gpu", "devices": [1]}
+    with pytest.raises(ValueError, match=r"device=cuda:1 names one device but trainer.devices=2"):
+        settings("device=cuda:1", "trainer.devices=2")
+    with pytest.raises(ValueError, match=r"device=cpu but trainer.accelerator=gpu: set one of them"):
+        settings("device=cpu", "trainer.accelerator=gpu")
+    with pytest.raises(ValueError, match=r"device='tpu:x': expected auto, cpu, cuda or cuda:N"):
+        settings("device=tpu:x")
+    # an ONNX session is not placed by Lightning: one device only, refused before anything loads
+    onnx = ["runtime=onnx", "onnx_path=absent.onnx", "trainer.accelerator=cpu", "trainer.devices=2"]
+    data = [o for o in eval_data_overrides(tiny_synthetic) if o != "device=cpu"]
+    with pytest.raises(ValueError, match=r"runtime=onnx runs on one device, not 2"):
+        run_evaluation(compose_config("eval", [*data, *onnx]))
+
+
+def test_precision_and_channels_last_evaluate_through_the_same_path(
+    compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    base = [*eval_data_overrides(tiny_synthetic), f"ckpt_path={tiny_checkpoint}", "test_strategy=resize"]
+    fp32 = run_evaluation(compose_config("eval", [*base, "metrics=[sad]"]))
+    shutil.rmtree(tmp_path / "run")
+    fast = run_evaluation(
+        compose_config("eval", [*base, "metrics=[sad]", "precision=bf16", "channels_last=true"])
+    )
+    assert (fast["meta"]["precision"], fast["meta"]["channels_last"]) == ("bf16", True)
+    for split in SPLITS:
+        assert fast[split]["per_image"].keys() == fp32[split]["per_image"].keys()
+        # bf16 moves the mattes (README: previews only) but not into another regime
+        assert fast[split]["mean"]["sad"] == pytest.approx(fp32[split]["mean"]["sad"], rel=0.2)
+    moved = [
+        fast[s]["per_image"][k]["sad"] != v["sad"] for s in SPLITS for k, v in fp32[s]["per_image"].items()
+    ]
+    assert any(moved)  # the settings reached the network
