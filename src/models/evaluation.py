@@ -1,7 +1,7 @@
 """The evaluation half of a LightningModule: validation and test on every evaluation split.
 
 :class:`EvaluationModule` runs :class:`~src.metrics.evaluation.Evaluator` on the datamodule's
-``eval_splits``; subclasses say how a batch becomes a matte (:meth:`EvaluationModule.predict_alpha`).
+``eval_splits``; subclasses say how a batch becomes a matte (:meth:`EvaluationModule.predict_matte`).
 ``P3MLitModule`` (training) and ``src/eval.py`` (:class:`MatteEvaluationModule`) both evaluate
 through it, so both log ``val/<prefix>/<metric>`` / ``test/<prefix>/<metric>`` and the gaps
 ``<stage>/np_minus_p/<metric>`` with the same numbers.
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from src.data.layout import EvalSplit
 from src.metrics.evaluation import Evaluator, SplitResult, SplitSpec, to_uint8
+from src.models.test_time import TestTimeOutput
 from src.utils.files import write_image
 
 
@@ -34,7 +35,7 @@ def split_spec(split: EvalSplit) -> SplitSpec:
 
 
 class EvaluationModule(LightningModule):
-    """Validation and test through one :class:`Evaluator`; subclasses implement :meth:`predict_alpha`.
+    """Validation and test through one :class:`Evaluator`; subclasses implement :meth:`predict_matte`.
 
     After ``trainer.test``, :attr:`test_results` holds every split's means and the per-image values
     gathered from every rank (on every rank), :attr:`test_gaps` the gaps.
@@ -62,9 +63,10 @@ class EvaluationModule(LightningModule):
         self.test_results: list[SplitResult] = []
         self.test_gaps: dict[str, dict[str, float]] = {}
 
-    def predict_alpha(self, batch: Mapping[str, Any]) -> Tensor:
-        """The matte of the batch's one image, (H, W) float in [0, 1] or uint8."""
-        raise NotImplementedError(f"{type(self).__name__} must implement predict_alpha")
+    def predict_matte(self, batch: Mapping[str, Any]) -> Tensor | TestTimeOutput:
+        """The matte of the batch's one image: (H, W) float in [0, 1] or uint8, or a
+        :class:`TestTimeOutput` (its ``alpha``; callbacks such as the W&B panels read the rest)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement predict_matte")
 
     def setup(self, stage: str) -> None:
         """Build the evaluator from the datamodule's ``eval_splits`` (once)."""
@@ -80,10 +82,11 @@ class EvaluationModule(LightningModule):
         every = self.heavy_every_n_epochs
         return every > 0 and (self.current_epoch + 1) % every == 0
 
-    def _evaluate_batch(self, batch: Mapping[str, Any], dataloader_idx: int) -> Tensor:
+    def _evaluate_batch(self, batch: Mapping[str, Any], dataloader_idx: int) -> Tensor | TestTimeOutput:
         if self.evaluator is None:
             raise RuntimeError("evaluation needs a datamodule with eval_splits (P3M10kDataModule)")
-        pred = self.predict_alpha(batch)
+        output = self.predict_matte(batch)
+        pred = output.alpha if isinstance(output, TestTimeOutput) else output
         target = batch["alpha"][0]  # float64, as the official evaluation
         pred = pred.to(target.device).reshape(target.shape)
         stem = str(batch["stem"][0])
@@ -101,13 +104,17 @@ class EvaluationModule(LightningModule):
             (self.save_dir / split).mkdir(parents=True, exist_ok=True)
             matte = to_uint8(pred).reshape(pred.shape[-2:]).cpu().numpy()
             write_image(self.save_dir / split / f"{stem}.png", matte)
-        return pred
+        return output
 
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+    def validation_step(
+        self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> Tensor | TestTimeOutput:
         """Predict one full-resolution image and score it in its split."""
         return self._evaluate_batch(batch, dataloader_idx)
 
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+    def test_step(
+        self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> Tensor | TestTimeOutput:
         """As validation, with the heavy metrics always on (and the mattes saved with ``save_dir``)."""
         return self._evaluate_batch(batch, dataloader_idx)
 
@@ -153,6 +160,6 @@ class MatteEvaluationModule(EvaluationModule):
         self.predictor = predictor
         self.net = net
 
-    def predict_alpha(self, batch: Mapping[str, Any]) -> Tensor:
+    def predict_matte(self, batch: Mapping[str, Any]) -> Tensor:
         """The predictor's matte."""
         return self.predictor(batch)

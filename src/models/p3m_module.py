@@ -13,7 +13,7 @@ from src.models.checkpoints import load_checkpoint_state, require_backbone
 from src.models.components.p3mnet import P3MNet
 from src.models.evaluation import EvaluationModule
 from src.models.performance import compile_in_place, enable_activation_checkpointing, to_channels_last
-from src.models.test_time import infer_alpha
+from src.models.test_time import TestTimeOutput, infer_alpha
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +108,9 @@ class P3MLitModule(EvaluationModule):
         return terms["total"]
 
     # ------------------------------------------------------------- validation
-    def predict_alpha(self, batch: Mapping[str, Any]) -> Tensor:
-        """The matte of the batch's one full-resolution image with the validation strategy."""
-        return infer_alpha(
-            self.net, batch["image"], self.hparams.val_strategy, self.hparams.val_resize_mode
-        ).alpha
+    def predict_matte(self, batch: Mapping[str, Any]) -> TestTimeOutput:
+        """The batch's one full-resolution image through the validation strategy (matte, trimap, local)."""
+        return infer_alpha(self.net, batch["image"], self.hparams.val_strategy, self.hparams.val_resize_mode)
 
     # -------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> dict[str, Any]:
