@@ -19,7 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from src.metrics.collection import METRIC_NAMES, TRIMAP_METRIC_NAMES, MattingMetricCollection, matting_metrics
+from src.metrics.collection import METRIC_NAMES, MattingMetricCollection, matting_metrics
+from src.metrics.matting import METRIC_CLASSES
 from src.metrics.privacy import SADPrivacy, sad_privacy
 
 #: The prefix of the split that the usual gap is measured against (P3M-500-P, face-blurred).
@@ -56,6 +57,12 @@ class SplitResult:
     per_image: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+def _needs_trimap(name: str) -> bool:
+    """Whether a registered metric (ours or a plug-in's) needs a trimap; unknown names fail later, named."""
+    metric = METRIC_CLASSES.get(name)
+    return bool(metric is not None and metric.needs_trimap)
+
+
 def default_gap_to(prefix: str) -> str | None:
     """The base a split is compared with when its config does not say: ``np`` -> ``p``, others none."""
     return BASE_PREFIX if prefix == "np" else None
@@ -75,9 +82,7 @@ class SplitEvaluator(nn.Module):
         self.spec = spec
 
         def usable(names: Sequence[str]) -> list[str]:
-            return [
-                n for n in names if n != PRIVACY_METRIC and (spec.has_trimap or n not in TRIMAP_METRIC_NAMES)
-            ]
+            return [n for n in names if n != PRIVACY_METRIC and (spec.has_trimap or not _needs_trimap(n))]
 
         cheap, heavy = usable(metrics), usable([n for n in heavy_metrics if n not in metrics])
         self.cheap: MattingMetricCollection | None = matting_metrics(cheap) if cheap else None
