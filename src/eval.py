@@ -5,8 +5,13 @@ Examples:
     python src/eval.py ckpt_path=p3mnet_pretrained_on_p3m10k.pth test_strategy=hybrid   # the authors' file
     python src/eval.py ckpt_path=latest data=synthetic backbone=resnet34 save_predictions=true
     python src/eval.py pred_dir=outputs/other_method data.root=/path/to/P3M-10k          # no model
+    python src/eval.py ckpt_path=best.ckpt trainer.devices=4     # 4 GPUs (DDP), the 1-GPU numbers
 
-Writes metrics.json, per_image.csv (and predictions/<split>/<stem>.png) into the run directory.
+Runs through ``trainer.test`` (the evaluator of validation): ``device=cpu|cuda|cuda:1`` sets the
+trainer's accelerator/devices; ``trainer.devices=N`` evaluates on N processes, each image once.
+
+Writes metrics.json, per_image.csv (and predictions/<split>/<stem>.png) into the run directory
+(rank 0); logs ``test/p/<metric>``, ``test/np/<metric>`` and ``test/np_minus_p/<metric>``.
 Exit status: 0 done, 2 user error (the message says which setting or file), 130 Ctrl-C.
 """
 
@@ -30,6 +35,7 @@ EVAL_CHECK = ConfigCheck(
         "channels_last": bool,
         "precision": (int, str),
         "metrics": list,
+        "device": str,
     },
     known_keys_only=True,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,10 +15,12 @@ from omegaconf import DictConfig
 from src.deploy import OnnxP3MNet, onnx_export
 from src.export import run_export
 from src.inference.predict_files import run_prediction
+from src.inference.runner import run_evaluation
 from src.models import P3MNet, load_model
 from src.models.components.p3mnet import P3MOutput, fuse_global_local
 from src.models.test_time import infer_alpha
 from src.utils.errors import UserError
+from tests.inference.conftest import eval_data_overrides
 
 pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript (a core dependency: pip install -e .)")
 
@@ -44,7 +47,7 @@ def official_checkpoint(
 
 @pytest.mark.slow
 def test_onnx_round_trip(
-    official_checkpoint: Path, compose_config: Callable[..., DictConfig], tmp_path: Path
+    official_checkpoint: Path, compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tmp_path: Path
 ) -> None:
     checkpoint = official_checkpoint
     output = tmp_path / "p3mnet.onnx"
@@ -88,6 +91,18 @@ def test_onnx_round_trip(
         assert len(summary.written) == 1 and not summary.failed
         mattes[runtime] = cv2.imread(str(out / "alpha" / "portrait.png"), cv2.IMREAD_UNCHANGED).astype(int)
     assert (np.abs(mattes["onnx"] - mattes["torch"]) > 1).mean() < 1e-2
+
+    # src/eval.py runtime=onnx scores through the same trainer.test path as the checkpoint
+    data = [*eval_data_overrides(tiny_synthetic), "test_strategy=resize", "resize_mode=fast", "metrics=[sad]"]
+    docs = {}
+    for runtime, weights in (("onnx", f"onnx_path={output}"), ("torch", f"ckpt_path={checkpoint}")):
+        docs[runtime] = run_evaluation(compose_config("eval", [*data, weights, f"runtime={runtime}"]))
+        shutil.rmtree(tmp_path / "run")
+    assert docs["onnx"]["meta"]["backbone"] == "onnx"
+    for split in ("P3M-500-P", "P3M-500-NP"):
+        assert docs["onnx"][split]["mean"]["sad"] == pytest.approx(
+            docs["torch"][split]["mean"]["sad"], rel=1e-2
+        )
 
 
 def test_onnx_runtime_needs_a_graph_and_refuses_torch_only_settings(

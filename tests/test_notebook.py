@@ -54,7 +54,7 @@ def test_notebook_runs_and_shows_panels_and_metrics(tmp_path: Path, monkeypatch:
     images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
     assert len(images) == 2  # one panel per split
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
-    assert "P3M-500-NP - P3M-500-P" in text and "sad_t" in text  # the metrics table
+    assert "test/np_minus_p" in text and "sad_t" in text  # the metrics table and its gap column
     assert "no CKPT_PATH given" in text
 
 

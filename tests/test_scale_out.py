@@ -110,8 +110,8 @@ def _uneven_overrides(root: Path) -> list[str]:
     ]
 
 
-def _eval_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
+def _test_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if k.startswith("test/")}
 
 
 @pytest.mark.slow
@@ -128,8 +128,8 @@ def test_ddp_evaluation_equals_one_process(
         "logger=csv",
         "test=true",
     ]
-    single = _eval_metrics(train(compose_config("train", fit)))
-    assert {"val/p/sad", "val/np/conn", "val/p/sad_privacy", "val/np_minus_p/sad"} <= single.keys()
+    single = _test_metrics(train(compose_config("train", fit)))
+    assert {"test/p/sad", "test/np/conn", "test/p/sad_privacy", "test/np_minus_p/sad"} <= single.keys()
     checkpoint = next((tmp_path / "run" / "checkpoints").glob("epoch_*.ckpt"))
 
     # two processes (gloo): the same checkpoint, the same test
@@ -138,11 +138,11 @@ def test_ddp_evaluation_equals_one_process(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Starting with 2 processes" in result.stdout + result.stderr
     (metrics_file,) = (tmp_path / "logs" / "train" / "runs").glob("*/metrics.json")
-    ddp = _eval_metrics(read_json(metrics_file))
+    ddp = _test_metrics(read_json(metrics_file))
     assert ddp.keys() == single.keys()
     for name, value in single.items():
         assert ddp[name] == pytest.approx(value, rel=1e-6, abs=1e-6), name
-    assert single["val/np_minus_p/sad"] == pytest.approx(single["val/np/sad"] - single["val/p/sad"])
+    assert single["test/np_minus_p/sad"] == pytest.approx(single["test/np/sad"] - single["test/p/sad"])
 
 
 def test_eval_sampler_splits_without_repeats(monkeypatch: pytest.MonkeyPatch) -> None:

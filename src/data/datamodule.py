@@ -8,7 +8,7 @@ Wiring (conf/data/p3m10k.yaml)::
 Validation and test return one DataLoader per evaluation split, in the order of
 ``data.eval_splits``, with batch size 1 (full-resolution images differ in size). The
 LightningModule maps ``dataloader_idx`` to ``eval_splits[dataloader_idx]`` and logs under its
-``prefix``: e.g. ``val/p/sad`` for P3M-500-P.
+``prefix`` and the stage: e.g. ``val/p/sad`` (validation) and ``test/p/sad`` (test) for P3M-500-P.
 """
 
 from __future__ import annotations

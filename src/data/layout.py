@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from src.metrics.evaluation import default_gap_to
 from src.utils import conventions
 from src.utils.docs import WHERE_TO_GET
 from src.utils.errors import UserError
@@ -132,12 +133,15 @@ class EvalSplit:
 
     Attributes:
         name: shown in logs and result tables, e.g. ``P3M-500-P``.
-        prefix: metric namespace, e.g. ``val/p`` -> ``val/p/sad``.
+        prefix: the split's short name in metric keys, e.g. ``p``: logged as ``<stage>/p/<metric>``
+            (``val/p/sad`` in validation, ``test/p/sad`` in test); no ``/`` (the stage is prepended).
         image_dir, mask_dir: folders relative to ``<root>/validation`` (or ``<root>``).
         trimap_dir: trimaps, or ``None`` for splits without (trimap metrics are then skipped).
         facemask_dir: face masks; optional: a missing folder just means no ``facemask`` key.
         anonymized: the faces in its images are obfuscated; only such splits are uploaded as images
             to hosted loggers unless the user opts in (``callbacks.wandb_images.log_unblurred``).
+        gap_to: prefix of the split this one is compared with: ``np`` -> ``p`` logs
+            ``<stage>/np_minus_p/<metric>``; the default is ``p`` for the split ``np``, none for others.
         obfuscate: obfuscate every image's face on the fly (inside the face mask minus the trimap's
             unknown region, or the alpha's transition band without trimaps), e.g.
             ``FaceObfuscator(method="zero")``; needs face masks. From the config: a mapping of
@@ -152,6 +156,7 @@ class EvalSplit:
     facemask_dir: str | None = None
     anonymized: bool = False
     obfuscate: Obfuscator | None = None
+    gap_to: str | None = None
 
     @classmethod
     def from_config(
@@ -165,7 +170,7 @@ class EvalSplit:
             raise ValueError(f"data.eval_splits[{index}] must be a mapping, got {config!r}")
         required = ("name", "prefix", "image_dir", "mask_dir")
         missing = [key for key in required if not config.get(key)]
-        optional = ("trimap_dir", "facemask_dir", "anonymized", "obfuscate")
+        optional = ("trimap_dir", "facemask_dir", "anonymized", "obfuscate", "gap_to")
         unknown = sorted(set(config) - {*required, *optional})
         if missing or unknown:
             raise ValueError(
@@ -173,7 +178,14 @@ class EvalSplit:
                 + (f"missing {', '.join(missing)}; " if missing else "")
                 + (f"unknown keys {', '.join(unknown)}; " if unknown else "")
                 + "each split needs name, prefix, image_dir, mask_dir and may set trimap_dir, facemask_dir, "
-                "anonymized, obfuscate"
+                "anonymized, obfuscate, gap_to"
+            )
+        prefix = str(config["prefix"])
+        if "/" in prefix:
+            raise ValueError(
+                f"data.eval_splits[{index}] ({config['name']}): prefix={prefix!r} holds a '/'; the prefix is "
+                f"the split's short name (e.g. prefix: {prefix.rsplit('/', 1)[-1]}) and the stage is "
+                "prepended (val/p/sad in validation, test/p/sad in test)"
             )
         obfuscate = _eval_obfuscator(config.get("obfuscate"), index, obfuscator)
         if obfuscate is not None and not config.get("facemask_dir"):
@@ -183,13 +195,14 @@ class EvalSplit:
             )
         return cls(
             name=str(config["name"]),
-            prefix=str(config["prefix"]),
+            prefix=prefix,
             image_dir=str(config["image_dir"]),
             mask_dir=str(config["mask_dir"]),
             trimap_dir=str(config["trimap_dir"]) if config.get("trimap_dir") else None,
             facemask_dir=str(config["facemask_dir"]) if config.get("facemask_dir") else None,
             anonymized=bool(config.get("anonymized", False)),
             obfuscate=obfuscate,
+            gap_to=str(config["gap_to"]) if config.get("gap_to") else default_gap_to(prefix),
         )
 
 

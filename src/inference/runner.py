@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import logging
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import hydra
+import lightning as L
 import numpy as np
 import torch
 import torchmetrics
-from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from src.deploy.onnx_session import OnnxP3MNet
-from src.inference.evaluate import (
-    Predictor,
-    SplitResult,
-    evaluate_split,
-    generalisation_gap,
-    metric_order,
-    prediction_reader,
-    unbatch,
-)
-from src.inference.report import print_table, write_reports
+from src.inference.evaluate import Predictor, prediction_reader
+from src.inference.report import log_per_image_table, print_table, results_document, write_reports
 from src.models.checkpoints import load_model
+from src.models.evaluation import MatteEvaluationModule
 from src.models.performance import to_channels_last
 from src.models.test_time import infer_alpha
 from src.utils.errors import MissingInputError, SettingError
@@ -107,79 +100,116 @@ def _load_onnx(cfg: DictConfig, device: torch.device, torch_only: bool) -> OnnxP
     return OnnxP3MNet(str(cfg.onnx_path), providers=providers)
 
 
-def model_predictor(cfg: DictConfig, device: torch.device) -> tuple[Predictor, dict[str, Any]]:
-    """Load the checkpoint and wrap it in the configured test-time strategy."""
-    net, meta = load_network(cfg, device)
-    precision = inference_precision(cfg)
+def trainer_device_settings(cfg: DictConfig) -> dict[str, Any]:
+    """``device=`` as the trainer's settings: the one way eval.py places its work.
 
-    def predict(sample: Mapping[str, Any]) -> Tensor:
-        image = unbatch(sample["image"]).to(device)
-        return infer_alpha(net, image, cfg.test_strategy, cfg.resize_mode, precision=precision).alpha
+    ``auto`` leaves ``trainer.accelerator`` / ``trainer.devices`` as configured (several devices:
+    ``trainer.devices=4``); ``cpu`` -> ``accelerator=cpu``; ``cuda`` -> ``accelerator=gpu``;
+    ``cuda:1`` -> ``accelerator=gpu, devices=[1]``. A contradiction with ``trainer.*`` is refused.
+    """
+    name = str(cfg.get("device", "auto"))
+    if name == "auto":
+        return {}
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SettingError(f"device={name!r}: expected auto, cpu, cuda or cuda:N") from None
+    accelerator = {"cuda": "gpu"}.get(device.type, device.type)
+    configured = str(cfg.trainer.get("accelerator", "auto"))
+    if configured not in ("auto", accelerator, device.type):
+        raise SettingError(
+            f"device={name} but trainer.accelerator={configured}: set one of them (device=auto leaves "
+            "the trainer's settings)"
+        )
+    settings: dict[str, Any] = {"accelerator": accelerator}
+    if device.index is not None:
+        if cfg.trainer.get("devices", 1) not in (1, "1", "auto"):
+            raise SettingError(
+                f"device={name} names one device but trainer.devices={cfg.trainer.devices}: use "
+                "trainer.devices=[i,j,...] for several"
+            )
+        settings["devices"] = [device.index]
+    return settings
 
-    return predict, meta | {"strategy": cfg.test_strategy, "resize_mode": cfg.resize_mode}
 
-
-def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate ``cfg.ckpt_path`` (or ``cfg.pred_dir``) on every split; write reports to the run dir.
+def build_predictor(cfg: DictConfig) -> tuple[Predictor, nn.Module | None, dict[str, Any]]:
+    """What makes the mattes: existing ones (``pred_dir``), or a network with the test-time strategy.
 
     Returns:
-        The ``metrics.json`` document.
+        The predictor (an evaluation batch of one image -> its matte), the torch network it runs
+        (for Lightning to place on the device; None otherwise), and the run's metadata.
     """
-    out_dir = Path(cfg.paths.output_dir)
-    device = resolve_device(cfg.device)
     if cfg.get("pred_dir"):
         pred_dir = Path(str(cfg.pred_dir))
         if not pred_dir.is_dir():
             raise MissingInputError(
                 f"pred_dir={pred_dir} is not a folder of <split>/<stem>.png or <stem>.png"
             )
-        predict = prediction_reader(pred_dir)
-        meta: dict[str, Any] = {"pred_dir": str(pred_dir), "checkpoint": None, "backbone": None}
-        meta |= {"strategy": None, "resize_mode": None}
-    else:
-        predict, meta = model_predictor(cfg, device)
+        meta = {"pred_dir": str(pred_dir), "checkpoint": None, "backbone": None}
+        return prediction_reader(pred_dir), None, meta | {"strategy": None, "resize_mode": None}
+    onnx = str(cfg.get("runtime", "torch")) == "onnx"
+    # torch weights load on the CPU; Lightning moves the module to each rank's device
+    net, meta = load_network(cfg, resolve_device(cfg.device) if onnx else torch.device("cpu"))
+    precision = inference_precision(cfg)
+    strategy, resize_mode = str(cfg.test_strategy), str(cfg.resize_mode)
 
-    datamodule = hydra.utils.instantiate(cfg.data, require_fg_bg=False)
-    datamodule.setup("test")
-    meta |= {"data_root": str(datamodule.hparams.root), "device": str(device), "versions": _versions()}
-    results: list[SplitResult] = []
-    for split, loader in zip(datamodule.eval_splits, datamodule.test_dataloader(), strict=True):
-        save_dir = out_dir / "predictions" / split.name if cfg.save_predictions else None
-        results.append(evaluate_split(split.name, loader, predict, list(cfg.metrics), save_dir))
+    def predict(batch: Mapping[str, Any]) -> Tensor:
+        return infer_alpha(net, batch["image"], strategy, resize_mode, precision=precision).alpha
 
-    doc = write_reports(results, meta, out_dir)
-    print_table(results)
-    log.info("Metrics: %s (per image: %s)", out_dir / "metrics.json", out_dir / "per_image.csv")
-    loggers = instantiate_loggers(cfg.get("logger"), cfg)
-    log_results(loggers, results, {split.name: split.prefix for split in datamodule.eval_splits})
-    return doc
+    meta |= {"strategy": strategy, "resize_mode": resize_mode}
+    return predict, net if isinstance(net, nn.Module) else None, meta
 
 
-def log_results(
-    loggers: Sequence[Logger], results: Sequence[SplitResult], prefixes: Mapping[str, str]
-) -> None:
-    """Send the numbers of metrics.json to the loggers, then close them.
+def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate ``cfg.ckpt_path`` (or ``cfg.pred_dir``) on every split through ``trainer.test``.
 
-    Means go to ``test/<split>/<metric>`` (``test/p/sad`` for the split with prefix ``val/p``), gaps to
-    ``test/gap/<b>-<a>/<metric>``, and loggers that take tables (W&B) get the per-image metrics as
-    the table ``test/per_image``.
+    Runs on ``trainer.devices`` processes (DDP) with the single-device numbers: each image is scored
+    once, the means are reduced from the metrics' sums and the per-image values gathered from every
+    rank; rank 0 writes ``metrics.json`` and ``per_image.csv`` into the run directory.
+
+    Returns:
+        The ``metrics.json`` document (on every rank).
     """
-    if not loggers or not results:
-        return
-    short = {r.name: prefixes.get(r.name, r.name).rsplit("/", 1)[-1] for r in results}
-    metrics = {f"test/{short[r.name]}/{k}": v for r in results for k, v in r.mean.items()}
-    base = results[0]
-    for other in results[1:]:
-        key = f"test/gap/{short[other.name]}-{short[base.name]}"
-        metrics |= {f"{key}/{k}": v for k, v in generalisation_gap(other, base).items()}
-    names = metric_order(results)
-    columns = ["split", "stem", *names]
-    rows = [[r.name, stem, *(v.get(n) for n in names)] for r in results for stem, v in r.per_image.items()]
-    for logger in loggers:
-        logger.log_metrics(metrics)
-        if hasattr(logger, "log_table"):  # WandbLogger
-            logger.log_table(key="test/per_image", columns=columns, data=rows)
-        logger.finalize("success")
+    out_dir = Path(cfg.paths.output_dir)
+    settings = trainer_device_settings(cfg)
+    loggers = instantiate_loggers(cfg.get("logger"), cfg)
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=[],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        sync_batchnorm=False,  # evaluation uses the BatchNorm running statistics
+        **settings,
+    )
+    if str(cfg.get("runtime", "torch")) == "onnx" and not cfg.get("pred_dir") and trainer.world_size > 1:
+        raise SettingError(
+            f"runtime=onnx runs on one device, not {trainer.world_size}: set trainer.devices=1 "
+            "(or evaluate the checkpoint with runtime=torch on several)"
+        )
+    predict, net, meta = build_predictor(cfg)
+    datamodule = hydra.utils.instantiate(cfg.data, require_fg_bg=False)
+    module = MatteEvaluationModule(
+        predict,
+        net=net,
+        metrics=list(cfg.metrics),
+        save_dir=out_dir / "predictions" if cfg.save_predictions else None,
+    )
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    results, gaps = module.test_results, module.test_gaps
+    meta |= {
+        "data_root": str(datamodule.hparams.root),
+        "device": str(trainer.strategy.root_device),
+        "processes": trainer.world_size,
+        "versions": _versions(),
+    }
+    doc = results_document(results, gaps, meta)
+    if trainer.is_global_zero:
+        write_reports(results, doc, out_dir)
+        print_table(results, gaps)
+        log_per_image_table(trainer.loggers, results)
+        log.info("Metrics: %s (per image: %s)", out_dir / "metrics.json", out_dir / "per_image.csv")
+    return doc
 
 
 def _versions() -> dict[str, str]:

@@ -11,7 +11,7 @@ import numpy as np
 EVAL_SPLITS = [
     {
         "name": "P3M-500-P",
-        "prefix": "val/p",
+        "prefix": "p",
         "image_dir": "P3M-500-P/blurred_image",
         "mask_dir": "P3M-500-P/mask",
         "trimap_dir": "P3M-500-P/trimap",
@@ -19,7 +19,7 @@ EVAL_SPLITS = [
     },
     {
         "name": "P3M-500-NP",
-        "prefix": "val/np",
+        "prefix": "np",
         "image_dir": "P3M-500-NP/original_image",
         "mask_dir": "P3M-500-NP/mask",
         "trimap_dir": "P3M-500-NP/trimap",

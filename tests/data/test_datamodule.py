@@ -71,7 +71,7 @@ def test_without_fg_bg_the_batch_omits_them(tiny_root: Path) -> None:
 def test_evaluation_loaders_follow_the_split_table(tiny_root: Path) -> None:
     dm = datamodule(tiny_root)
     assert [s.name for s in dm.eval_splits] == ["P3M-500-P", "P3M-500-NP"]
-    assert [s.prefix for s in dm.eval_splits] == ["val/p", "val/np"]
+    assert [s.prefix for s in dm.eval_splits] == ["p", "np"]
     assert dm.eval_splits[1].image_dir == "P3M-500-NP/original_image"
     dm.setup("validate")
     loaders = dm.val_dataloader()
@@ -306,7 +306,7 @@ def test_configs_compose_and_instantiate(tiny_root: Path, augmentation: str, kin
         )
     dm = instantiate(cfg.data)
     assert type(dm.augmentation) is kind and dm.privacy == PPT() and dm.hparams.privacy == {"mode": "ppt"}
-    assert [s.prefix for s in dm.eval_splits] == ["val/p", "val/np"]
+    assert [s.prefix for s in dm.eval_splits] == ["p", "np"]
     dm.augmentation = dm.augmentation.with_geometry(crop_sizes=[32, 48], out_size=32)
     dm.setup("fit")
     assert next(iter(dm.train_dataloader()))["image"].shape == (2, 3, 32, 32)
@@ -319,7 +319,7 @@ def test_synthetic_config_points_under_data_dir(tmp_path: Path) -> None:
         )
     assert cfg.data.root == f"{tmp_path}/synthetic" and cfg.privacy._target_ == "src.privacy.modes.NoPrivacy"
     assert cfg.data.train_size == 128 and cfg.data.synthetic.size == [256, 192]
-    assert cfg.data.eval_splits[0].prefix == "val/p"  # inherited from p3m10k
+    assert cfg.data.eval_splits[0].prefix == "p"  # inherited from p3m10k
 
 
 @pytest.mark.parametrize(

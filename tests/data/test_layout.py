@@ -158,11 +158,11 @@ def test_eval_split_errors(tmp_path: Path) -> None:
 
 def test_eval_split_config_errors() -> None:
     with pytest.raises(ValueError, match=r"eval_splits\[0\].*missing mask_dir"):
-        parse_eval_splits([{"name": "a", "prefix": "val/a", "image_dir": "x"}])
+        parse_eval_splits([{"name": "a", "prefix": "a", "image_dir": "x"}])
     with pytest.raises(ValueError, match=r"unknown keys alpha_dir"):
         parse_eval_splits([{**EVAL_SPLITS[0], "alpha_dir": "x"}])
     with pytest.raises(ValueError, match=r"duplicate prefix"):
-        parse_eval_splits([EVAL_SPLITS[0], {**EVAL_SPLITS[1], "prefix": "val/p"}])
+        parse_eval_splits([EVAL_SPLITS[0], {**EVAL_SPLITS[1], "prefix": "p"}])
 
 
 def test_npy_fg_bg_win_over_image_files_of_the_same_stem(tmp_path: Path) -> None:
@@ -184,3 +184,12 @@ def test_npy_fg_bg_win_over_image_files_of_the_same_stem(tmp_path: Path) -> None
     (root / "train/bg/p_0002.png").unlink()
     (root / "train/mask/p_0000.npy").write_bytes(b"")
     assert P3M10kLayout(root).train_split().files[0].alpha.suffix == ".png"
+
+
+def test_eval_split_prefix_is_the_short_name_and_np_compares_with_p() -> None:
+    with pytest.raises(ValueError, match=r"prefix='val/p' holds a '/'.*prefix: p.*stage is prepended"):
+        parse_eval_splits([{**EVAL_SPLITS[0], "prefix": "val/p"}])
+    p_split, np_split = parse_eval_splits(EVAL_SPLITS)
+    assert (p_split.gap_to, np_split.gap_to) == (None, "p")  # the default base of np
+    (extra,) = parse_eval_splits([{**EVAL_SPLITS[0], "name": "Z", "prefix": "p_zero", "gap_to": "p"}])
+    assert extra.gap_to == "p"

@@ -14,18 +14,17 @@ from pathlib import Path
 
 import cv2
 import pytest
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, open_dict
 
-from src.inference.evaluate import SplitResult
 from src.inference.report import results_document
-from src.inference.runner import log_results, run_evaluation
+from src.inference.runner import run_evaluation, trainer_device_settings
 from src.metrics import METRIC_NAMES, TRIMAP_METRIC_NAMES
+from src.metrics.evaluation import SplitResult
 from tests.conftest import REPO_ROOT, TINY_SYNTHETIC
 from tests.inference.conftest import eval_data_overrides
 
 SPLITS = ("P3M-500-P", "P3M-500-NP")
-GAP = "P3M-500-NP - P3M-500-P"
+GAP = "test/np_minus_p"  # P3M-500-NP minus P3M-500-P, keyed as in the logs (test/np_minus_p/sad)
 WHOLE_IMAGE = [n for n in METRIC_NAMES if n not in TRIMAP_METRIC_NAMES]
 
 
@@ -117,7 +116,7 @@ def test_whole_image_only_split_has_no_trimap_metrics(
         cfg.data.eval_splits.append(
             {
                 "name": "RWP-636",
-                "prefix": "val/rwp",
+                "prefix": "rwp",
                 "image_dir": str(rwp / "image"),
                 "mask_dir": str(rwp / "alpha"),
             }
@@ -127,7 +126,7 @@ def test_whole_image_only_split_has_no_trimap_metrics(
     assert list(doc) == [*SPLITS, "RWP-636", "gap", "meta"]
     assert list(doc["RWP-636"]["mean"]) == WHOLE_IMAGE
     assert all(list(v) == WHOLE_IMAGE for v in doc["RWP-636"]["per_image"].values())
-    assert list(doc["gap"]["RWP-636 - P3M-500-P"]) == WHOLE_IMAGE
+    assert list(doc["gap"]) == [GAP]  # an extra split has no gap unless it declares gap_to
     # the same images and mattes as P3M-500-NP: the whole-image numbers agree
     for name in WHOLE_IMAGE:
         assert doc["RWP-636"]["mean"][name] == pytest.approx(doc["P3M-500-NP"]["mean"][name])
@@ -189,7 +188,7 @@ def test_cli_evaluates_and_logs_a_per_image_table_to_offline_wandb(
     assert result.returncode == 0, result.stderr[-3000:]
     doc = json.loads((run / "metrics.json").read_text())
     assert doc["meta"]["strategy"] == "hybrid" and list(doc["P3M-500-P"]["mean"]) == ["sad", "mse", "sad_t"]
-    assert "P3M-500-NP - P3M-500-P" in result.stdout  # the printed table
+    assert "test/np_minus_p" in result.stdout  # the printed table
     tables = glob.glob(
         str(run / "wandb" / "offline-run-*" / "files" / "media" / "table" / "test" / "*.table.json")
     )
@@ -199,16 +198,48 @@ def test_cli_evaluates_and_logs_a_per_image_table_to_offline_wandb(
     assert len(table["data"]) == 2 * TINY_SYNTHETIC["num_test"]
 
 
-def test_loggers_get_means_gaps_and_no_table_when_they_cannot_take_one(tmp_path: Path) -> None:
-    results = [
-        SplitResult("P3M-500-P", {"sad": 1.0, "sad_t": 0.5}, {"a": {"sad": 1.0, "sad_t": 0.5}}),
-        SplitResult("P3M-500-NP", {"sad": 3.0, "sad_t": 0.25}, {"b": {"sad": 3.0, "sad_t": 0.25}}),
-    ]
-    logger = CSVLogger(tmp_path, name="csv")
-    log_results([logger], results, {"P3M-500-P": "val/p", "P3M-500-NP": "val/np"})
-    with Path(logger.log_dir, "metrics.csv").open() as fh:
-        (row,) = csv.DictReader(fh)
-    assert float(row["test/p/sad"]) == 1.0 and float(row["test/np/sad_t"]) == 0.25
-    assert float(row["test/gap/np-p/sad"]) == 2.0 and float(row["test/gap/np-p/sad_t"]) == -0.25
+def test_reserved_split_names_are_refused() -> None:
     with pytest.raises(ValueError, match="reserved"):
-        results_document([SplitResult("meta")], {})
+        results_document([SplitResult("meta")], {}, {})
+
+
+def test_device_maps_onto_the_trainer(
+    compose_config: Callable[..., DictConfig], tiny_synthetic: Path
+) -> None:
+    def settings(*overrides: str) -> dict:
+        return trainer_device_settings(compose_config("eval", list(overrides)))
+
+    assert settings("device=auto", "trainer.devices=4") == {}  # the trainer decides
+    assert settings("device=cpu") == {"accelerator": "cpu"}
+    assert settings("device=cuda:1") == {"accelerator": "gpu", "devices": [1]}
+    with pytest.raises(ValueError, match=r"device=cuda:1 names one device but trainer.devices=2"):
+        settings("device=cuda:1", "trainer.devices=2")
+    with pytest.raises(ValueError, match=r"device=cpu but trainer.accelerator=gpu: set one of them"):
+        settings("device=cpu", "trainer.accelerator=gpu")
+    with pytest.raises(ValueError, match=r"device='tpu:x': expected auto, cpu, cuda or cuda:N"):
+        settings("device=tpu:x")
+    # an ONNX session is not placed by Lightning: one device only, refused before anything loads
+    onnx = ["runtime=onnx", "onnx_path=absent.onnx", "trainer.accelerator=cpu", "trainer.devices=2"]
+    data = [o for o in eval_data_overrides(tiny_synthetic) if o != "device=cpu"]
+    with pytest.raises(ValueError, match=r"runtime=onnx runs on one device, not 2"):
+        run_evaluation(compose_config("eval", [*data, *onnx]))
+
+
+def test_precision_and_channels_last_evaluate_through_the_same_path(
+    compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    base = [*eval_data_overrides(tiny_synthetic), f"ckpt_path={tiny_checkpoint}", "test_strategy=resize"]
+    fp32 = run_evaluation(compose_config("eval", [*base, "metrics=[sad]"]))
+    shutil.rmtree(tmp_path / "run")
+    fast = run_evaluation(
+        compose_config("eval", [*base, "metrics=[sad]", "precision=bf16", "channels_last=true"])
+    )
+    assert (fast["meta"]["precision"], fast["meta"]["channels_last"]) == ("bf16", True)
+    for split in SPLITS:
+        assert fast[split]["per_image"].keys() == fp32[split]["per_image"].keys()
+        # bf16 moves the mattes (README: previews only) but not into another regime
+        assert fast[split]["mean"]["sad"] == pytest.approx(fp32[split]["mean"]["sad"], rel=0.2)
+    moved = [
+        fast[s]["per_image"][k]["sad"] != v["sad"] for s in SPLITS for k, v in fp32[s]["per_image"].items()
+    ]
+    assert any(moved)  # the settings reached the network

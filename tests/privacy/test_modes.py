@@ -98,7 +98,7 @@ def test_obfuscated_evaluation_splits(
         "P3M-500-P-zero",
         "P3M-500-P-mosaic",
     ]
-    assert [s.prefix for s in dm.eval_splits] == ["val/p", "val/np", "val/p_zero", "val/p_mosaic"]
+    assert [s.prefix for s in dm.eval_splits] == ["p", "np", "p_zero", "p_mosaic"]
     assert dm.eval_splits[2].obfuscate == FaceObfuscator(method="zero")
     dm.setup("test")
     loaders = dm.test_dataloader()
@@ -125,7 +125,7 @@ def test_obfuscated_evaluation_splits(
 
 
 def test_eval_split_obfuscate_entry_errors() -> None:
-    base = {"name": "X", "prefix": "val/x", "image_dir": "a", "mask_dir": "b"}
+    base = {"name": "X", "prefix": "x", "image_dir": "a", "mask_dir": "b"}
     with pytest.raises(ValueError, match="sets obfuscate but no facemask_dir"):
         EvalSplit.from_config({**base, "obfuscate": {"method": "zero"}}, 0, FaceObfuscator)
     with pytest.raises(ValueError, match=r"obfuscate: .*unexpected keyword argument 'block'"):
