@@ -45,10 +45,10 @@ sys.path.insert(0, str(REPO))
 import lightning as L  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
-from src.inference.test_time import infer_alpha  # noqa: E402
 
 from src.data.packed import pack_training_set  # noqa: E402
 from src.data.synthetic import ensure_synthetic_dataset  # noqa: E402
+from src.models.test_time import infer_alpha  # noqa: E402
 
 TRAIN_FOLDERS = ("blurred_image", "mask", "fg_blurred", "bg", "facemask")
 EVAL_FOLDERS = ("P3M-500-P", "P3M-500-NP")
