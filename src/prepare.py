@@ -55,24 +55,17 @@ def run(cfg: DictConfig) -> int:
     if not Path(str(root)).expanduser().is_dir():
         raise UserError(f"data.root={root} does not exist: pass data.root=/path/to/P3M-10k (holding train/)")
     try:
-        summary = prepare_fg_bg(
-            root=str(root),
-            output_root=None if cfg.output_root is None else str(cfg.output_root),
-            workers=cfg.workers,
-            overwrite=bool(cfg.overwrite),
-            image_dir=str(cfg.image_dir),
-            progress=bool(cfg.progress),
-            fg_bg_format=str(cfg.get("fg_bg_format", "png")),
-        )
+        common = {
+            "root": str(root),
+            "output_root": None if cfg.output_root is None else str(cfg.output_root),
+            "workers": cfg.workers,
+            "overwrite": bool(cfg.overwrite),
+            "image_dir": str(cfg.image_dir),
+            "progress": bool(cfg.progress),
+        }
+        summary = prepare_fg_bg(**common, fg_bg_format=str(cfg.get("fg_bg_format", "png")))
         if cfg.get("pack", False):
-            packed = pack_training_set(
-                root=str(root),
-                output_root=None if cfg.output_root is None else str(cfg.output_root),
-                workers=cfg.workers,
-                overwrite=bool(cfg.overwrite),
-                image_dir=str(cfg.image_dir),
-                progress=bool(cfg.progress),
-            )
+            packed = pack_training_set(**common)
             summary.failed.update({stem: f"pack: {why}" for stem, why in packed.failed.items()})
     except (FileNotFoundError, ImportError, ValueError) as err:
         raise UserError(str(err)) from err
