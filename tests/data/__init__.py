@@ -4,9 +4,11 @@ data tests depend neither on the reference fixtures nor on the synthetic generat
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 EVAL_SPLITS = [
     {
@@ -87,3 +89,15 @@ def make_p3m_tree(
             trimap = np.where(alpha == 255, 255, np.where(alpha > 0, 128, 0)).astype(np.uint8)
             write(base / split / "trimap" / f"{stem}.png", trimap)
     return root
+
+
+def assert_same_samples(expected_set: Any, actual_set: Any, seeds: int = 3) -> None:
+    """Two training sets give bit-identical samples (every key) for the same random draws."""
+    for seed in range(seeds):
+        expected_set.reseed(seed)
+        actual_set.reseed(seed)
+        for index in range(len(expected_set)):
+            expected, got = expected_set[index], actual_set[index]
+            assert set(expected) == set(got) == {"image", "alpha", "trimap", "fg", "bg", "facemask"}
+            for key in expected:
+                assert torch.equal(expected[key], got[key]), (seed, index, key)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from src.metrics import functional as F
 from src.metrics.evaluation import Evaluator, SplitSpec
 from src.metrics.privacy import sad_privacy
+from tests.metrics import needs_fork, run_gloo_ranks
 from tests.metrics.test_functional import random_mattes
 
 SPLITS = [
@@ -94,39 +91,23 @@ def test_bad_prefix_or_base_is_refused() -> None:
         Evaluator([SplitSpec("P3M-500-P", "p"), SplitSpec("P3M-500-NP", "np", gap_to="q")], ["sad"])
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _worker(rank: int, port: int, out_dir: str, data: tuple[torch.Tensor, ...]) -> None:
+def _worker(rank: int, out_dir: str, data: tuple[torch.Tensor, ...]) -> None:
     """One rank of two: every other image (3 on rank 0, 2 on rank 1), as the evaluation sampler deals them."""
-    torch.set_num_threads(1)
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        evaluator = Evaluator(SPLITS, METRICS)
-        _feed(evaluator, list(range(5))[rank::2], data)
-        results = evaluator.results()
-        torch.save([(r.mean, r.per_image) for r in results], Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    evaluator = Evaluator(SPLITS, METRICS)
+    _feed(evaluator, list(range(5))[rank::2], data)
+    results = evaluator.results()
+    torch.save([(r.mean, r.per_image) for r in results], Path(out_dir) / f"rank{rank}.pt")
 
 
-@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs the fork start method")
+@needs_fork
 def test_two_processes_give_the_single_process_results(tmp_path: Path) -> None:
     data = random_mattes(n=5, seed=7)
-    # fork (as tests/metrics/test_metrics_ddp.py): CPU only, single-threaded ranks
-    mp.start_processes(
-        _worker, args=(_free_port(), str(tmp_path), data), nprocs=2, join=True, start_method="fork"
-    )
+    run_gloo_ranks(_worker, 2, str(tmp_path), data)
     single = Evaluator(SPLITS, METRICS)
     _feed(single, list(range(5)), data)
     expected = single.results()
     for rank in range(2):
-        synced = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
+        synced = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         for (mean, per_image), result in zip(synced, expected, strict=True):
             assert per_image == result.per_image  # every image, from both ranks, the same values
             assert mean.keys() == result.mean.keys()
