@@ -15,9 +15,11 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from src.inference.predict_files import matte_uint8
 from src.privacy.anonymizer import obfuscate_detections
 from src.privacy.detectors import FaceDetector
 from src.privacy.obfuscate import FaceObfuscator
+from src.utils.files import write_image
 
 # (H, W, 3) uint8 RGB, test-time strategy -> (H, W) float32 alpha in [0, 1]
 MatteFn = Callable[[np.ndarray, str], np.ndarray]
@@ -108,7 +110,7 @@ def make_outputs(
     if anonymizer is not None:
         image, faces = anonymizer(image)
     alpha = matte_fn(image, strategy)
-    matte = (np.clip(alpha, 0.0, 1.0) * 255).round().astype(np.uint8)
+    matte = matte_uint8(alpha)
     colour = None if background in (None, "", "transparent") else parse_colour(background)
     return DemoOutputs(image, matte, composite(image, matte, colour), faces)
 
@@ -121,7 +123,7 @@ def save_downloads(outputs: DemoOutputs, stem: str = "portrait") -> tuple[Path, 
     """
     folder = Path(tempfile.mkdtemp(prefix="p3m_app_"))
     matte_path, cutout_path = folder / f"{stem}_matte.png", folder / f"{stem}_cutout.png"
-    cv2.imwrite(str(matte_path), outputs.matte)
+    write_image(matte_path, outputs.matte)  # checked writes: a failure raises, naming the file
     code = cv2.COLOR_RGBA2BGRA if outputs.cutout.shape[2] == 4 else cv2.COLOR_RGB2BGR
-    cv2.imwrite(str(cutout_path), cv2.cvtColor(outputs.cutout, code))
+    write_image(cutout_path, cv2.cvtColor(outputs.cutout, code))
     return matte_path, cutout_path

@@ -88,13 +88,18 @@ def fit_short_side(image: np.ndarray, max_short_side: int | None) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
 
+def matte_uint8(alpha: np.ndarray) -> np.ndarray:
+    """A float matte as the 8-bit matte every output holds: clipped to [0, 1], rounded."""
+    return (np.clip(alpha, 0, 1) * 255).round().astype(np.uint8)
+
+
 def write_outputs(image: np.ndarray, alpha: np.ndarray, out_dir: Path, stem: str) -> None:
     """``alpha/<stem>.png`` (8-bit matte) and ``rgba/<stem>.png`` (the image with the matte as alpha).
 
     Raises:
         OSError: a file could not be written (e.g. the disk is full), naming it; no half file is left.
     """
-    matte = (np.clip(alpha, 0, 1) * 255).round().astype(np.uint8)
+    matte = matte_uint8(alpha)
     for sub in ("alpha", "rgba"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     write_image(out_dir / "alpha" / f"{stem}.png", matte)
