@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import resource
 import signal
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import torch
 from src.convert import convert_official_checkpoint
 from src.models.checkpoint_io import SafeCheckpointIO
 from src.models.checkpoints import load_checkpoint_state
-from src.utils.checkpoint_files import CheckpointError, read_checkpoint
+from src.utils.checkpoint_files import _LEGACY_MAGIC, CheckpointError, read_checkpoint
 from src.utils.run_dirs import find_checkpoint, resolve_ckpt_path
 
 UNSAFE_HINTS = ("weights_only=False", "weights_only` set to `False", "weights_only set to False")
@@ -37,7 +38,7 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
     for name, data in {
         "empty": b"",
         "truncated": good.read_bytes()[: good.stat().st_size // 2],
-        "random": os.urandom(4096),
+        "random": random.Random(0).randbytes(4096),
         "text": b"not a checkpoint\n",
     }.items():
         files[name] = tmp_path / f"{name}.ckpt"
@@ -69,6 +70,17 @@ def test_every_broken_file_is_named_with_its_cause(kind: str, bad_files: dict[st
         message = str(info.value)
         assert str(path) in message and not any(hint in message for hint in UNSAFE_HINTS), message
     assert not (path.parent / "o").exists()
+
+
+@pytest.mark.parametrize("header", [b"", _LEGACY_MAGIC], ids=["no-header", "legacy-header"])
+def test_random_bytes_always_get_a_named_error(header: bytes, tmp_path: Path) -> None:
+    """Random bytes fail in the unpickler in many ways (IndexError, KeyError, ...): one message each."""
+    expected = "truncated or damaged" if header else "is not a PyTorch checkpoint"
+    path = tmp_path / "noise.ckpt"
+    for seed in range(100):
+        path.write_bytes(header + random.Random(seed).randbytes(2048))
+        with pytest.raises(CheckpointError, match=expected):
+            read_checkpoint(path)
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:

@@ -61,7 +61,8 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
         raise CheckpointError(f"checkpoint {path} cannot be read: {err.strerror or err}") from None
     if not head:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): a save that never completed?")
-    torch_format = head.startswith(_ZIP_MAGIC) or _LEGACY_MAGIC in head
+    if not (head.startswith(_ZIP_MAGIC) or _LEGACY_MAGIC in head):
+        raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint (it does not start like one)")
     try:
         return torch.load(
             path, map_location=map_location, weights_only=True, mmap=mmap and head.startswith(_ZIP_MAGIC)
@@ -78,14 +79,12 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
                 "state_dict."
             ) from None
         problem = err
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as err:
+    except Exception as err:  # damaged bytes fail in the unpickler in many ways
         problem = err
-    if torch_format:
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or damaged ({path.stat().st_size} bytes, "
-            f"{type(problem).__name__}): an interrupted save or copy? Use another checkpoint"
-        )
-    raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint (it does not start like one)")
+    raise CheckpointError(
+        f"checkpoint {path} is truncated or damaged ({path.stat().st_size} bytes, "
+        f"{type(problem).__name__}): an interrupted save or copy? Use another checkpoint"
+    )
 
 
 def save_checkpoint(obj: Any, path: str | Path) -> None:
