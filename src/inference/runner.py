@@ -13,7 +13,7 @@ import lightning as L
 import numpy as np
 import torch
 import torchmetrics
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from src.deploy.onnx_session import OnnxP3MNet
@@ -25,6 +25,7 @@ from src.models.performance import to_channels_last
 from src.models.test_time import infer_alpha
 from src.utils.errors import MissingInputError, SettingError
 from src.utils.instantiate import instantiate_loggers
+from src.utils.run import log_hyperparameters
 from src.utils.run_dirs import resolve_ckpt_path
 
 log = logging.getLogger(__name__)
@@ -171,16 +172,14 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         The ``metrics.json`` document (on every rank).
     """
     out_dir = Path(cfg.paths.output_dir)
-    settings = trainer_device_settings(cfg)
-    loggers = instantiate_loggers(cfg.get("logger"), cfg)
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer,
-        logger=loggers or False,
+        logger=False,  # set once the weights are loaded: W&B tags and config name the backbone loaded
         callbacks=[],
         enable_checkpointing=False,
         enable_model_summary=False,
         sync_batchnorm=False,  # evaluation uses the BatchNorm running statistics
-        **settings,
+        **trainer_device_settings(cfg),
     )
     if str(cfg.get("runtime", "torch")) == "onnx" and not cfg.get("pred_dir") and trainer.world_size > 1:
         raise SettingError(
@@ -188,6 +187,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
             "(or evaluate the checkpoint with runtime=torch on several)"
         )
     predict, net, meta = build_predictor(cfg)
+    trainer.loggers = instantiate_loggers(cfg.get("logger"), cfg, resolved={"backbone": meta["backbone"]})
     datamodule = hydra.utils.instantiate(cfg.data, require_fg_bg=False)
     module = MatteEvaluationModule(
         predict,
@@ -195,6 +195,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         metrics=list(cfg.metrics),
         save_dir=out_dir / "predictions" if cfg.save_predictions else None,
     )
+    log_hyperparameters(cfg, module, trainer, resolved=_resolved_config(cfg, meta))
     trainer.test(module, datamodule=datamodule, verbose=False)
     results, gaps = module.test_results, module.test_gaps
     meta |= {
@@ -210,6 +211,17 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         log_per_image_table(trainer.loggers, results)
         log.info("Metrics: %s (per image: %s)", out_dir / "metrics.json", out_dir / "per_image.csv")
     return doc
+
+
+def _resolved_config(cfg: DictConfig, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The config entries known only once the weights are loaded, for the loggers."""
+    backbone = (
+        OmegaConf.to_container(cfg.backbone, resolve=True) if OmegaConf.is_config(cfg.get("backbone")) else {}
+    )
+    return {
+        "backbone": {**backbone, "name": meta["backbone"], "requested": backbone_choice(cfg)},
+        "checkpoint": meta["checkpoint"],
+    }
 
 
 def _versions() -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import hydra
@@ -42,10 +43,17 @@ def wandb_has_credentials() -> bool:
     return any("wandb" in host for host in hosts)
 
 
-def run_tags(cfg: DictConfig) -> list[str]:
-    """The run's tags plus ``<group>:<option>`` for backbone, privacy, augmentation and loss."""
+def run_tags(cfg: DictConfig, resolved: Mapping[str, str | None] | None = None) -> list[str]:
+    """The run's tags plus ``<group>:<option>`` for backbone, privacy, augmentation and loss.
+
+    Args:
+        cfg: The run's config (its ``tags``).
+        resolved: Options known only at run time, in place of Hydra's choice (eval's
+            ``backbone=auto`` -> ``{"backbone": "swin"}``, the backbone read from the checkpoint).
+    """
     tags = [str(t) for t in cfg.get("tags") or []]
-    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+    choices |= resolved or {}
     tags += [f"{group}:{choices[group]}" for group in TAG_GROUPS if choices.get(group)]
     return tags
 
@@ -73,10 +81,10 @@ def job_type() -> str:
     return "train"
 
 
-def _configure_wandb(lg_conf: DictConfig, cfg: DictConfig) -> None:
+def _configure_wandb(lg_conf: DictConfig, cfg: DictConfig, resolved: Mapping[str, str | None] | None) -> None:
     """Name, job type, tags and offline mode of a WandbLogger config (in place)."""
     with open_dict(lg_conf):
-        lg_conf.tags = run_tags(cfg)
+        lg_conf.tags = run_tags(cfg, resolved)
         if not lg_conf.get("name"):
             lg_conf.name = run_name(cfg)
         if not lg_conf.get("job_type"):
@@ -95,14 +103,19 @@ def _configure_wandb(lg_conf: DictConfig, cfg: DictConfig) -> None:
                 )
 
 
-def instantiate_loggers(logger_cfg: DictConfig | None, cfg: DictConfig) -> list[Logger]:
-    """Every logger of ``cfg.logger``; W&B goes offline (one log line) when no API key is configured."""
+def instantiate_loggers(
+    logger_cfg: DictConfig | None, cfg: DictConfig, resolved: Mapping[str, str | None] | None = None
+) -> list[Logger]:
+    """Every logger of ``cfg.logger``; W&B goes offline (one log line) when no API key is configured.
+
+    ``resolved`` replaces Hydra's choice of a group in the W&B tags (see :func:`run_tags`).
+    """
     loggers: list[Logger] = []
     for name, lg_conf in (logger_cfg or {}).items():
         if not (isinstance(lg_conf, DictConfig) and "_target_" in lg_conf):
             continue
         if "WandbLogger" in lg_conf._target_:
-            _configure_wandb(lg_conf, cfg)
+            _configure_wandb(lg_conf, cfg, resolved)
         log.info("Logger <%s>: %s", name, lg_conf._target_)
         loggers.append(hydra.utils.instantiate(lg_conf))
     return loggers

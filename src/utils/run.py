@@ -176,8 +176,14 @@ def exit_for_failures(failed: int, what: str) -> None:
 
 
 @rank_zero_only
-def log_hyperparameters(cfg: DictConfig, model: LightningModule, trainer: Trainer) -> None:
-    """Send the resolved config and the parameter counts to every logger."""
+def log_hyperparameters(
+    cfg: DictConfig, model: LightningModule, trainer: Trainer, resolved: Mapping[str, Any] | None = None
+) -> None:
+    """Send the resolved config and the parameter counts to every logger.
+
+    ``resolved`` replaces top-level entries with what is known only at run time (eval's
+    ``backbone=auto`` -> the backbone read from the checkpoint).
+    """
     if not trainer.loggers:
         return
     # the `hydra` node is only present in composed (test) configs and needs a running Hydra job
@@ -186,6 +192,7 @@ def log_hyperparameters(cfg: DictConfig, model: LightningModule, trainer: Traine
         for k, v in cfg.items()
         if k != "hydra"
     }
+    params |= resolved or {}
     params["model/params/total"] = sum(p.numel() for p in model.parameters())
     params["model/params/trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     params["trainer/world_size"] = trainer.world_size

@@ -196,6 +196,12 @@ def test_cli_evaluates_and_logs_a_per_image_table_to_offline_wandb(
     table = json.loads(Path(tables[0]).read_text())
     assert table["columns"] == ["split", "stem", "sad", "mse", "sad_t"]
     assert len(table["data"]) == 2 * TINY_SYNTHETIC["num_test"]
+    # the run's config and tags name the backbone read from the checkpoint, like a training run's
+    # (offline, wandb keeps them in its binary record log until `wandb sync`; no reader ships with it)
+    records = next(Path(tables[0]).parents[4].glob("run-*.wandb")).read_bytes()
+    assert b'{"name":"resnet34","requested":"auto"}' in records
+    assert json.dumps(str(tiny_checkpoint)).encode() in records and b'"hybrid"' in records
+    assert b"backbone:resnet34" in records and b"backbone:auto" not in records
 
 
 def test_reserved_split_names_are_refused() -> None:
