@@ -83,6 +83,7 @@ def test_ctrl_c_exits_130_also_after_lightnings_own_exit() -> None:
         ("train", "trainer.max_epochs=abc", "trainer.max_epochs=abc: expected an integer or null"),
         ("train", "data.batch_size=true", "data.batch_size=True: expected an integer"),
         ("predict", "max_short_side=abc", "max_short_side=abc: expected an integer"),
+        ("predict", "video_background=green", r"video_background=green: expected a list \(\[a,b\]\)"),
     ],
 )
 def test_values_of_the_wrong_type_are_refused_up_front(

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from src.inference.predict_files import matte_uint8
+from src.inference.matting import composite, matte_uint8
 from src.privacy.anonymizer import obfuscate_detections
 from src.privacy.detectors import FaceDetector
 from src.privacy.obfuscate import FaceObfuscator
@@ -71,21 +71,6 @@ def parse_colour(text: str) -> tuple[int, int, int]:
         if all(0 <= c <= 255 for c in channels):
             return tuple(channels)  # type: ignore[return-value]
     raise ValueError(f"background colour {text!r}: expected #rrggbb or rgb(r, g, b)")
-
-
-def composite(image: np.ndarray, matte: np.ndarray, background: tuple[int, int, int] | None) -> np.ndarray:
-    """RGBA with ``matte`` as alpha (``background`` None), else the image blended over a plain colour.
-
-    Args:
-        image: (H, W, 3) uint8 RGB.
-        matte: (H, W) uint8 alpha.
-        background: (r, g, b) in 0..255, or None for a transparent background.
-    """
-    if background is None:
-        return np.dstack([image, matte])
-    alpha = matte.astype(np.float32)[:, :, None] / 255.0
-    colour = np.asarray(background, np.float32).reshape(1, 1, 3)
-    return (image.astype(np.float32) * alpha + colour * (1.0 - alpha)).round().astype(np.uint8)
 
 
 def make_outputs(

@@ -1,28 +1,25 @@
-"""Turn photos into alpha mattes and RGBA cut-outs: the task behind ``src/predict.py``."""
+"""Turn photos into alpha mattes and RGBA cut-outs: the task behind ``src/predict.py`` (a video input
+is handed to :mod:`src.inference.predict_video`)."""
 
 from __future__ import annotations
 
 import glob
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import numpy as np
-import torch
 from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
 from src.data.io import ImageReadError, ImageSizeError, read_image
+from src.inference.matting import MattingSettings, predict_matte, write_outputs
+from src.inference.predict_video import VideoJob, plan_video, predict_video, single_video
 from src.inference.runner import inference_precision, load_network, resolve_device
-from src.models.test_time import infer_alpha
-from src.models.test_time.resize import ResizeMode
 from src.utils.conventions import IMAGE_SUFFIXES
 from src.utils.errors import SettingError, UserError
-from src.utils.files import check_outputs, write_image
+from src.utils.files import check_output_dir, check_outputs
 
 log = logging.getLogger(__name__)
 USAGE = "python src/predict.py ckpt_path=PATH input=FILE_OR_DIR_OR_GLOB output=DIR"
@@ -33,9 +30,11 @@ class PredictionSummary:
     """What a prediction run wrote and what it skipped."""
 
     written: list[Path] = field(default_factory=list)
-    """Input images whose matte and cut-out were written."""
+    """Inputs (images, or the video) whose matte and cut-out were written."""
     failed: list[tuple[Path, str]] = field(default_factory=list)
-    """(input, reason) of every image that was skipped."""
+    """(input, reason) of every input that was skipped."""
+    what: str = "images"
+    """What the inputs are, plural, for the log: ``images`` or ``videos``."""
 
 
 def collect_inputs(spec: str | Path) -> list[Path]:
@@ -62,73 +61,16 @@ def output_paths(paths: Sequence[Path], out_dir: Path) -> list[Path]:
     return [out_dir / sub / f"{stem}.png" for stem in stems for sub in ("alpha", "rgba")]
 
 
-def check_output_dir(out_dir: Path) -> None:
-    """Refuse an output that cannot become a folder of results: checked before the model loads.
-
-    Raises:
-        UserError: ``out_dir`` (or ``alpha``/``rgba`` inside it, or an ancestor) is a file, or the
-            nearest existing folder cannot be written to.
-    """
-    # The nearest existing folder on the way to out_dir: everything below it is created by the run.
-    nearest = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
-    for path in (out_dir / "alpha", out_dir / "rgba", nearest):
-        if path.exists() and not path.is_dir():
-            raise UserError(f"output={out_dir}: {path} is a file, not a folder; choose a folder")
-    if not os.access(nearest, os.W_OK | os.X_OK):
-        raise UserError(f"output={out_dir}: {nearest} is not writable; choose a folder you can write to")
-
-
-def fit_short_side(image: np.ndarray, max_short_side: int | None) -> np.ndarray:
-    """Shrink an image whose short side exceeds ``max_short_side`` (the official sample procedure: 1080)."""
-    h, w = image.shape[:2]
-    if not max_short_side or min(h, w) <= max_short_side:
-        return image
-    scale = max_short_side / min(h, w)
-    size = (max_short_side, int(h * scale)) if h >= w else (int(w * scale), max_short_side)
-    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-
-
-def matte_uint8(alpha: np.ndarray) -> np.ndarray:
-    """A float matte as the 8-bit matte every output holds: clipped to [0, 1], rounded."""
-    return (np.clip(alpha, 0, 1) * 255).round().astype(np.uint8)
-
-
-def write_outputs(image: np.ndarray, alpha: np.ndarray, out_dir: Path, stem: str) -> None:
-    """``alpha/<stem>.png`` (8-bit matte) and ``rgba/<stem>.png`` (the image with the matte as alpha).
-
-    Raises:
-        OSError: a file could not be written (e.g. the disk is full), naming it; no half file is left.
-    """
-    matte = matte_uint8(alpha)
-    for sub in ("alpha", "rgba"):
-        (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    write_image(out_dir / "alpha" / f"{stem}.png", matte)
-    rgba = np.dstack([image[:, :, ::-1], matte])  # OpenCV writes BGRA
-    write_image(out_dir / "rgba" / f"{stem}.png", rgba)
-
-
 def predict_files(
-    net: nn.Module,
-    paths: Sequence[Path],
-    out_dir: Path,
-    strategy: str = "hybrid",
-    resize_mode: ResizeMode = "paper",
-    max_short_side: int | None = 1080,
-    device: torch.device | str = "cpu",
-    precision: torch.dtype | None = None,
+    net: nn.Module, paths: Sequence[Path], out_dir: Path, settings: MattingSettings
 ) -> PredictionSummary:
     """Predict every image; unreadable ones, repeated names and failed writes are reported and skipped.
 
     Args:
-        net: The network in eval mode, on ``device``.
+        net: The network in eval mode, on ``settings.device``.
         paths: Input images; outputs are named after their stems.
         out_dir: Receives ``alpha/<stem>.png`` and ``rgba/<stem>.png``.
-        strategy: Test-time strategy (``hybrid``, ``resize``, ``full``).
-        resize_mode: ``paper`` or ``fast`` (see :mod:`src.models.test_time.resize`).
-        max_short_side: Photos with a longer short side are shrunk to it for inference and their
-            matte resized back, which bounds the memory of the full-size pass; None keeps them.
-        device: Where the image tensors go.
-        precision: Autocast dtype of the network (None: fp32), see :func:`infer_alpha`.
+        settings: The test-time settings (strategy, resize mode, ``max_short_side``, device, precision).
     """
     summary = PredictionSummary()
     sources: dict[str, Path] = {}
@@ -145,18 +87,12 @@ def predict_files(
             summary.failed.append((path, str(err)))
             log.warning("skipped %s", err)
             continue
-        image = fit_short_side(original, max_short_side)
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(device)
         try:
-            # the mattes are resized once, from the pass sizes straight to the photo's size
-            output = infer_alpha(
-                net, tensor, strategy, resize_mode, precision=precision, out_size=original.shape[:2]
-            )
+            alpha = predict_matte(net, original, settings)
         except ValueError as err:  # e.g. too small for the strategy
             summary.failed.append((path, str(err)))
             log.warning("skipped %s: %s", path, err)
             continue
-        alpha = output.alpha.cpu().numpy()
         sources[path.stem] = path
         try:
             write_outputs(original, alpha, out_dir, path.stem)
@@ -169,7 +105,10 @@ def predict_files(
 
 
 def run_prediction(cfg: DictConfig) -> PredictionSummary:
-    """Predict ``cfg.input`` with ``cfg.ckpt_path`` into ``cfg.output`` (the predict config)."""
+    """Predict ``cfg.input`` with ``cfg.ckpt_path`` into ``cfg.output`` (the predict config).
+
+    The input is images (a file, a folder, a glob) or one video file, told apart by its suffix.
+    """
     weights = "onnx_path" if cfg.get("runtime") == "onnx" else "ckpt_path"
     missing = [key for key in (weights, "input", "output") if cfg.get(key) in (None, "")]
     if missing:
@@ -179,26 +118,51 @@ def run_prediction(cfg: DictConfig) -> PredictionSummary:
     if not paths:
         raise UserError(f"input={cfg.input} holds no images ({', '.join(IMAGE_SUFFIXES)}); {USAGE}")
     out_dir = Path(str(cfg.output))
-    check_output_dir(out_dir)
-    check_outputs(output_paths(paths, out_dir), paths, overwrite=bool(cfg.get("overwrite", False)))
+    overwrite = bool(cfg.get("overwrite", False))
+    video_path = single_video(paths)
+    job = None if video_path is None else plan_video(cfg, video_path, out_dir, overwrite)
+    if job is None:
+        check_output_dir(out_dir, ("alpha", "rgba"))
+        check_outputs(output_paths(paths, out_dir), paths, overwrite=overwrite)
     device = resolve_device(cfg.device)
     net, meta = load_network(cfg, device)
-    log.info(
-        "predicting %d image(s) with %s (%s, %s)", len(paths), meta["checkpoint"], meta["backbone"], device
+    settings = MattingSettings(
+        cfg.test_strategy, cfg.resize_mode, cfg.max_short_side, device, inference_precision(cfg)
     )
-    summary = predict_files(
-        net,
-        paths,
-        out_dir,
-        cfg.test_strategy,
-        cfg.resize_mode,
-        cfg.max_short_side,
-        device,
-        inference_precision(cfg),
-    )
+    model = f"{meta['checkpoint']} ({meta['backbone']}, {device})"
+    if job is not None:
+        return _predict_one_video(net, job, settings, model)
+    log.info("predicting %d image(s) with %s", len(paths), model)
+    summary = predict_files(net, paths, out_dir, settings)
     log.info(
         "wrote %d mattes to %s and cut-outs to %s", len(summary.written), out_dir / "alpha", out_dir / "rgba"
     )
     for path, reason in summary.failed:
         log.error("failed: %s (%s)", path, reason)
+    return summary
+
+
+def _predict_one_video(
+    net: nn.Module, job: VideoJob, settings: MattingSettings, model: str
+) -> PredictionSummary:
+    """:func:`predict_video` with its log lines; a failed write is a failed input (exit 1), as for images."""
+    video = job.video
+    log.info(
+        "predicting %s (%s frames, %dx%d, %g fps) with %s",
+        video.path,
+        video.frame_count or "unknown",
+        video.width,
+        video.height,
+        video.fps,
+        model,
+    )
+    summary = PredictionSummary(what="videos")
+    try:
+        frames = predict_video(net, job, settings)
+    except OSError as err:
+        summary.failed.append((video.path, str(err)))
+        log.error("failed: %s (%s)", video.path, err)
+        return summary
+    summary.written.append(video.path)
+    log.info("wrote the mattes of %d frames to %s and %s", frames, *job.outputs)
     return summary

@@ -1,7 +1,8 @@
 """A ready-to-call matting predictor: one image in (array or file), its matte out.
 
 Used by ``hubconf.py`` (``torch.hub.load(..., "p3mnet_predictor")``) and the browser demo
-(``src/app.py``). It is the per-image step of ``src/predict.py`` without the files around it: EXIF
+(``src/app.py``). It is the per-image step of ``src/predict.py``
+(:func:`~src.inference.matting.predict_matte`) without the files around it: EXIF
 orientation applied to files, photos over ``max_short_side`` predicted at that size and the matte
 resized back, then the chosen test-time strategy (the papers' HYBRID by default).
 """
@@ -15,9 +16,9 @@ import torch
 from torch import nn
 
 from src.data.io import read_image
-from src.inference.predict_files import fit_short_side
+from src.inference.matting import MattingSettings, predict_matte
 from src.inference.runner import PRECISIONS, resolve_device
-from src.models.test_time import STRATEGIES, ResizeMode, infer_alpha
+from src.models.test_time import STRATEGIES, ResizeMode
 
 
 class MattePredictor:
@@ -70,17 +71,10 @@ class MattePredictor:
             ``(H, W)`` float32 alpha in [0, 1].
         """
         rgb = read_image(image, exif=True) if isinstance(image, str | Path) else check_rgb(image)
-        small = fit_short_side(rgb, self.max_short_side)
-        tensor = torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1).to(self.device)
-        out = infer_alpha(  # resized once, from the pass sizes to the photo's
-            self.net,
-            tensor,
-            strategy or self.strategy,
-            self.resize_mode,
-            precision=self.precision,
-            out_size=rgb.shape[:2],
+        settings = MattingSettings(
+            strategy or self.strategy, self.resize_mode, self.max_short_side, self.device, self.precision
         )
-        return out.alpha.cpu().numpy()
+        return predict_matte(self.net, rgb, settings)
 
 
 def check_rgb(image: np.ndarray) -> np.ndarray:

@@ -21,7 +21,14 @@ from src.utils.errors import UserError
 TypeSpec = type | tuple[type, ...]
 """Accepted types of a value; ``float`` accepts integers too, ``int`` never accepts booleans."""
 
-_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
+_NAMES = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    str: "a string",
+    list: "a list ([a,b])",
+    type(None): "null",
+}
 _MISSING = object()
 
 

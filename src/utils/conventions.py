@@ -1,5 +1,6 @@
-"""Conventions every package shares: which files are images, ImageNet normalisation, trimap values,
-the official trimap kernel and its scaling, and a mask's bounding box. One definition each."""
+"""Conventions every package shares: which files are images and videos, ImageNet normalisation,
+trimap values, the official trimap kernel and its scaling, and a mask's bounding box. One definition
+each."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import numpy as np
 
 #: Image file suffixes the project reads (lower case, with the dot), wherever it lists a folder.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+#: Video file suffixes ``src/predict.py`` reads with OpenCV (lower case, with the dot).
+VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 #: ImageNet statistics every backbone was pretrained with (RGB, values in [0, 1]).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)

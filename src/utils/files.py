@@ -10,7 +10,8 @@ system, and hidden with a ``.tmp`` suffix so that no dataset or image listing pi
 
 :func:`check_outputs` is the shared overwrite policy of the entry points that write user files
 (predict, convert, anonymize): an output that is one of the inputs is always refused, existing
-outputs only with ``overwrite=true``, and both before any work is done.
+outputs only with ``overwrite=true``, and both before any work is done; :func:`check_output_dir`
+refuses an output folder that cannot be made or written to, before any work too.
 """
 
 from __future__ import annotations
@@ -31,16 +32,22 @@ _EXAMPLES = 3  # paths quoted in a refusal; the count says how many there are in
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, keep_suffix: bool = False) -> Iterator[Path]:
     """A temporary path to write `path`'s content to; renamed over `path` when the block succeeds.
 
     On any exception (a write error, Ctrl-C) the temporary file is removed and `path` is untouched.
+
+    Args:
+        path: The file to write.
+        keep_suffix: End the temporary name with `path`'s suffix after ``.tmp`` (``.a.mp4.<id>.tmp.mp4``),
+            for writers that choose the format by the suffix (``cv2.VideoWriter``).
 
     Example:
         ``with atomic_path(target) as tmp: torch.save(obj, tmp)``
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    suffix = ".tmp" + (path.suffix if keep_suffix else "")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -137,3 +144,26 @@ def check_outputs(
             f"{len(existing)} output file(s) already exist ({_examples(existing)}); set overwrite=true to "
             f"replace them, or choose another {output_key}"
         )
+
+
+def check_output_dir(out_dir: Path, subfolders: Sequence[str] = ()) -> None:
+    """Refuse an output that cannot become a folder of results: for checks before any work.
+
+    Args:
+        out_dir: the folder the run writes into (created with its parents when missing).
+        subfolders: folders the run creates inside ``out_dir`` (``alpha``, ``clip/rgba``).
+
+    Raises:
+        UserError: ``out_dir``, one of its ``subfolders`` or an ancestor is a file, or the nearest
+            existing folder cannot be written to.
+    """
+    # The nearest existing folder on the way to out_dir: everything below it is created by the run.
+    nearest = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    inside = [
+        out_dir.joinpath(*Path(sub).parts[: i + 1]) for sub in subfolders for i in range(len(Path(sub).parts))
+    ]
+    for path in (*inside, nearest):
+        if path.exists() and not path.is_dir():
+            raise UserError(f"output={out_dir}: {path} is a file, not a folder; choose a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise UserError(f"output={out_dir}: {nearest} is not writable; choose a folder you can write to")
