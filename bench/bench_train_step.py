@@ -5,7 +5,8 @@ procedure's maths). Ours: channels-last and/or bf16 autocast (``trainer.precisio
 ``model.channels_last=true``), losses in fp32 as in training. The variants run interleaved round by
 round (so they share the machine's load), the median of ``--runs`` rounds after ``--warmup`` is
 reported with its ratio to the baseline, and the bf16 loss is compared with the fp32 loss of the
-same weights and batch.
+same weights and batch. Our rows step the optimiser training builds (``conf/model/p3mnet.yaml``:
+Adam, fused); the official rows the official script's (``torch.optim.Adam``, default kernels).
 
     python bench/bench_train_step.py [--size 512] [--batch 2] [--runs 3] [--warmup 1] \
         [--backbones resnet34 swin vitae] [--variants fp32-cl bf16 bf16-cl] [--official DIR] [--clock cpu]
@@ -33,15 +34,19 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import hydra
 import torch
+from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -49,6 +54,7 @@ sys.path.insert(0, str(REPO))
 from bench.official_model import DEFAULT_OFFICIAL, matched_pair  # noqa: E402
 from src.models import P3MNet  # noqa: E402
 from src.models.losses import P3MLoss  # noqa: E402
+from src.utils.allocator import keep_freed_memory  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,15 @@ OFFICIAL_ROWS = {"official": "fp32", "official-bf16-cl": "bf16-cl"}
 FORWARD_GFLOPS_512 = {"resnet34": 117.0, "vitae": 142.0}
 
 
+# The official training script's optimiser; ours is the one training builds (conf/model/p3mnet.yaml).
+OFFICIAL_OPTIMIZER = functools.partial(torch.optim.Adam, lr=1e-5)
+
+
+def our_optimizer() -> Callable[..., torch.optim.Optimizer]:
+    """The optimiser factory of ``conf/model/p3mnet.yaml`` (Adam, lr 1e-5, fused)."""
+    return hydra.utils.instantiate(OmegaConf.load(REPO / "conf" / "model" / "p3mnet.yaml").optimizer)
+
+
 def make_batch(batch: int, size: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """A training batch with every key of the paper's loss."""
     gen = torch.Generator().manual_seed(seed)
@@ -91,7 +106,13 @@ class Step:
     """One variant: its own copy of the network and optimiser, on ``device``."""
 
     def __init__(
-        self, net: torch.nn.Module, loss: P3MLoss, variant: Variant, device: torch.device, clock: str = "wall"
+        self,
+        net: torch.nn.Module,
+        loss: P3MLoss,
+        variant: Variant,
+        device: torch.device,
+        clock: str = "wall",
+        optimizer: Callable[..., torch.optim.Optimizer] = OFFICIAL_OPTIMIZER,
     ) -> None:
         self.net = copy.deepcopy(net).to(device).train()
         if variant.channels_last:
@@ -99,7 +120,7 @@ class Step:
         if variant.compile:
             self.net.compile()
         self.loss, self.variant, self.device = loss.to(device), variant, device
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=1e-5)
+        self.optimizer = optimizer(self.net.parameters())
         self.peak_bytes = 0
         self.clock = time.process_time if clock == "cpu" else time.perf_counter
 
@@ -142,7 +163,7 @@ def bench_backbone(name: str, args: argparse.Namespace) -> dict[str, dict[str, f
             official, net = pair  # the same weights in both
     batch = {k: v.to(device) for k, v in make_batch(args.batch, args.size).items()}
     ours = ["fp32", *args.variants]
-    steps = {v: Step(net, loss, VARIANTS[v], device, args.clock) for v in ours}
+    steps = {v: Step(net, loss, VARIANTS[v], device, args.clock, our_optimizer()) for v in ours}
     if official is not None:
         for row, variant in OFFICIAL_ROWS.items():
             if variant in ours:
@@ -203,9 +224,15 @@ def main() -> None:
     parser.add_argument("--official", type=Path, default=DEFAULT_OFFICIAL, help="official P3M checkout")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall or process CPU time")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "train_step.json")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="glibc keeps freed memory for reuse, as train.py does (keep_freed_memory=true); every row",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = args.keep_freed_memory and keep_freed_memory()
     results = {name: bench_backbone(name, args) for name in args.backbones}
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -219,6 +246,7 @@ def main() -> None:
         "machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
         "peak_tflops": args.peak_tflops or None,
         "clock": args.clock,
+        "keep_freed_memory": kept,
         "official": str(args.official)
         if any(OFFICIAL_ROWS.keys() & rows.keys() for rows in results.values())
         else None,

@@ -27,6 +27,8 @@ import src  # sets PROJECT_ROOT for conf/paths
 import src.utils.optuna_seed  # noqa: F401  (registers ${study_seed:...} of conf/hparams_search)
 from src.callbacks.last_checkpoint import find_best_checkpoint, find_last_checkpoint
 from src.models.checkpoint_io import SafeCheckpointIO
+from src.models.performance import warn_if_bf16_is_emulated
+from src.utils.allocator import keep_freed_memory
 from src.utils.checkpoint_files import read_checkpoint
 from src.utils.config_checks import ConfigCheck
 from src.utils.distributed import (
@@ -49,6 +51,7 @@ TRAIN_CHECK = ConfigCheck(
         "seed": (int, type(None)),
         "train": bool,
         "test": bool,
+        "keep_freed_memory": bool,
         "ckpt_path": (str, type(None)),
         "trainer.max_epochs": (int, type(None)),
         "trainer.min_epochs": (int, type(None)),
@@ -77,6 +80,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True)
     _size_dataloader_workers(cfg)
     _cpu_without_sync_batchnorm(cfg)
+    if cfg.get("keep_freed_memory") and keep_freed_memory():
+        log.info("keep_freed_memory: freed memory is kept for reuse (src/utils/allocator.py)")
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last")
     if ckpt_path:  # a damaged or unsafe file fails now, naming it, not after the model and data are built
         read_checkpoint(ckpt_path, mmap=True)
@@ -95,6 +100,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # on, ranks draw different augmentations, dropout masks and worker seeds
         L.seed_everything(rank_seed(cfg.seed, trainer.global_rank), workers=True, verbose=False)
     _log_batch_and_lr(cfg, trainer)
+    warn_if_bf16_is_emulated(trainer)
     log_hyperparameters(cfg, model, trainer)
 
     if cfg.get("train"):

@@ -4,16 +4,20 @@ maths (speed itself is measured in bench/, not here)."""
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 from lightning import Trainer
 from torch.utils.data import DataLoader
 
-from src.models import P3MNet
+from src.models import P3MNet, performance
 from src.models.losses import P3MLoss
 from src.models.p3m_module import P3MLitModule
 from src.models.performance import compile_in_place, enable_activation_checkpointing
+from tests.conftest import REPO_ROOT
 
 SIZE = 64
 
@@ -189,3 +193,45 @@ def test_memory_bench_measures_a_training_step() -> None:
         ("swin", False),
         ("swin", True),
     ]
+
+
+RESIDENT_AFTER_A_FREE = """
+import os, sys
+import numpy as np
+from src.utils.allocator import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+def resident() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+before = resident()
+block = np.ones(8 * 2**20)  # a 64 MiB activation, freed at the end of the step
+del block
+print((resident() - before) // 2**20)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt (a no-op elsewhere)")
+def test_freed_memory_is_kept_for_reuse() -> None:
+    def kept_mib(mode: str) -> int:
+        result = subprocess.run(
+            [sys.executable, "-c", RESIDENT_AFTER_A_FREE, mode], cwd=REPO_ROOT, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        return int(result.stdout)
+
+    assert kept_mib("default") < 8  # glibc unmapped the block: the next step maps and faults it again
+    assert kept_mib("keep") >= 60  # kept mapped: the next allocation reuses its pages
+
+
+def test_bf16_on_a_cpu_without_it_is_warned(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    cpu_trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    monkeypatch.setattr(performance, "cpu_has_native_bf16", lambda: False)
+    for precision, warned in (("bf16-mixed", True), ("32-true", False)):
+        caplog.clear()
+        performance.warn_if_bf16_is_emulated(SimpleNamespace(**vars(cpu_trainer), precision=precision))
+        assert ("trainer.precision=32" in caplog.text) is warned, caplog.text
+    monkeypatch.setattr(performance, "cpu_has_native_bf16", lambda: True)
+    caplog.clear()
+    performance.warn_if_bf16_is_emulated(SimpleNamespace(**vars(cpu_trainer), precision="bf16-mixed"))
+    assert not caplog.text
