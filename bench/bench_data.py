@@ -14,7 +14,7 @@ two variants that differ only in how fg/bg are stored:
 - ``packed``: the packed training format of ``python src/prepare.py pack=true`` (image, alpha, fg and
   bg all uint8 arrays in ``train/packed/``, memory-mapped): nothing is decoded.
 
-Data: the 4 real training portraits of ``shared/data/p3m_samples`` (1080 px short side). They ship no
+Data: the 4 real training portraits of ``tests/fixtures/p3m_samples`` (1080 px short side). They ship no
 fg/bg, so a temporary copy gets the files the official layout expects: ``train/fg_blurred/<stem>.png``
 = the image (written with the PNG settings of ``src/prepare.py``) and ``train/bg/<stem>.jpg`` = the
 image blurred (sigma 8). The official baseline reads these files with PIL in every variant.
@@ -25,7 +25,7 @@ over the 4 images. The files sit in the page cache (as after the first epoch): t
 time, not disk reads. Before timing, the bench checks that for the same random choices both of our
 variants give the official sample bit for bit.
 
-    python bench/bench_data.py [--rounds 15] [--cpu 0] [--samples ../shared/data/p3m_samples]
+    python bench/bench_data.py [--rounds 15] [--cpu 0] [--samples tests/fixtures/p3m_samples]
 
 Prints a markdown table and writes bench/results/data.json.
 """
@@ -63,7 +63,7 @@ from src.data.layout import P3M10kLayout  # noqa: E402
 from src.data.packed import pack_training_set  # noqa: E402
 from src.data.transforms import CropChoices, PaperTransform  # noqa: E402
 
-SAMPLES = Path(os.environ.get("P3M_SHARED", REPO.parent / "shared")) / "data" / "p3m_samples"
+SAMPLES = REPO / "tests" / "fixtures" / "p3m_samples"  # the 8 MIT sample portraits, in the repository
 PNG_PARAMS = [
     cv2.IMWRITE_PNG_COMPRESSION,
     3,
@@ -247,7 +247,7 @@ def main() -> None:
         datasets: dict[str, P3M10kTrainDataset] = {}
         for variant, folder in zip(variants, ("images", "arrays", "packed"), strict=True):
             layout = P3M10kLayout(Path(tmp) / folder)
-            datasets[variant] = P3M10kTrainDataset(layout.train_split("ppt", require_fg_bg=True), pipeline)
+            datasets[variant] = P3M10kTrainDataset(layout.train_split(require_fg_bg=True), pipeline)
             datasets[variant].reseed(0)
             assert [f.stem for f in datasets[variant].files] == [p["image"].stem for p in paths]
         assert all(f.fg.suffix == f.bg.suffix == ".npy" for f in datasets["npy"].files)
