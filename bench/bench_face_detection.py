@@ -1,6 +1,6 @@
 """Face detection scores and time per image on the sample portraits, and the cost of obfuscating a face.
 
-Detection: CenterFace (``src.privacy.detectors``) on the 4 P3M-500-NP images (2 visible faces, 2
+Detection: CenterFace (``p3m.privacy.detectors``) on the 4 P3M-500-NP images (2 visible faces, 2
 hidden) and the 4 face-blurred P3M-500-P images, in three settings:
 
 * ``ours``: onnxruntime, image downscaled to a 960 px longer side (the anonymizer's default);
@@ -35,11 +35,11 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))  # the clone's p3m, installed or not
 
-from src.privacy import obfuscate_face  # noqa: E402
-from src.privacy.detectors import create_detector, face_mask_from_detections  # noqa: E402
-from src.privacy.obfuscate import DEFAULT_BLUR_SIGMA  # noqa: E402
+from p3m.privacy import obfuscate_face  # noqa: E402
+from p3m.privacy.detectors import create_detector, face_mask_from_detections  # noqa: E402
+from p3m.privacy.obfuscate import DEFAULT_BLUR_SIGMA  # noqa: E402
 
 SAMPLES = REPO / "tests" / "fixtures" / "p3m_samples" / "validation"
 NP_STEMS = ("p_07141906", "p_818e689d", "p_bc5cfad1", "p_bd6af989")  # 2 visible faces, 2 hidden

@@ -1,4 +1,4 @@
-"""Cost of the truncation check of every image read (``src.data.io``) against decoding the file.
+"""Cost of the truncation check of every image read (``p3m.data.io``) against decoding the file.
 
 The check walks a JPEG's segments and scans its entropy-coded data for the end-of-image marker (a
 PNG's chunks to IEND) on the bytes already read; decoding is what a training read does next. Both
@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))  # the clone's p3m, installed or not
 
-from src.data import io  # noqa: E402
+from p3m.data import io  # noqa: E402
 
 SAMPLES = REPO / "tests" / "fixtures" / "p3m_samples" / "train"
 

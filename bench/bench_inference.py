@@ -56,13 +56,13 @@ from torch import Tensor, nn
 from torchvision import transforms as tvt
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO / "src"), str(REPO)]  # the clone's p3m (installed or not) and its tests.fixtures
 
-from src.data.io import read_image  # noqa: E402
-from src.models import P3MNet, P3MOutput  # noqa: E402
-from src.models.checkpoints import convert_official_state_dict  # noqa: E402
-from src.models.performance import to_channels_last  # noqa: E402
-from src.models.test_time import infer_alpha  # noqa: E402
+from p3m.data.io import read_image  # noqa: E402
+from p3m.models import P3MNet, P3MOutput  # noqa: E402
+from p3m.models.official_format import convert_official_state_dict  # noqa: E402
+from p3m.models.performance import to_channels_last  # noqa: E402
+from p3m.models.test_time import infer_alpha  # noqa: E402
 from tests.fixtures import read_matte16  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures"

@@ -40,15 +40,15 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))  # the clone's p3m, installed or not
 
 import lightning as L  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
-from src.data.packed import pack_training_set  # noqa: E402
-from src.data.synthetic import ensure_synthetic_dataset  # noqa: E402
-from src.models.test_time import infer_alpha  # noqa: E402
+from p3m.data.packed import pack_training_set  # noqa: E402
+from p3m.data.synthetic import ensure_synthetic_dataset  # noqa: E402
+from p3m.models.test_time import infer_alpha  # noqa: E402
 
 TRAIN_FOLDERS = ("blurred_image", "mask", "fg_blurred", "bg", "facemask")
 EVAL_FOLDERS = ("P3M-500-P", "P3M-500-NP")

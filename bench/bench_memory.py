@@ -38,12 +38,12 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))  # the clone's p3m, installed or not
 
 from bench.bench_train_step import make_batch  # noqa: E402
-from src.models import P3MNet  # noqa: E402
-from src.models.losses import P3MLoss  # noqa: E402
-from src.models.performance import enable_activation_checkpointing  # noqa: E402
+from p3m.models import P3MNet  # noqa: E402
+from p3m.models.losses import P3MLoss  # noqa: E402
+from p3m.models.performance import enable_activation_checkpointing  # noqa: E402
 
 # Backbones built of transformer blocks, the ones activation checkpointing applies to.
 CHECKPOINTABLE = ("swin", "vitae")

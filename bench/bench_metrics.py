@@ -8,7 +8,7 @@ Two baselines, both written here from the definitions in the official ``evaluate
 * ``lean``: the same definitions with ``scipy.ndimage.label`` + ``bincount`` and no distance
   transform: what a careful numpy port costs.
 
-Ours are the functions of ``src.metrics.functional`` on torch tensors, and the full
+Ours are the functions of ``p3m.metrics.functional`` on torch tensors, and the full
 ``matting_metrics()`` collection (update + compute). Inputs are float64 (png / 255, as the official
 evaluation), on one CPU thread by default. Every row reports the median of ``--runs`` runs and the
 largest relative difference between our value and the baselines'.
@@ -36,10 +36,10 @@ from PIL import Image
 from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))  # the clone's p3m, installed or not
 
-from src.metrics import functional as ours  # noqa: E402
-from src.metrics import matting_metrics  # noqa: E402
+from p3m.metrics import functional as ours  # noqa: E402
+from p3m.metrics import matting_metrics  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures"
 SAMPLE = ("P3M-500-P", "p_51c916fc")  # a 1080x1618 portrait with an imperfect prediction

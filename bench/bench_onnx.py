@@ -1,6 +1,6 @@
 """onnxruntime vs PyTorch (fp32, contiguous, eager) forward of P3M-Net(ResNet-34) on CPU.
 
-Exports a random-init network with ``src.deploy.onnx_export`` (dynamic shapes), then times both
+Exports a random-init network with ``p3m.deploy.onnx_export`` (dynamic shapes), then times both
 runtimes interleaved on the same input (median of ``--runs`` after ``--warmup``) and reports the
 outputs' largest difference.
 
@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))  # the clone's p3m, installed or not
 
-from src.deploy.onnx_export import export_onnx  # noqa: E402
-from src.deploy.onnx_session import OnnxP3MNet  # noqa: E402
-from src.models import P3MNet  # noqa: E402
+from p3m.deploy.onnx_export import export_onnx  # noqa: E402
+from p3m.inference.onnx_session import OnnxP3MNet  # noqa: E402
+from p3m.models import P3MNet  # noqa: E402
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from skimage.transform import resize as sk_resize
 
-from src.models.test_time.resize import resize_like_skimage_0_14
+from p3m.models.test_time.resize import resize_like_skimage_0_14
 
 
 def numpy_baseline(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:

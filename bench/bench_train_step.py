@@ -49,12 +49,12 @@ import torch
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))  # the clone's p3m, installed or not
 
 from bench.official_model import DEFAULT_OFFICIAL, matched_pair  # noqa: E402
-from src.models import P3MNet  # noqa: E402
-from src.models.losses import P3MLoss  # noqa: E402
-from src.utils.allocator import keep_freed_memory  # noqa: E402
+from p3m.models import P3MNet  # noqa: E402
+from p3m.models.losses import P3MLoss  # noqa: E402
+from p3m.utils.allocator import keep_freed_memory  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,8 @@ def build_official_p3mnet(repo: Path | None = None) -> nn.Module | None:
 
 def matched_pair(repo: Path | None = None) -> tuple[nn.Module, nn.Module] | None:
     """(official model, our P3MNet) holding the same weights, through our checkpoint converter."""
-    from src.models import P3MNet
-    from src.models.checkpoints import convert_official_state_dict
+    from p3m.models import P3MNet
+    from p3m.models.official_format import convert_official_state_dict
 
     official = build_official_p3mnet(repo)
     if official is None:

@@ -1,101 +1,10 @@
-"""Anonymize portraits offline: ``python src/anonymize.py input=DIR output=DIR [key=value ...]``.
+"""Anonymize portraits offline: detect faces and obfuscate them.
 
-Detects faces with a registered detector (CenterFace by default; install it with
-``make anonymize-deps``), obfuscates them and writes a P3M-style folder. Every key is in
-conf/anonymize.yaml; existing outputs are replaced only with ``overwrite=true``. Exit status: 0
-every image written; 1 some images failed (listed in the log and the report, with their count), the
-others are written; 2 user error, nothing done; 130 Ctrl-C.
-
-Examples:
-    python src/anonymize.py input=photos/ output=photos_anon/
-    python src/anonymize.py input=P3M-500-NP/original_image alpha_dir=P3M-500-NP/mask output=np_blurred
-    python src/anonymize.py input=photos/ output=out/ method=mosaic mosaic_block=0.1 threshold=0.3
+From a clone, without installing: ``python src/anonymize.py [key=value ...]``; installed, ``p3m anonymize``
+is the same command. Keys: conf/anonymize.yaml; examples and exit codes: src/p3m/tasks/anonymize.py.
 """
 
-from __future__ import annotations
-
-import logging
-
-import hydra
-from omegaconf import DictConfig, OmegaConf
-
-import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
-from src.privacy.anonymizer import REPORT_NAME, AnonymizeReport, anonymize_folder
-from src.privacy.detectors import create_detector
-from src.privacy.obfuscate import FaceObfuscator
-from src.utils.config_checks import ConfigCheck
-from src.utils.errors import UserError
-from src.utils.run import exit_for_failures, task_wrapper
-
-log = logging.getLogger(__name__)
-ANONYMIZE_CHECK = ConfigCheck(
-    types={
-        "method": str,
-        "blur_sigma": float,
-        "mosaic_block": float,
-        "band_kernel": int,
-        "opaque_alpha": int,
-        "detector": str,
-        "threshold": float,
-        "margin": float,
-        "mask_shape": str,
-        "image_format": str,
-        "jpeg_quality": int,
-        "keep_no_face": bool,
-        "progress": bool,
-        "overwrite": bool,
-    },
-    known_keys_only=True,
-    free_form=("detector_kwargs",),  # passed on to the detector as they are
-)
-
-
-def anonymize(cfg: DictConfig) -> AnonymizeReport:
-    """Build the detector and the obfuscator from ``cfg`` and anonymize ``cfg.input``."""
-    for key in ("input", "output"):
-        if OmegaConf.is_missing(cfg, key):
-            raise UserError(
-                f"set {key}=DIR: python src/anonymize.py input=DIR output=DIR [alpha_dir=DIR] [method=blur]"
-            )
-    detector = create_detector(cfg.detector, threshold=cfg.threshold, **cfg.get("detector_kwargs", {}))
-    obfuscator = FaceObfuscator(
-        method=cfg.method,
-        blur_sigma=cfg.blur_sigma,
-        mosaic_block=cfg.mosaic_block,
-        band_kernel=cfg.band_kernel,
-        opaque_alpha=cfg.opaque_alpha,
-    )
-    settings = OmegaConf.to_container(cfg, resolve=False)
-    assert isinstance(settings, dict)
-    settings.pop("paths", None)
-    report = anonymize_folder(
-        cfg.input,
-        cfg.output,
-        detector,
-        obfuscator,
-        alpha_dir=cfg.alpha_dir,
-        margin=cfg.margin,
-        mask_shape=cfg.mask_shape,
-        image_format=cfg.image_format,
-        jpeg_quality=cfg.jpeg_quality,
-        keep_no_face=cfg.keep_no_face,
-        progress=cfg.progress,
-        settings=settings,
-        overwrite=bool(cfg.overwrite),
-    )
-    for line in report.summary().splitlines():
-        # Missed faces leak identities and failures lose images: make both stand out.
-        (log.warning if line.startswith(("FAILED", "no face")) else log.info)(line)
-    log.info("report: %s/%s", cfg.output, REPORT_NAME)
-    return report
-
-
-@hydra.main(config_path="../conf", config_name="anonymize", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point; exits 1 when some images failed (0: everything written)."""
-    report = task_wrapper(anonymize, check=ANONYMIZE_CHECK)(cfg)
-    exit_for_failures(len(report.failures), "images")
-
+from p3m.tasks.anonymize import main
 
 if __name__ == "__main__":
     main()

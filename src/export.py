@@ -1,86 +1,10 @@
-"""Export a trained P3M-Net for deployment.
+"""Export a trained P3M-Net to ONNX, checked against PyTorch.
 
-    python src/export.py ckpt_path=PATH format=onnx [output=p3mnet.onnx] [dynamic=true]
-    python src/predict.py runtime=onnx onnx_path=p3mnet.onnx input=photos/ output=out/
-
-The network is exported in fp32, contiguous, eval mode; after export the ONNX outputs are checked
-against PyTorch on a few random inputs (see ``check_*`` in conf/export.yaml and
-:func:`src.deploy.onnx_export.compare_outputs`) and the run fails, writing nothing, when they are
-beyond tolerance. Exit status: 0 done, 1 the check failed (nothing written), 2 user error, 130 Ctrl-C.
+From a clone, without installing: ``python src/export.py [key=value ...]``; installed, ``p3m export``
+is the same command. Keys: conf/export.yaml; examples and exit codes: src/p3m/tasks/export.py.
 """
 
-from __future__ import annotations
-
-import logging
-from pathlib import Path
-from typing import Any
-
-import hydra
-from omegaconf import DictConfig
-
-import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
-from src.utils.config_checks import ConfigCheck
-from src.utils.errors import UserError
-from src.utils.files import atomic_path, check_outputs
-from src.utils.run import task_wrapper
-
-log = logging.getLogger(__name__)
-FORMATS = ("onnx",)
-EXPORT_CHECK = ConfigCheck(
-    types={
-        "ckpt_path": (str, type(None)),
-        "format": str,
-        "dynamic": bool,
-        "opset": int,
-        "check": bool,
-        "check_atol": float,
-        "check_max_mismatch": float,
-    },
-    known_keys_only=True,
-)
-
-
-def run_export(cfg: DictConfig) -> dict[str, Any]:
-    """Export ``cfg.ckpt_path`` in ``cfg.format``; returns the output path and the check's report."""
-    # Imported here, not for a cycle: the exporter's imports (torch.onnx, onnxscript) take ~10 s, which
-    # a mistyped setting should not wait for.
-    from src.deploy.onnx_export import check_onnx, export_onnx
-    from src.inference.runner import backbone_choice
-    from src.models.checkpoints import load_model
-    from src.utils.run_dirs import resolve_ckpt_path
-
-    if cfg.format not in FORMATS:
-        raise UserError(f"format={cfg.format} is not supported; choose one of {FORMATS}")
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, "train", prefer="best")
-    if not ckpt_path:
-        raise UserError("set ckpt_path=PATH: the checkpoint to export (ours or the authors' file)")
-    output = Path(str(cfg.output)) if cfg.get("output") else Path(str(ckpt_path)).with_suffix(".onnx")
-    check_outputs([output], [Path(str(ckpt_path))], overwrite=True)  # never the checkpoint itself
-    net = load_model(ckpt_path, backbone=backbone_choice(cfg))
-    sample_size = (int(cfg.sample_size[0]), int(cfg.sample_size[1]))
-    result: dict[str, Any] = {"output": str(output), "checked": False}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # Exported and checked under a temporary name: a graph that fails its check (or an interrupted
-    # export) never appears at `output`, and an earlier file there stays as it was.
-    with atomic_path(output) as tmp:
-        export_onnx(net, tmp, sample_size, dynamic=bool(cfg.dynamic), opset=int(cfg.opset))
-        if cfg.check:
-            sizes = [tuple(size) for size in cfg.check_sizes] if cfg.dynamic else [sample_size]
-            report = check_onnx(net, tmp, sizes, atol=cfg.check_atol, max_mismatch=cfg.check_max_mismatch)
-            log.info(report.summary())
-            if not report.passed:
-                why = report.summary()
-                raise RuntimeError(f"the exported graph disagrees with PyTorch, {output} not written:\n{why}")
-            result |= {"checked": True, "check": report}
-    log.info("wrote %s", output)
-    return result
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    task_wrapper(run_export, check=EXPORT_CHECK)(cfg)
-
+from p3m.tasks.export import main
 
 if __name__ == "__main__":
     main()

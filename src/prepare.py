@@ -1,84 +1,10 @@
-"""Estimate fg/bg for a P3M-10k-layout training set: `python src/prepare.py data.root=/path/to/P3M-10k`.
+"""Estimate fg/bg (and pack) a P3M-10k-layout training set.
 
-P3M-10k ships no foregrounds or backgrounds, and the composition loss needs them; this writes them once
-(see `src.data.fgbg`). `fg_bg_format=npy` writes uncompressed arrays that train faster (several times
-the disk) and converts fg/bg image files that already exist instead of estimating them again.
-`pack=true` then also writes the packed training format (`src.data.packed`): the training image,
-alpha and face mask (and fg/bg unless they are `.npy` already) as uint8 arrays in `train/packed/`,
-which the training dataset memory-maps: no decoding, and a crop reads only its own pixels.
-
-Exit status: 0 all done, 1 some images failed (listed in the log with their count; the rest were
-written, and a re-run retries only what is missing), 2 bad configuration, 130 Ctrl-C.
+From a clone, without installing: ``python src/prepare.py [key=value ...]``; installed, ``p3m prepare``
+is the same command. Keys: conf/prepare.yaml; examples and exit codes: src/p3m/tasks/prepare.py.
 """
 
-from __future__ import annotations
-
-import logging
-from pathlib import Path
-
-import hydra
-from omegaconf import DictConfig
-
-import src  # noqa: F401  (sets PROJECT_ROOT for conf/paths)
-from src.data.fgbg import prepare_fg_bg
-from src.data.packed import pack_training_set
-from src.utils.config_checks import ConfigCheck
-from src.utils.errors import UserError
-from src.utils.run import exit_for_failures, task_wrapper
-
-log = logging.getLogger(__name__)
-
-
-PREPARE_CHECK = ConfigCheck(
-    types={
-        "workers": (int, type(None)),
-        "overwrite": bool,
-        "image_dir": str,
-        "progress": bool,
-        "fg_bg_format": str,
-    }
-)
-
-
-def run(cfg: DictConfig) -> int:
-    """Run `prepare_fg_bg` as configured; returns how many images failed.
-
-    Raises:
-        UserError: No or a missing dataset root, or a bad setting.
-    """
-    root = cfg.data.root
-    if root is None:
-        raise UserError(
-            "No dataset root: pass data.root=/path/to/P3M-10k (the folder holding train/blurred_image "
-            "and train/mask) or set P3M10K_ROOT."
-        )
-    if not Path(str(root)).expanduser().is_dir():
-        raise UserError(f"data.root={root} does not exist: pass data.root=/path/to/P3M-10k (holding train/)")
-    try:
-        common = {
-            "root": str(root),
-            "output_root": None if cfg.output_root is None else str(cfg.output_root),
-            "workers": cfg.workers,
-            "overwrite": bool(cfg.overwrite),
-            "image_dir": str(cfg.image_dir),
-            "progress": bool(cfg.progress),
-        }
-        summary = prepare_fg_bg(**common, fg_bg_format=str(cfg.get("fg_bg_format", "png")))
-        if cfg.get("pack", False):
-            packed = pack_training_set(**common)
-            summary.failed.update({stem: f"pack: {why}" for stem, why in packed.failed.items()})
-    except (FileNotFoundError, ImportError, ValueError) as err:
-        raise UserError(str(err)) from err
-    if summary.failed:
-        log.error("fix or remove the failed images and re-run: finished stems are skipped")
-    return len(summary.failed)
-
-
-@hydra.main(config_path="../conf", config_name="prepare", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point; exits 1 when some images failed, 2 on a bad configuration."""
-    exit_for_failures(task_wrapper(run, check=PREPARE_CHECK)(cfg), "images")
-
+from p3m.tasks.prepare import main
 
 if __name__ == "__main__":
     main()

@@ -15,8 +15,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import src  # noqa: F401  (sets PROJECT_ROOT, which conf/paths reads)
-from src.data.synthetic import ensure_synthetic_dataset
+import p3m.utils.hydra_app  # noqa: F401  (registers ${p3m.root:}, which conf/paths reads)
+from p3m.data.synthetic import ensure_synthetic_dataset
 from tests.fixtures import REFERENCE_DIR, SAMPLES_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The browser demo: what it computes (src/deploy/cutout.py) and the page itself, through gradio_client."""
+"""The browser demo: what it computes (p3m.deploy.cutout) and the page itself, through gradio_client."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from src.deploy.cutout import FaceAnonymizer, composite, make_outputs, parse_colour, save_downloads
-from src.privacy.detectors import FaceDetection
-from src.privacy.obfuscate import FaceObfuscator
+from p3m.deploy.cutout import FaceAnonymizer, composite, make_outputs, parse_colour, save_downloads
+from p3m.privacy.detectors import FaceDetection
+from p3m.privacy.obfuscate import FaceObfuscator
 
 SAMPLE = Path("validation/P3M-500-NP/original_image/p_07141906.jpg")
 
@@ -97,7 +97,7 @@ def test_the_page_mattes_an_uploaded_portrait(
     pytest.importorskip("gradio")
     from gradio_client import Client, handle_file
 
-    from src.deploy.gradio_app import create_app, launch
+    from p3m.deploy.gradio_app import create_app, launch
 
     monkeypatch.delenv("GRADIO_ANALYTICS_ENABLED", raising=False)  # the app must switch analytics off itself
     weights = tmp_path / "p3mnet_pretrained_on_p3m10k.pth"

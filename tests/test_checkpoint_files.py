@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.convert import convert_official_checkpoint
-from src.models.checkpoint_io import SafeCheckpointIO
-from src.models.checkpoints import load_checkpoint_state
-from src.utils.checkpoint_files import _LEGACY_MAGIC, CheckpointError, read_checkpoint
-from src.utils.run_dirs import find_checkpoint, resolve_ckpt_path
+from p3m.models.checkpoint_io import SafeCheckpointIO
+from p3m.models.checkpoints import load_checkpoint_state
+from p3m.tasks.convert import convert_official_checkpoint
+from p3m.utils.checkpoint_files import _LEGACY_MAGIC, CheckpointError, read_checkpoint
+from p3m.utils.run_dirs import find_checkpoint, resolve_ckpt_path
 
 UNSAFE_HINTS = ("weights_only=False", "weights_only` set to `False", "weights_only set to False")
 

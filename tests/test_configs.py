@@ -66,7 +66,7 @@ def test_every_entry_point_config_composes(name: str, compose_config: Callable[.
 
 def test_default_training_is_the_paper_setting(compose_config: Callable[..., DictConfig]) -> None:
     cfg = compose_config("train")
-    assert cfg.backbone.name == "resnet34" and cfg.privacy._target_ == "src.privacy.modes.PPT"
+    assert cfg.backbone.name == "resnet34" and cfg.privacy._target_ == "p3m.privacy.modes.PPT"
     assert cfg.model.optimizer.lr == 1e-5 and cfg.data.batch_size == 8 and cfg.trainer.max_epochs == 150
     loss = hydra.utils.instantiate(cfg.loss)
     assert loss.weights["alpha_whole"] == 3.0 and loss.weights["ce_global"] == pytest.approx(0.5)

@@ -9,10 +9,10 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from src.convert import convert_official_checkpoint, run_conversion
-from src.models import load_model
-from src.models.checkpoints import load_checkpoint_state
-from src.utils.errors import UserError
+from p3m.models import load_model
+from p3m.models.checkpoints import load_checkpoint_state
+from p3m.tasks.convert import convert_official_checkpoint, run_conversion
+from p3m.utils.errors import UserError
 
 
 @pytest.fixture(scope="module")

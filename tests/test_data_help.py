@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from src.data.fgbg import prepare_fg_bg
-from src.data.layout import DatasetLayoutError, P3M10kLayout
-from src.models.components.backbones import create_backbone
-from src.privacy.faces import PublicFaces
-from src.utils.docs import WHERE_TO_GET
+from p3m.data.fgbg import prepare_fg_bg
+from p3m.data.layout import DatasetLayoutError, P3M10kLayout
+from p3m.models.components.backbones import create_backbone
+from p3m.privacy.faces import PublicFaces
+from p3m.utils.docs import WHERE_TO_GET
 from tests.conftest import REPO_ROOT
 
 HINT = "README.md, section 'Data and weights'"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from src.train import train
+from p3m.tasks.train import train
 from tests.conftest import REPO_ROOT, tiny_data_overrides
 
 EXPERIMENTS = sorted(p.stem for p in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))

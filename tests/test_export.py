@@ -12,14 +12,15 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from src.deploy import OnnxP3MNet, onnx_export
-from src.export import run_export
-from src.inference.predict_files import run_prediction
-from src.inference.runner import run_evaluation
-from src.models import P3MNet, load_model
-from src.models.components.p3mnet import P3MOutput, fuse_global_local
-from src.models.test_time import infer_alpha
-from src.utils.errors import UserError
+from p3m.deploy import onnx_export
+from p3m.inference.onnx_session import OnnxP3MNet
+from p3m.models import P3MNet, load_model
+from p3m.models.components.p3mnet import P3MOutput, fuse_global_local
+from p3m.models.test_time import infer_alpha
+from p3m.tasks.eval import run_evaluation
+from p3m.tasks.export import run_export
+from p3m.tasks.predict import run_prediction
+from p3m.utils.errors import UserError
 from tests.inference.conftest import eval_data_overrides
 
 pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript (a core dependency: pip install -e .)")
@@ -122,7 +123,7 @@ def test_onnx_runtime_needs_a_graph_and_refuses_torch_only_settings(
 
 
 def test_missing_onnx_file_names_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"src/export\.py"):
+    with pytest.raises(FileNotFoundError, match=r"p3m export"):
         OnnxP3MNet(tmp_path / "absent.onnx")
 
 

@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-import src.metrics.matting as matting
-import src.models.components.backbones.registry as backbone_registry
-from src.data.layout import BLURRED_READS, TrainingReads
-from src.metrics import PerImageMattingMetric, register_metric
-from src.models.components.backbones import Backbone, DecoderSpec, EncoderState, register_backbone
-from src.privacy.modes import PrivacyMode
-from src.train import train
+import p3m.metrics.matting as matting
+import p3m.models.components.backbones.registry as backbone_registry
+from p3m.data.layout import BLURRED_READS, TrainingReads
+from p3m.metrics import PerImageMattingMetric, register_metric
+from p3m.models.components.backbones import Backbone, DecoderSpec, EncoderState, register_backbone
+from p3m.privacy.modes import PrivacyMode
+from p3m.tasks.train import train
 from tests.conftest import tiny_data_overrides
 
 WIDTH = 8

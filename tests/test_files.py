@@ -1,4 +1,4 @@
-"""src.utils.files: whole files or none, and the overwrite policy shared by the entry points."""
+"""p3m.utils.files: whole files or none, and the overwrite policy shared by the entry points."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import src.utils.files
-from src.utils.errors import UserError
-from src.utils.files import atomic_path, check_outputs, write_bytes_atomic
+import p3m.utils.files
+from p3m.utils.errors import UserError
+from p3m.utils.files import atomic_path, check_outputs, write_bytes_atomic
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(
@@ -21,7 +21,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(
     write_bytes_atomic(target, b"new")
     assert target.read_bytes() == b"new"
 
-    real_create = src.utils.files._create
+    real_create = p3m.utils.files._create
 
     def full_disk(path: Path):
         f = real_create(path)
@@ -29,7 +29,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(
         f.close()
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(src.utils.files, "_create", full_disk)
+    monkeypatch.setattr(p3m.utils.files, "_create", full_disk)
     with pytest.raises(OSError, match=r"could not write .*matte\.png: No space left on device") as info:
         write_bytes_atomic(target, b"newer")
     assert info.value.errno == errno.ENOSPC

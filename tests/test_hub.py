@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tests.conftest import REPO_ROOT
 
@@ -39,23 +41,8 @@ def small_portrait(samples_dir: Path) -> np.ndarray:
     return cv2.resize(image, (160, 128), interpolation=cv2.INTER_AREA)
 
 
-@pytest.fixture
-def user_src() -> Iterator[types.ModuleType]:
-    """A caller's own, unrelated `src` (and `src.models`) already imported, as in many projects."""
-    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "src" or k.startswith("src.")}
-    theirs = types.ModuleType("src")
-    theirs.__path__ = []  # a package
-    theirs.marker = "the user's"
-    models = types.ModuleType("src.models")
-    sys.modules |= {"src": theirs, "src.models": models}
-    yield theirs
-    for k in [k for k in sys.modules if k == "src" or k.startswith("src.")]:
-        del sys.modules[k]
-    sys.modules.update(saved)
-
-
 def test_p3mnet_loads_the_authors_file_and_matches_our_loader(r34_official_file: Path) -> None:
-    from src.models import load_model
+    from p3m.models import load_model
 
     net = hub_load("p3mnet", weights=str(r34_official_file))
     assert not net.training
@@ -76,8 +63,8 @@ def test_p3mnet_without_weights_builds_the_backbone_asked_for() -> None:
 def test_predictor_gives_the_hybrid_matte_of_predict(
     r34_official_file: Path, small_portrait: np.ndarray, tmp_path: Path
 ) -> None:
-    from src.models import load_model
-    from src.models.test_time import infer_alpha
+    from p3m.models import load_model
+    from p3m.models.test_time import infer_alpha
 
     predictor = hub_load("p3mnet_predictor", weights=str(r34_official_file), device="cpu")
     alpha = predictor(small_portrait)
@@ -92,37 +79,34 @@ def test_predictor_gives_the_hybrid_matte_of_predict(
     assert not np.array_equal(predictor(small_portrait, strategy="resize"), alpha)
 
 
-def test_a_users_own_src_is_neither_used_nor_replaced(
-    r34_official_file: Path, small_portrait: np.ndarray, user_src: types.ModuleType
-) -> None:
-    net = hub_load("p3mnet", weights=str(r34_official_file))
-    predictor = hub_load("p3mnet_predictor", weights=str(r34_official_file))
-    assert type(net).__module__ == "src.models.components.p3mnet"
-    assert Path(type(net).forward.__code__.co_filename).is_relative_to(REPO_ROOT / "src")
-    # the caller's modules are back, untouched, and none of ours is left under their names
-    assert sys.modules["src"] is user_src and user_src.marker == "the user's"
-    assert not hasattr(sys.modules["src.models"], "load_model")
-    assert sorted(k for k in sys.modules if k.startswith("src")) == ["src", "src.models"]
-    alpha = predictor(small_portrait)
-    assert alpha.shape == small_portrait.shape[:2]
-    assert sys.modules["src"] is user_src
+def test_a_users_own_src_package_stays_theirs(r34_official_file: Path, tmp_path: Path) -> None:
+    """In a process where an unrelated package named `src` is importable (as in many projects),
+    loading through torch.hub neither uses nor replaces it, and leaves sys.path as it was."""
+    theirs = tmp_path / "their_project"
+    (theirs / "src").mkdir(parents=True)
+    (theirs / "src" / "__init__.py").write_text("OWNER = 'the user'\n")
+    script = f"""
+import sys, torch
+path_before = list(sys.path)
+net = torch.hub.load({str(REPO_ROOT)!r}, "p3mnet", source="local", weights={str(r34_official_file)!r})
+import p3m, src
+assert src.OWNER == "the user", src.__file__
+assert p3m.__file__.startswith({str(REPO_ROOT / "src" / "p3m")!r}), p3m.__file__
+assert type(net).__module__ == "p3m.models.components.p3mnet"
+assert sys.path == path_before, set(sys.path) ^ set(path_before)
+print("ok", net(torch.rand(1, 3, 64, 64)).fusion_alpha.shape)
+"""
+    env = {**os.environ, "PYTHONPATH": str(theirs)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=theirs, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ok torch.Size([1, 1, 64, 64])" in done.stdout
 
 
-@pytest.fixture
-def no_src() -> Iterator[None]:
-    """No `src` imported at all (a fresh interpreter that has not imported this project)."""
-    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "src" or k.startswith("src.")}
-    yield
-    for k in [k for k in sys.modules if k == "src" or k.startswith("src.")]:
-        del sys.modules[k]
-    sys.modules.update(saved)
-
-
-def test_loading_leaves_no_src_behind(r34_official_file: Path, no_src: None) -> None:
-    net = hub_load("p3mnet", weights=str(r34_official_file))
-    assert net(torch.rand(1, 3, 64, 64)).fusion_alpha.shape == (1, 1, 64, 64)
-    # a later `import src` of the caller finds their own package, not ours
-    assert not [k for k in sys.modules if k == "src" or k.startswith("src.")]
+def test_the_predictor_takes_a_pil_image(r34_official_file: Path, small_portrait: np.ndarray) -> None:
+    predictor = hub_load("p3mnet_predictor", weights=str(r34_official_file), strategy="resize")
+    np.testing.assert_array_equal(predictor(Image.fromarray(small_portrait)), predictor(small_portrait))
 
 
 def test_bad_input_names_what_is_expected(r34_official_file: Path) -> None:

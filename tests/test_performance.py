@@ -13,10 +13,10 @@ import torch
 from lightning import Trainer
 from torch.utils.data import DataLoader
 
-from src.models import P3MNet, performance
-from src.models.losses import P3MLoss
-from src.models.p3m_module import P3MLitModule
-from src.models.performance import compile_in_place, enable_activation_checkpointing
+from p3m.models import P3MNet, performance
+from p3m.models.losses import P3MLoss
+from p3m.models.p3m_module import P3MLitModule
+from p3m.models.performance import compile_in_place, enable_activation_checkpointing
 from tests.conftest import REPO_ROOT
 
 SIZE = 64
@@ -198,7 +198,7 @@ def test_memory_bench_measures_a_training_step() -> None:
 RESIDENT_AFTER_A_FREE = """
 import os, sys
 import numpy as np
-from src.utils.allocator import keep_freed_memory
+from p3m.utils.allocator import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 def resident() -> int:

@@ -14,7 +14,7 @@ import hydra
 import pytest
 from omegaconf import DictConfig
 
-from src.data.layout import EvalSplit
+from p3m.data.eval_splits import EvalSplit
 from tests.conftest import REPO_ROOT
 
 SECTIONS = (

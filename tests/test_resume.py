@@ -15,15 +15,15 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 from omegaconf import DictConfig
 
-from src.callbacks.rng_state import (
+from p3m.callbacks.rng_state import (
     capture_dataset_generators,
     capture_global_rng,
     restore_dataset_generators,
     restore_global_rng,
 )
-from src.train import train
-from src.utils.errors import EXIT_TERMINATED
-from src.utils.run import task_wrapper
+from p3m.tasks.train import train
+from p3m.utils.errors import EXIT_TERMINATED
+from p3m.utils.run import task_wrapper
 from tests.conftest import tiny_data_overrides
 
 

@@ -14,15 +14,13 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from src.anonymize import ANONYMIZE_CHECK
-from src.eval import EVAL_CHECK
-from src.inference.predict_files import run_prediction
-from src.inference.runner import run_evaluation
-from src.models.components.p3mnet import P3MNet
-from src.predict import PREDICT_CHECK
-from src.train import TRAIN_CHECK, train
-from src.utils.errors import EXIT_INTERRUPTED, EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR, UserError
-from src.utils.run import exit_for_failures, task_wrapper
+from p3m.models.components.p3mnet import P3MNet
+from p3m.tasks.anonymize import ANONYMIZE_CHECK
+from p3m.tasks.eval import EVAL_CHECK, run_evaluation
+from p3m.tasks.predict import PREDICT_CHECK, run_prediction
+from p3m.tasks.train import TRAIN_CHECK, train
+from p3m.utils.errors import EXIT_INTERRUPTED, EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR, UserError
+from p3m.utils.run import exit_for_failures, task_wrapper
 from tests.conftest import REPO_ROOT, tiny_data_overrides
 
 

@@ -14,9 +14,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 from omegaconf import DictConfig
 
-from src.data.synthetic import ensure_synthetic_dataset
-from src.train import train
-from src.utils.distributed import dataloader_workers, devices_per_node, effective_batch_size, scaled_lr
+from p3m.data.synthetic import ensure_synthetic_dataset
+from p3m.tasks.train import train
+from p3m.utils.distributed import dataloader_workers, devices_per_node, effective_batch_size, scaled_lr
 from tests.cli import read_json, run_train_cli
 from tests.conftest import TINY_SYNTHETIC, tiny_data_overrides
 
@@ -146,7 +146,7 @@ def test_ddp_evaluation_equals_one_process(
 
 
 def test_eval_sampler_splits_without_repeats(monkeypatch: pytest.MonkeyPatch) -> None:
-    from src.data import datamodule
+    from p3m.data import datamodule
 
     monkeypatch.setattr(datamodule.dist, "is_initialized", lambda: True)
     monkeypatch.setattr(datamodule.dist, "get_world_size", lambda: 2)

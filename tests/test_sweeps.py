@@ -12,8 +12,8 @@ import pytest
 import yaml
 from omegaconf import DictConfig
 
-import src.utils.optuna_seed  # noqa: F401  (registers the sampler seed's resolver, as train.py does)
-from src.utils.multirun_summary import write_summary
+import p3m.utils.optuna_seed  # noqa: F401  (registers the sampler seed's resolver, as train.py does)
+from p3m.utils.multirun_summary import write_summary
 from tests.cli import read_json, run_train_cli
 from tests.conftest import tiny_data_overrides
 

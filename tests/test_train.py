@@ -14,9 +14,9 @@ import pytest
 from lightning import Callback, LightningModule, Trainer
 from omegaconf import DictConfig
 
-from src.data.fgbg import prepare_fg_bg
-from src.train import train
-from src.utils.checkpoint_files import read_checkpoint
+from p3m.data.fgbg import prepare_fg_bg
+from p3m.tasks.train import train
+from p3m.utils.checkpoint_files import read_checkpoint
 from tests.conftest import REPO_ROOT, tiny_data_overrides
 
 LOSS_TERMS = ("ce_global", "ce_side2", "alpha_unknown", "laplacian_whole", "composition", "total")
@@ -62,7 +62,7 @@ def test_limit_run_checkpoints_then_resumes_from_latest(
         "+callbacks.worse._target_=tests.test_train.WorseEveryEpoch",
         "callbacks.model_checkpoint.monitor=test/worse",
     ]
-    caplog.set_level(logging.INFO, logger="src.train")
+    caplog.set_level(logging.INFO, logger="p3m.tasks.train")
     train(compose_config("train", overrides))
     checkpoints = tmp_path / "run" / "checkpoints"
     assert {p.name for p in checkpoints.iterdir()} == {"last.ckpt", "epoch_000.ckpt"}  # no last-v1.ckpt
@@ -88,7 +88,7 @@ def test_missing_fg_bg_names_the_prepare_command(
     compose_config: Callable[..., DictConfig], samples_copy: Path
 ) -> None:
     cfg = compose_config("train", [f"data.root={samples_copy}", "trainer=cpu", "debug=fdr"])
-    with pytest.raises(Exception, match=r"src/prepare\.py"):
+    with pytest.raises(Exception, match=r"p3m prepare"):
         train(cfg)
 
 

@@ -14,7 +14,7 @@ import pytest
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
-from src.train import train
+from p3m.tasks.train import train
 from tests.conftest import tiny_data_overrides
 
 LOSS_TERMS = ("ce_global", "ce_side2", "alpha_unknown", "laplacian_whole", "composition", "total")

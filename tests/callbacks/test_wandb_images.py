@@ -12,7 +12,7 @@ import pytest
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
-from src.callbacks.wandb_images import WandbImagePanel
+from p3m.callbacks.wandb_images import WandbImagePanel
 from tests.conftest import TINY_SYNTHETIC, tiny_data_overrides
 
 

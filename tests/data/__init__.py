@@ -1,4 +1,4 @@
-"""Tests of src/data. Helpers here build tiny P3M-10k-shaped datasets in ``tmp_path`` with cv2, so the
+"""Tests of src/p3m/data. Helpers here build tiny P3M-10k-shaped datasets in ``tmp_path`` with cv2, so the
 data tests depend neither on the reference fixtures nor on the synthetic generator."""
 
 from __future__ import annotations

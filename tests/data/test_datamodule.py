@@ -14,12 +14,12 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from src.data.datamodule import P3M10kDataModule
-from src.data.fgbg import prepare_fg_bg
-from src.data.io import ImageReadError, ImageSizeError
-from src.data.layout import DatasetLayoutError
-from src.data.transforms import IJCVTransform, PaperTransform, ResizeTransform, StrongTransform
-from src.privacy.modes import PPT, NoPrivacy
+from p3m.data.datamodule import P3M10kDataModule
+from p3m.data.fgbg import prepare_fg_bg
+from p3m.data.io import ImageReadError, ImageSizeError
+from p3m.data.layout import DatasetLayoutError
+from p3m.data.transforms import IJCVTransform, PaperTransform, ResizeTransform, StrongTransform
+from p3m.privacy.modes import PPT, NoPrivacy
 from tests.data import EVAL_SPLITS, assert_same_samples, make_p3m_tree, write
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -131,7 +131,7 @@ def test_limits_and_batch_size_errors(tiny_root: Path) -> None:
     with pytest.raises(ValueError, match=r"4 training samples .* data.batch_size=8 .*lower data.batch_size"):
         datamodule(tiny_root, batch_size=8).setup("fit")
     with pytest.raises(TypeError, match=r"data.augmentation must be an instantiated training pipeline"):
-        datamodule(tiny_root, augmentation={"_target_": "src.data.transforms.PaperTransform"})
+        datamodule(tiny_root, augmentation={"_target_": "p3m.data.transforms.PaperTransform"})
     with pytest.raises(ValueError, match=r"data.batch_size"):
         datamodule(tiny_root, batch_size=0)
 
@@ -230,7 +230,7 @@ def test_grey_rgba_and_16_bit_files_are_read(tmp_path: Path) -> None:
 
 
 def test_synthetic_block_generates_the_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import src.data.datamodule as datamodule_module
+    import p3m.data.datamodule as datamodule_module
 
     calls = []
 
@@ -310,7 +310,7 @@ def test_synthetic_config_points_under_data_dir(tmp_path: Path) -> None:
         cfg = compose(
             config_name="train", overrides=["data=synthetic", f"paths.data_dir={tmp_path}", "privacy=none"]
         )
-    assert cfg.data.root == f"{tmp_path}/synthetic" and cfg.privacy._target_ == "src.privacy.modes.NoPrivacy"
+    assert cfg.data.root == f"{tmp_path}/synthetic" and cfg.privacy._target_ == "p3m.privacy.modes.NoPrivacy"
     assert cfg.data.train_size == 128 and cfg.data.synthetic.size == [256, 192]
     assert cfg.data.eval_splits[0].prefix == "p"  # inherited from p3m10k
 

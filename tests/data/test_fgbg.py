@@ -12,12 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from src.data.datamodule import P3M10kDataModule
-from src.data.fgbg import estimate_fg_bg, fg_dir_for, prepare_fg_bg
-from src.data.io import read_image, read_mask, read_rgb_array
-from src.data.synthetic import ensure_synthetic_dataset, render_portrait
-from src.data.transforms import PaperTransform
-from src.utils.errors import UserError
+from p3m.data.datamodule import P3M10kDataModule
+from p3m.data.fgbg import estimate_fg_bg, fg_dir_for, prepare_fg_bg
+from p3m.data.io import read_image, read_mask, read_rgb_array
+from p3m.data.synthetic import ensure_synthetic_dataset
+from p3m.data.synthetic_portrait import render_portrait
+from p3m.data.transforms import PaperTransform
+from p3m.utils.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,7 +160,7 @@ def test_npy_converts_existing_fg_bg_without_estimating(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     layers = _fake_fg_bg(tiny)
-    monkeypatch.setattr("src.data.fgbg.estimate_fg_bg", _no_estimation)
+    monkeypatch.setattr("p3m.data.fgbg.estimate_fg_bg", _no_estimation)
     # Into another root first: the dataset's own files are the sources and stay untouched.
     out = tmp_path / "fast"
     summary = prepare_fg_bg(tiny, output_root=out, workers=1, progress=False, fg_bg_format="npy")
@@ -250,7 +251,7 @@ def test_prepare_entry_point_config(tiny: Path) -> None:
     """conf/prepare.yaml composes; src/prepare.run refuses bad settings and counts failures (in-process)."""
     from hydra import compose, initialize_config_dir
 
-    from src.prepare import run
+    from p3m.tasks.prepare import run
 
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
         cfg = compose("prepare", overrides=["data.root=null", "workers=1", "progress=false"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.data.io import (
+from p3m.data.io import (
     ImageReadError,
     ImageSizeError,
     check_same_size,

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from src.data.layout import (
+from p3m.data.eval_splits import EvalSplit, parse_eval_splits
+from p3m.data.layout import (
     BLURRED_READS,
     ORIGINAL_READS,
     DatasetLayoutError,
-    EvalSplit,
     MissingPartnerError,
     P3M10kLayout,
-    parse_eval_splits,
 )
 from tests.data import EVAL_SPLITS, make_p3m_tree
 
@@ -87,7 +86,7 @@ def test_fg_bg_required_but_missing_names_the_prepare_command(tmp_path: Path) ->
     root = make_p3m_tree(tmp_path, fg_dir=None, bg=False)
     with pytest.raises(
         DatasetLayoutError,
-        match=r"no train/fg_blurred or train/fg and no train/bg.*src/prepare\.py data\.root=",
+        match=r"no train/fg_blurred or train/fg and no train/bg.*p3m prepare data\.root=",
     ):
         P3M10kLayout(root).train_split(require_fg_bg=True)
     assert len(P3M10kLayout(root).train_split(require_fg_bg=False).files) == 4
@@ -96,7 +95,7 @@ def test_fg_bg_required_but_missing_names_the_prepare_command(tmp_path: Path) ->
 def test_fg_folder_choice_per_privacy_mode(tmp_path: Path) -> None:
     root = make_p3m_tree(tmp_path, fg_dir="fg", original=True)
     # Next to original images, train/fg may hold unblurred faces: PPT refuses it.
-    with pytest.raises(DatasetLayoutError, match=r"privacy=ppt needs .*train/fg_blurred.*src/prepare.py"):
+    with pytest.raises(DatasetLayoutError, match=r"privacy=ppt needs .*train/fg_blurred.*p3m prepare"):
         P3M10kLayout(root).train_split(BLURRED_READS, require_fg_bg=True)
     shutil.copytree(root / "train/fg", root / "train/fg_blurred")
     assert (

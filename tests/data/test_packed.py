@@ -1,4 +1,4 @@
-"""The packed training format (src/data/packed.py): same samples as the image files, safe to re-run."""
+"""The packed training format (src/p3m/data/packed.py): same samples as the image files, safe to re-run."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.data.datamodule import P3M10kDataModule
-from src.data.io import read_image, read_mask
-from src.data.packed import pack_training_set
-from src.data.synthetic import ensure_synthetic_dataset
-from src.data.transforms import IJCVTransform, PaperTransform, ResizeTransform, StrongTransform
+from p3m.data.datamodule import P3M10kDataModule
+from p3m.data.io import read_image, read_mask
+from p3m.data.packed import pack_training_set
+from p3m.data.synthetic import ensure_synthetic_dataset
+from p3m.data.transforms import IJCVTransform, PaperTransform, ResizeTransform, StrongTransform
 from tests.data import EVAL_SPLITS, assert_same_samples, make_p3m_tree, write
 
 SMALL = {"crop_sizes": [32, 48], "out_size": 32, "kernel_range": [3, 7]}
@@ -141,7 +141,7 @@ def test_prepare_pack_true_entry_point(tiny_root: Path) -> None:
     """`python src/prepare.py data.root=... pack=true`: fg/bg already there, so only packing happens."""
     from hydra import compose, initialize_config_dir
 
-    from src.prepare import run
+    from p3m.tasks.prepare import run
 
     conf = Path(__file__).resolve().parents[2] / "conf"
     base = [f"data.root={tiny_root}", "workers=1", "progress=false"]

@@ -9,15 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
-from src.data.synthetic import (
+from p3m.data.synthetic import (
     MANIFEST_NAME,
     ensure_synthetic_dataset,
     render_face_crop,
     render_portrait,
     trimap_kernel_size,
 )
-from src.data.trimap import trimap_from_alpha
-from src.utils.errors import UserError
+from p3m.data.trimap import trimap_from_alpha
+from p3m.utils.errors import UserError
 
 SMALL = {"num_train": 3, "num_test": 2, "size": (64, 48), "seed": 3, "num_faces": 2}
 
@@ -193,7 +193,7 @@ def test_incomplete_dataset_is_regenerated(tmp_path: Path) -> None:
 
 
 def test_interrupted_generation_leaves_no_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import src.data.synthetic as synthetic
+    import p3m.data.synthetic as synthetic
 
     calls = {"n": 0}
     real = synthetic.render_portrait

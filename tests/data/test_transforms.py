@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as tvt
 
-from src.data.transforms import (
+from p3m.data.transforms import (
     CropChoices,
     IJCVTransform,
     PaperTransform,
@@ -20,7 +20,7 @@ from src.data.transforms import (
     StrongTransform,
     resize_maps,
 )
-from src.data.transforms.crop import flip_commutes_with_resize
+from p3m.data.transforms.crop import flip_commutes_with_resize
 from tests.data import portrait
 from tests.data.test_trimap import official_trimap
 
@@ -78,7 +78,7 @@ def test_real_sample_equals_official_steps(samples_dir: Path) -> None:
     image = np.array(Image.open(samples_dir / "train" / "blurred_image" / f"{stem}.jpg"))
     alpha = np.array(Image.open(samples_dir / "train" / "mask" / f"{stem}.png"))
     fg, bg = image[:, ::-1].copy(), cv2.GaussianBlur(image, (0, 0), 5)
-    from src.data.io import read_image, read_mask  # our decode (OpenCV) gives PIL's pixels
+    from p3m.data.io import read_image, read_mask  # our decode (OpenCV) gives PIL's pixels
 
     ours_image, ours_alpha = (
         read_image(samples_dir / "train" / "blurred_image" / f"{stem}.jpg"),

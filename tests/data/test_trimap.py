@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from src.data.trimap import sample_transition_pixel, trimap_at, trimap_from_alpha, trimap_window
+from p3m.data.trimap import sample_transition_pixel, trimap_at, trimap_from_alpha, trimap_window
 from tests.data import portrait
 
 

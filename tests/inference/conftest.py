@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.models import P3MNet
+from p3m.models import P3MNet
 from tests.conftest import TINY_SYNTHETIC
 
 

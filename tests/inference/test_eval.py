@@ -16,10 +16,10 @@ import cv2
 import pytest
 from omegaconf import DictConfig, open_dict
 
-from src.inference.report import results_document
-from src.inference.runner import run_evaluation, trainer_device_settings
-from src.metrics import METRIC_NAMES, TRIMAP_METRIC_NAMES
-from src.metrics.evaluation import SplitResult
+from p3m.inference.report import results_document
+from p3m.metrics import METRIC_NAMES, TRIMAP_METRIC_NAMES
+from p3m.metrics.evaluation import SplitResult
+from p3m.tasks.eval import run_evaluation, trainer_device_settings
 from tests.conftest import REPO_ROOT, TINY_SYNTHETIC
 from tests.inference.conftest import eval_data_overrides
 

@@ -4,7 +4,7 @@ The fixtures (tests/fixtures/reference/inference, stored as 16-bit PNGs: +-7.6e-
 mattes of one portrait, at 1080x1080 and resized to 540x864, with the ResNet-34 P3M-Net filled with
 seed 5, computed with scikit-image 0.14.5's own resize. At 540x864, HYBRID's upsampling from 256x416
 meets whole-number sample coordinates, where 0.14.5's fitted coordinates decide which pixels are
-exactly 0 or 255 (see src/models/test_time/resize.py). Measured with torch 2.14 on CPU (fp32):
+exactly 0 or 255 (see src/p3m/models/test_time/resize.py). Measured with torch 2.14 on CPU (fp32):
 
 - ``resize_mode=paper`` with 2 or 4 intra-op threads (as ``bench/bench_inference.py`` runs): the
   float32 fixtures' RESIZE and HYBRID agree to 6.0e-8 at 1080x1080. With 1 or 3 threads (this suite
@@ -30,12 +30,12 @@ import torch
 from skimage.transform import resize as sk_resize
 from torch import Tensor, nn
 
-import src.models.test_time.resize as resize_module
-from src.data.io import read_image
-from src.models import P3MNet, P3MOutput
-from src.models.checkpoints import convert_official_state_dict
-from src.models.test_time import infer_alpha, pass_size
-from src.models.test_time.resize import resize_like_skimage_0_14, resize_maps, skimage_0_14_transform
+import p3m.models.test_time.resize as resize_module
+from p3m.data.io import read_image
+from p3m.models import P3MNet, P3MOutput
+from p3m.models.official_format import convert_official_state_dict
+from p3m.models.test_time import infer_alpha, pass_size
+from p3m.models.test_time.resize import resize_like_skimage_0_14, resize_maps, skimage_0_14_transform
 from tests.fixtures import REFERENCE_DIR, read_matte16
 
 PAPER_ATOL = 1e-3  # measured: 6.0e-8 (2 or 4 threads; float32 fixtures), 7.6e-6 (16-bit fixtures)

@@ -18,9 +18,9 @@ import pytest
 from omegaconf import DictConfig
 from PIL import Image
 
-from src.data.io import read_image
-from src.inference.predict_files import run_prediction
-from src.utils.errors import UserError
+from p3m.data.io import read_image
+from p3m.tasks.predict import run_prediction
+from p3m.utils.errors import UserError
 from tests.conftest import REPO_ROOT
 
 EXIF_ORIENTATION = 0x0112

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-import src.utils.files
-from src.data.io import read_image
-from src.inference.predict_files import run_prediction
-from src.utils.errors import UserError
+import p3m.utils.files
+from p3m.data.io import read_image
+from p3m.tasks.predict import run_prediction
+from p3m.utils.errors import UserError
 from tests.inference.test_predict import _photos
 
 
@@ -86,7 +86,7 @@ def test_failed_writes_are_counted_and_leave_no_partial_file(
 ) -> None:
     """The disk fills up while the cut-outs are written: each one is a failure, none is left half-written."""
     photos = _photos(tiny_synthetic, tmp_path / "photos")
-    real_create = src.utils.files._create
+    real_create = p3m.utils.files._create
 
     class FullDisk:
         def __init__(self, path: Path) -> None:
@@ -105,7 +105,7 @@ def test_failed_writes_are_counted_and_leave_no_partial_file(
     def create(path: Path):
         return FullDisk(path) if path.parent.name == "rgba" else real_create(path)
 
-    monkeypatch.setattr(src.utils.files, "_create", create)
+    monkeypatch.setattr(p3m.utils.files, "_create", create)
     out = tmp_path / "out"
     summary = run_prediction(_config(compose_config, tiny_checkpoint, photos, out))
     assert not summary.written

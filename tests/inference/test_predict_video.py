@@ -15,12 +15,12 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-import src.inference.predict_video
-from src.inference.matting import composite, matte_uint8
-from src.inference.predict_files import run_prediction
-from src.models import load_model
-from src.models.test_time import infer_alpha
-from src.utils.errors import SettingError, UserError
+import p3m.inference.predict_video
+from p3m.inference.matting import composite, matte_uint8
+from p3m.models import load_model
+from p3m.models.test_time import infer_alpha
+from p3m.tasks.predict import run_prediction
+from p3m.utils.errors import SettingError, UserError
 from tests.conftest import REPO_ROOT
 
 FPS = 12.5
@@ -210,7 +210,7 @@ def test_interrupted_run_leaves_no_partial_video(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = src.inference.predict_video.predict_matte
+    real = p3m.inference.predict_video.predict_matte
     calls = []
 
     def interrupted_at_frame_3(*args: object) -> np.ndarray:
@@ -219,7 +219,7 @@ def test_interrupted_run_leaves_no_partial_video(
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(src.inference.predict_video, "predict_matte", interrupted_at_frame_3)
+    monkeypatch.setattr(p3m.inference.predict_video, "predict_matte", interrupted_at_frame_3)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         run_prediction(_config(compose_config, tiny_checkpoint, clip, out))

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from src.models import P3MNet, P3MOutput
-from src.models.test_time import STRATEGIES, infer_alpha, pass_size, resize_maps
+from p3m.models import P3MNet, P3MOutput
+from p3m.models.test_time import STRATEGIES, infer_alpha, pass_size, resize_maps
 
 
 class ThreeBands(nn.Module):

@@ -1,4 +1,4 @@
-"""Tests of src/metrics, and a helper that runs a function in a group of CPU processes."""
+"""Tests of src/p3m/metrics, and a helper that runs a function in a group of CPU processes."""
 
 from __future__ import annotations
 

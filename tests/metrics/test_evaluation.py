@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.metrics import functional as F
-from src.metrics.evaluation import Evaluator, SplitSpec
-from src.metrics.privacy import sad_privacy
+from p3m.metrics import functional as F
+from p3m.metrics.evaluation import Evaluator, SplitSpec
+from p3m.metrics.privacy import sad_privacy
 from tests.metrics import needs_fork, run_gloo_ranks
 from tests.metrics.test_functional import random_mattes
 

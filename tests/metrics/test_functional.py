@@ -10,7 +10,7 @@ import torch
 from scipy import ndimage
 from skimage.measure import label as skimage_label
 
-from src.metrics import functional as F
+from p3m.metrics import functional as F
 
 # ------------------------------------------------------------------------ independent reference
 # Written from the definitions in the official evaluate.py with different tools (skimage labels,

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torchmetrics.utilities.data import dim_zero_sum
 
-from src.metrics import (
+from p3m.metrics import (
     METRIC_CLASSES,
     METRIC_NAMES,
     SAD,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.metrics import matting_metrics
+from p3m.metrics import matting_metrics
 from tests.metrics import needs_fork, run_gloo_ranks
 from tests.metrics.test_functional import random_mattes
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchmetrics.utilities import dim_zero_sum
 
-from src.metrics.privacy import SADPrivacy, sad_privacy
+from p3m.metrics.privacy import SADPrivacy, sad_privacy
 
 
 def test_hand_computed_case() -> None:

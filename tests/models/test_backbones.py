@@ -9,10 +9,10 @@ import pytest
 import torch
 import torchvision
 
-from src.models import P3MNet
-from src.models.checkpoints import convert_official_state_dict, detect_official_arch, official_formats
-from src.models.components.backbones import Backbone, create_backbone, list_backbones
-from src.models.components.backbones.base import DEEPEST_STRIDE, SKIP_STRIDES
+from p3m.models import P3MNet
+from p3m.models.components.backbones import Backbone, create_backbone, list_backbones
+from p3m.models.components.backbones.base import DEEPEST_STRIDE, SKIP_STRIDES
+from p3m.models.official_format import convert_official_state_dict, detect_official_arch, official_formats
 
 # Smallest square input (a multiple of 32) each backbone runs at; 64 unless listed.
 INPUT_SIZE: dict[str, int] = {}

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.models.components.feature_paste import paste_features, source_pass_batchnorm
-from src.models.components.p3mnet import P3MNet
-from src.privacy.modes import CopyPaste
+from p3m.models.components.feature_paste import paste_features, source_pass_batchnorm
+from p3m.models.components.p3mnet import P3MNet
+from p3m.privacy.modes import CopyPaste
 
 
 @pytest.fixture(scope="module")

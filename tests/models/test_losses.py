@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import Tensor
 
-from src.models.components.p3mnet import P3MOutput
-from src.models.losses import TERM_NAMES, P3MLoss, official_gauss_kernel, segmentation_target
+from p3m.models.components.p3mnet import P3MOutput
+from p3m.models.losses import TERM_NAMES, P3MLoss, official_gauss_kernel, segmentation_target
 from tests.fixtures import load_npz
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"

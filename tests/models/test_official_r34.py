@@ -10,12 +10,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from src.models import P3MNet, P3MOutput, load_model
-from src.models.checkpoints import (
-    convert_official_state_dict,
-    detect_official_arch,
-    load_checkpoint_state,
-)
+from p3m.models import P3MNet, P3MOutput, load_model
+from p3m.models.checkpoints import load_checkpoint_state
+from p3m.models.official_format import convert_official_state_dict, detect_official_arch
 from tests.fixtures import load_npz
 
 # Measured with torch 2.14 on CPU (fp32): local 1.0e-6, fusion 0, global 2.7e-5, side2 2.5e-5,
@@ -67,7 +64,7 @@ def test_outputs_match_the_official_model(
 def test_every_official_key_is_used_and_the_classifier_reported(
     official_state: dict[str, Tensor], ours: dict[str, Tensor], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="src.models.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="p3m.models.official_format"):
         converted = convert_official_state_dict(official_state)
     assert converted.keys() == ours.keys()
     assert "resnet.fc.weight" in caplog.text and "ignored 2 unused keys" in caplog.text

@@ -1,7 +1,7 @@
 """Parity of P3M-Net (Swin-T, ViTAE-S) with outputs of the official code (tests/fixtures/reference).
 
 Weights come from ``fill_official.fill_state_dict(manifest, seed=0)`` in the official key layout and
-go through our converter (src.models.checkpoints), so the key mapping is checked with the maths.
+go through our converter (p3m.models.checkpoints), so the key mapping is checked with the maths.
 
 Two properties of the fixtures shape these tests:
 
@@ -22,9 +22,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from src.models import P3MNet
-from src.models.checkpoints import convert_official_state_dict
-from src.models.components.backbones.vitae import ViTAEBackbone
+from p3m.models import P3MNet
+from p3m.models.components.backbones.vitae import ViTAEBackbone
+from p3m.models.official_format import convert_official_state_dict
 from tests.fixtures import load_npz
 
 OUTPUTS = ("global", "local", "fusion", "side2", "side1", "side0")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.models import P3MNet, P3MOutput
-from src.models.checkpoints import official_decoder_key
-from src.models.components.backbones import SwinBackbone, ViTAEBackbone
-from src.models.components.decoders import GlobalDecoder, LocalDecoder
-from src.models.components.p3mnet import fuse_global_local
+from p3m.models import P3MNet, P3MOutput
+from p3m.models.components.backbones import SwinBackbone, ViTAEBackbone
+from p3m.models.components.decoders import GlobalDecoder, LocalDecoder
+from p3m.models.components.p3mnet import fuse_global_local
+from p3m.models.official_format import official_decoder_key
 
 # The IJCV variants' own declarations (decoder plan, skip and deepest widths), checked below against
 # the official decoders' parameter counts (total - encoder) and key shapes.

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.models import P3MNet
-from src.models.components.backbones import Backbone, create_backbone
-from src.models.components.backbones.layers import (
+from p3m.models import P3MNet
+from p3m.models.components.backbones import Backbone, create_backbone
+from p3m.models.components.backbones.layers import (
     PerformerAttention,
     orthogonal_random_features,
     window_attention_mask,
 )
-from src.models.components.backbones.layers.shifted_windows import MASKED_LOGIT, padded_size
-from src.models.components.backbones.swin import SwinBackbone, WindowAttention
-from src.models.components.backbones.vitae import ViTAEBackbone
+from p3m.models.components.backbones.layers.shifted_windows import MASKED_LOGIT, padded_size
+from p3m.models.components.backbones.swin import SwinBackbone, WindowAttention
+from p3m.models.components.backbones.vitae import ViTAEBackbone
 
 
 def _count(module: torch.nn.Module) -> int:

@@ -14,12 +14,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from src.anonymize import anonymize
-from src.privacy import FaceObfuscator, transition_band
-from src.privacy.anonymizer import REPORT_NAME, anonymize_folder
-from src.privacy.detectors import DetectorUnavailableError, FaceDetection
-from src.privacy.detectors.centerface import default_model_path
-from src.utils.errors import UserError
+from p3m.privacy import FaceObfuscator, transition_band
+from p3m.privacy.anonymizer import REPORT_NAME, anonymize_folder
+from p3m.privacy.detectors import DetectorUnavailableError, FaceDetection
+from p3m.privacy.detectors.centerface import default_model_path
+from p3m.tasks.anonymize import anonymize
+from p3m.utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 FACES = ("p_07141906", "p_818e689d")  # visible, unblurred faces
@@ -151,7 +151,7 @@ def test_keep_no_face_false_and_jpg_output(tmp_path: Path) -> None:
 
 
 def test_missing_input_key_says_how_to_call_it() -> None:
-    with pytest.raises(UserError, match=r"set input=DIR: python src/anonymize\.py"):
+    with pytest.raises(UserError, match=r"set input=DIR: p3m anonymize"):
         anonymize(_cfg(output="/tmp/x"))
 
 

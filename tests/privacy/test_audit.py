@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-import src.data.io as io
-from src.data.datamodule import P3M10kDataModule
-from src.data.io import read_image, read_mask
-from src.data.layout import DatasetLayoutError
-from src.data.transforms import PaperTransform
-from src.privacy.modes import PPT, CopyPaste, Obfuscate, PrivacyMode
-from src.privacy.obfuscate import obfuscate_face
-from src.privacy.training import band_kernel_for, face_region
+import p3m.data.io as io
+from p3m.data.datamodule import P3M10kDataModule
+from p3m.data.io import read_image, read_mask
+from p3m.data.layout import DatasetLayoutError
+from p3m.data.transforms import PaperTransform
+from p3m.privacy.modes import PPT, CopyPaste, Obfuscate, PrivacyMode
+from p3m.privacy.obfuscate import obfuscate_face
+from p3m.privacy.training import band_kernel_for, face_region
 
 SMALL = {"crop_sizes": [48, 64], "out_size": 64, "kernel_range": [3, 7]}
 ORIGINAL_DIRS = {"original_image", "original", "fg"}  # folders with non-anonymized faces
@@ -103,7 +103,7 @@ def test_ppt_and_cp_open_only_anonymized_images(
 def test_cp_refuses_foregrounds_that_may_show_faces(tmp_path: Path) -> None:
     import shutil
 
-    from src.data.synthetic import ensure_synthetic_dataset
+    from p3m.data.synthetic import ensure_synthetic_dataset
 
     root = ensure_synthetic_dataset(tmp_path / "syn", num_train=2, num_test=1, size=(64, 64), num_faces=1)
     shutil.rmtree(root / "train/fg_blurred")

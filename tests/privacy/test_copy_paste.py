@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from src.data.datamodule import P3M10kDataModule
-from src.data.layout import DatasetLayoutError
-from src.data.transforms import PaperTransform
-from src.privacy.copy_paste import FaceAugment, paste_face
-from src.privacy.faces import PublicFaces
-from src.privacy.modes import PPT, CopyPaste, Obfuscate, PrivacyMode
-from src.privacy.obfuscate import obfuscation_region
-from src.privacy.training import face_region
+from p3m.data.datamodule import P3M10kDataModule
+from p3m.data.layout import DatasetLayoutError
+from p3m.data.transforms import PaperTransform
+from p3m.privacy.copy_paste import FaceAugment, paste_face
+from p3m.privacy.faces import PublicFaces
+from p3m.privacy.modes import PPT, CopyPaste, Obfuscate, PrivacyMode
+from p3m.privacy.obfuscate import obfuscation_region
+from p3m.privacy.training import face_region
 
 SMALL = {"crop_sizes": [48, 64], "out_size": 64, "kernel_range": [3, 7]}
 

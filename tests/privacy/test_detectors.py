@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from src.privacy.detectors import (
+from p3m.privacy.detectors import (
     DetectorUnavailableError,
     FaceDetection,
     FaceDetector,
@@ -18,7 +18,7 @@ from src.privacy.detectors import (
     list_detectors,
     register_detector,
 )
-from src.privacy.detectors.centerface import _fields, _read_varint, _varint, decode, default_model_path, nms
+from p3m.privacy.detectors.centerface import _fields, _read_varint, _varint, decode, default_model_path, nms
 
 
 def _centerface_model() -> Path:
@@ -91,7 +91,7 @@ def test_varint_round_trip() -> None:
 
 def test_centerface_model_gets_free_input_shapes() -> None:
     model_path = _centerface_model()
-    from src.privacy.detectors.centerface import INPUT_NAME, OUTPUT_NAMES, dynamic_shape_model
+    from p3m.privacy.detectors.centerface import INPUT_NAME, OUTPUT_NAMES, dynamic_shape_model
 
     raw = model_path.read_bytes()
     rewritten = dynamic_shape_model(raw, (INPUT_NAME, *OUTPUT_NAMES))

@@ -13,12 +13,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from src.data.datamodule import P3M10kDataModule
-from src.data.io import read_image, read_mask
-from src.data.layout import EvalSplit
-from src.models.components.p3mnet import P3MNet
-from src.privacy.obfuscate import FaceObfuscator, obfuscation_region
-from src.train import train
+from p3m.data.datamodule import P3M10kDataModule
+from p3m.data.eval_splits import EvalSplit
+from p3m.data.io import read_image, read_mask
+from p3m.models.components.p3mnet import P3MNet
+from p3m.privacy.obfuscate import FaceObfuscator, obfuscation_region
+from p3m.tasks.train import train
 from tests.conftest import tiny_data_overrides
 
 MODES = {
@@ -36,7 +36,7 @@ def test_every_mode_trains_one_step(
 ) -> None:
     cfg = compose_config("train", [*tiny_data_overrides(tiny_synthetic), *MODES[mode], "debug=fdr"])
     target = {"ppt": "PPT", "none": "NoPrivacy", "obfuscate": "Obfuscate", "cp": "CopyPaste"}
-    assert cfg.privacy._target_ == f"src.privacy.modes.{target[MODES[mode][0].split('=')[1]]}"
+    assert cfg.privacy._target_ == f"p3m.privacy.modes.{target[MODES[mode][0].split('=')[1]]}"
     metrics = train(cfg)
     assert math.isfinite(float(metrics["train/loss/total"]))
     assert float(metrics["val/p/sad_privacy"]) >= 0  # P3M-500-P has face masks ...

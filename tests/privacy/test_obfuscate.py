@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from src.privacy import (
+from p3m.privacy import (
     FaceObfuscator,
     gaussian_blur,
     mosaic,
@@ -16,7 +16,7 @@ from src.privacy import (
     obfuscation_region,
     transition_band,
 )
-from src.privacy.obfuscate import METHODS, _box_widths
+from p3m.privacy.obfuscate import METHODS, _box_widths
 
 H, W = 64, 80
 

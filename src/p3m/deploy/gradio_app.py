@@ -1,0 +1,149 @@
+"""The browser demo's page (Gradio, the optional ``[app]`` extra): widgets wired to :mod:`p3m.deploy.cutout`.
+
+Gradio is imported here only, so the core install never needs it; analytics are switched off before
+the import (no request leaves the machine).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from p3m.deploy.cutout import FaceAnonymizer, make_outputs, save_downloads
+from p3m.inference.loading import load_network, resolve_device
+from p3m.inference.predictor import Predictor
+from p3m.models.test_time import STRATEGIES
+from p3m.privacy.detectors import create_detector
+from p3m.privacy.obfuscate import FaceObfuscator
+
+log = logging.getLogger(__name__)
+
+API_NAME = "matte"  # gradio_client: client.predict(..., api_name="/matte")
+BACKGROUNDS = ("transparent", "colour")
+IMAGE_HEIGHT = 340  # px on the page; downloads keep the full size
+
+
+def import_gradio() -> Any:
+    """Import Gradio with analytics off, or say how to install it."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    try:
+        import gradio
+    except ImportError as err:
+        raise ImportError("the browser demo needs the optional [app] extra: pip install -e '.[app]'") from err
+    return gradio
+
+
+def available_devices() -> list[str]:
+    """``cpu`` and every visible CUDA device."""
+    return ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+
+
+def build_demo(
+    predictor: Predictor,
+    make_anonymizer: Callable[[], FaceAnonymizer],
+    title: str = "P3M-Net: privacy-preserving portrait matting",
+) -> Any:
+    """The Gradio Blocks page: upload -> matte, cut-out, downloads.
+
+    Args:
+        predictor: Predicts the mattes; its strategy and device are the page's defaults.
+        make_anonymizer: Builds the face anonymizer the first time it is asked for (the detector is
+            an optional install, see ``make anonymize-deps``).
+        title: Page title.
+    """
+    gr = import_gradio()
+    anonymizer = functools.cache(make_anonymizer)
+
+    def process(
+        image: np.ndarray | None, strategy: str, anonymize: bool, background: str, colour: str, device: str
+    ) -> tuple[Any, ...]:
+        if image is None:
+            raise gr.Error("Upload a portrait first.")
+        if device != str(predictor.device):
+            predictor.device = torch.device(device)
+            predictor.net.to(predictor.device)
+        start = time.perf_counter()
+        try:
+            outputs = make_outputs(
+                image,
+                predictor,
+                strategy,
+                background=colour if background == "colour" else None,
+                anonymizer=anonymizer() if anonymize else None,
+            )
+        except (ValueError, RuntimeError, ImportError) as err:  # detector missing, image too small, ...
+            raise gr.Error(str(err)) from err
+        seconds = time.perf_counter() - start
+        matte_path, cutout_path = save_downloads(outputs)
+        height, width = outputs.matte.shape
+        info = f"{width}x{height}, {strategy}, {device}: {seconds:.1f} s"
+        if outputs.faces is not None:
+            info += f"; {outputs.faces} face(s) anonymized before matting"
+        shown_input = outputs.image if anonymize else None
+        return outputs.matte, outputs.cutout, [str(matte_path), str(cutout_path)], shown_input, info
+
+    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+        gr.Markdown(
+            f"## {title}\nUpload a portrait; get its alpha matte and a cut-out. Nothing leaves this machine."
+        )
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(
+                    label="Portrait", type="numpy", image_mode="RGB", sources=["upload"], height=IMAGE_HEIGHT
+                )
+                strategy = gr.Radio(list(STRATEGIES), value=predictor.strategy, label="Test-time strategy")
+                device = gr.Dropdown(available_devices(), value=str(predictor.device), label="Device")
+                anonymize = gr.Checkbox(False, label="Anonymize faces of the input first (blur)")
+                background = gr.Radio(list(BACKGROUNDS), value="transparent", label="Cut-out background")
+                colour = gr.ColorPicker("#00b140", label="Background colour")
+                run = gr.Button("Matte", variant="primary")
+            with gr.Column():
+                matte = gr.Image(label="Alpha matte", type="numpy", format="png", height=IMAGE_HEIGHT)
+                cutout = gr.Image(
+                    label="Cut-out", type="numpy", format="png", image_mode="RGBA", height=IMAGE_HEIGHT
+                )
+                files = gr.File(label="Downloads (PNG)", file_count="multiple")
+                used = gr.Image(label="Anonymized input", type="numpy", format="png", height=IMAGE_HEIGHT)
+                info = gr.Textbox(label="Info", interactive=False)
+        run.click(
+            process,
+            inputs=[image, strategy, anonymize, background, colour, device],
+            outputs=[matte, cutout, files, used, info],
+            api_name=API_NAME,
+        )
+    return demo
+
+
+def create_app(cfg: DictConfig) -> Any:
+    """The demo page for ``conf/app.yaml``: loads ``cfg.ckpt_path`` and binds the settings."""
+    device = resolve_device(cfg.device)
+    net, meta = load_network(cfg, device)
+    log.info("serving the %s P3M-Net of %s on %s", meta["backbone"], meta["checkpoint"], device)
+    predictor = Predictor(
+        net, cfg.test_strategy, cfg.resize_mode, device, cfg.max_short_side, str(cfg.precision)
+    )
+    anon = cfg.anonymize
+
+    def make_anonymizer() -> FaceAnonymizer:
+        detector = create_detector(anon.detector, threshold=anon.threshold)
+        obfuscator = FaceObfuscator(
+            method=anon.method, blur_sigma=anon.blur_sigma, mosaic_block=anon.mosaic_block
+        )
+        return FaceAnonymizer(detector, obfuscator, margin=anon.margin)
+
+    return build_demo(predictor, make_anonymizer)
+
+
+def launch(demo: Any, cfg: DictConfig, **kwargs: Any) -> Any:
+    """Serve ``demo`` on ``cfg.server_name:cfg.server_port`` (127.0.0.1 by default), never shared."""
+    return demo.launch(
+        server_name=cfg.server_name, server_port=cfg.server_port, share=False, inbrowser=False, **kwargs
+    )

@@ -1,0 +1,166 @@
+"""Test-time strategies of the official P3M code: RESIZE, HYBRID, plus a single full-size pass.
+
+All strategies take an un-normalised RGB image and return mattes at the input size:
+
+- ``resize``: one pass at half size; the fused matte is resized back (the ACM MM "RESIZE").
+- ``hybrid``: the global trimap comes from a half-size pass, the local matte from a full-size pass,
+  fused with the official test-time rule: where the resized trimap is exactly 0 or 255 keep it,
+  everywhere else take the local matte (the ACM MM "HYBRID").
+- ``full``: one pass at full size, fused by the network.
+
+Pass sizes follow the official code: the scaled side is rounded *down* to a multiple of 32 and
+capped at 1600 (each side independently, so very large images are squashed, as the official code
+does), and every map is resized back to the input size.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from p3m.models.test_time.resize import ResizeMode, resize_maps
+from p3m.utils.conventions import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TRIMAP_BACKGROUND,
+    TRIMAP_FOREGROUND,
+    TRIMAP_VALUES,
+)
+from p3m.utils.errors import SettingError
+
+STRATEGIES: tuple[str, ...] = ("resize", "hybrid", "full")
+MAX_SIDE = 1600
+
+
+class TestTimeOutput(NamedTuple):
+    """Mattes at the input resolution, float32 in [0, 1], shape (H, W)."""
+
+    alpha: Tensor
+    """The final matte of the strategy."""
+    trimap: Tensor
+    """The predicted trimap 0/128/255 (uint8) of the global branch, resized to full size."""
+    local_alpha: Tensor
+    """The local (matting) branch's matte."""
+
+
+def pass_size(height: int, width: int, ratio: float, max_side: int = MAX_SIDE) -> tuple[int, int]:
+    """The official pass size: ``int(side * ratio)`` rounded down to a multiple of 32, capped."""
+    sizes = []
+    for side in (height, width):
+        scaled = int(side * ratio)
+        sizes.append(min(max_side, scaled - scaled % 32))
+    if min(sizes) < 32:
+        raise ValueError(
+            f"image of {height}x{width} is too small for a pass at ratio {ratio}: "
+            "both sides must reach at least 32 px after scaling (64 px for resize/hybrid)"
+        )
+    return sizes[0], sizes[1]
+
+
+def _normalise(image: Tensor) -> Tensor:
+    """(3, H, W) float in [0, 255] -> (1, 3, H, W) ImageNet-normalised."""
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
+    return ((image / 255.0 - mean) / std)[None]
+
+
+def _segmentation_to_trimap(global_logits: Tensor) -> Tensor:
+    """(1, 3, H, W) logits -> (1, H, W) uint8 trimap 0/128/255 by argmax."""
+    levels = torch.tensor(TRIMAP_VALUES, dtype=torch.uint8, device=global_logits.device)
+    return levels[global_logits.max(dim=1).indices]  # the first maximum, as argmax; faster on the CPU
+
+
+def _input(image: Tensor, size: tuple[int, int], mode: ResizeMode) -> Tensor:
+    # the official code feeds float32(resize(img) * 255.0) / 255 to the network
+    return _normalise(resize_maps(image, size, mode, uint8_range=True).float())
+
+
+def _full_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> tuple[Tensor, Tensor, Tensor]:
+    """All outputs: trimap (0..255), local and fused mattes at the pass size."""
+    with _autocast(x, precision):
+        out = net(x)
+    return (
+        _segmentation_to_trimap(out.global_logits),
+        out.local_alpha[:, 0].float(),
+        out.fusion_alpha[:, 0].float(),
+    )
+
+
+def _trimap_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> Tensor:
+    """The trimap only; a P3MNet skips its local decoder (other nets, e.g. ONNX, run in full)."""
+    with _autocast(x, precision):
+        logits = net.segment(x) if hasattr(net, "segment") else net(x).global_logits
+    return _segmentation_to_trimap(logits)
+
+
+def _local_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> Tensor:
+    """The local matte only; a P3MNet skips the global logits and side heads."""
+    with _autocast(x, precision):
+        local = net.matte(x) if hasattr(net, "matte") else net(x).local_alpha
+    return local[:, 0].float()
+
+
+def _autocast(x: Tensor, precision: torch.dtype | None) -> torch.autocast:
+    return torch.autocast(x.device.type, dtype=precision, enabled=precision is not None)
+
+
+@torch.no_grad()
+def infer_alpha(
+    net: nn.Module,
+    image: Tensor,
+    strategy: str = "hybrid",
+    resize_mode: ResizeMode = "paper",
+    max_side: int = MAX_SIDE,
+    precision: torch.dtype | None = None,
+    out_size: tuple[int, int] | None = None,
+) -> TestTimeOutput:
+    """Predict the matte of one image with an official test-time strategy.
+
+    Args:
+        net: A P3M-Net (or anything returning its :class:`~p3m.models.components.p3mnet.P3MOutput`,
+            e.g. the ONNX runtime's) in eval mode. HYBRID calls its ``segment``/``matte`` methods
+            where it has them (same numbers, less work).
+        image: ``(3, H, W)`` or ``(1, 3, H, W)`` RGB, uint8 or float in [0, 255], on the net's device.
+        strategy: ``resize``, ``hybrid`` or ``full``.
+        resize_mode: ``paper`` (scikit-image 0.14.5's arithmetic, bit for bit, float64) or ``fast``
+            (``F.interpolate``, float32); both run on the image's device.
+        max_side: Cap of each pass side (official: 1600).
+        out_size: (H, W) of the mattes when not the image's: e.g. the photo's size when ``image`` is a
+            shrunk copy of it, so the mattes are resized once, from the pass sizes.
+        precision: None for fp32; ``torch.bfloat16``/``torch.float16`` run the network under autocast
+            (faster; the mattes move: the README's performance section measures how much).
+    """
+    if strategy not in STRATEGIES:
+        raise SettingError(f"unknown test_strategy {strategy!r}; expected one of {STRATEGIES}")
+    if image.dim() == 4:
+        if image.shape[0] != 1:
+            raise ValueError(f"infer_alpha takes one image, got a batch of {image.shape[0]}")
+        image = image[0]
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected an RGB image of shape (3, H, W), got {tuple(image.shape)}")
+    height, width = image.shape[-2:]
+    full = (height, width) if out_size is None else (int(out_size[0]), int(out_size[1]))
+
+    if strategy == "hybrid":
+        half = _input(image, pass_size(height, width, 0.5, max_side), resize_mode)
+        trimap_full = resize_maps(_trimap_pass(net, half, precision), full, resize_mode, uint8_range=True)[0]
+        whole = _input(image, pass_size(height, width, 1.0, max_side), resize_mode)
+        local_full = resize_maps(_local_pass(net, whole, precision), full, resize_mode)[0]
+        # The official rule tests the resized trimap for exactly 0 or 255 in the precision it was
+        # resized in (float64 in `paper` mode): its last bits decide which pixels take the local matte.
+        certain = (trimap_full == TRIMAP_BACKGROUND) | (trimap_full == TRIMAP_FOREGROUND)
+        alpha = torch.where(certain, trimap_full / 255.0, local_full)
+    else:
+        ratio = 1.0 if strategy == "full" else 0.5
+        x = _input(image, pass_size(height, width, ratio, max_side), resize_mode)
+        trimap, local, fusion = _full_pass(net, x, precision)
+        trimap_full = resize_maps(trimap, full, resize_mode, uint8_range=True)[0]
+        local_full = resize_maps(local, full, resize_mode)[0]
+        alpha = resize_maps(fusion, full, resize_mode)[0]
+    # the resized trimap is continuous; report the nearest of 0/128/255
+    device = trimap_full.device
+    classes = torch.bucketize(trimap_full, torch.tensor([64.0, 192.0], device=device))
+    trimap_out = torch.tensor(TRIMAP_VALUES, dtype=torch.uint8, device=device)[classes]
+    return TestTimeOutput(alpha.clamp(0, 1).float(), trimap_out, local_full.clamp(0, 1).float())
