@@ -38,7 +38,7 @@ ONE_STEP_ON_TWO_PROCESSES = [
 
 
 class RankRecord(L.Callback):
-    """Writes ``ranks/<global rank>.json`` into the run's folder: learning rate, loss weights, weights' hash."""
+    """Writes ``ranks/<global rank>.json`` in the run's folder: what this rank trained, and on which GPUs."""
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         digest = hashlib.sha256()
@@ -94,7 +94,9 @@ def test_grid_of_two_trials_on_two_processes_each(tiny_synthetic: Path, tmp_path
 
 
 @pytest.mark.slow
-def test_stored_optuna_study_with_parallel_trials_on_two_processes(tiny_synthetic: Path, tmp_path: Path) -> None:
+def test_stored_optuna_study_with_parallel_trials_on_two_processes(
+    tiny_synthetic: Path, tmp_path: Path
+) -> None:
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     args = [
         "hparams_search=p3m_optuna",

@@ -98,11 +98,15 @@ class ProgressLog(Callback):
         if not self.enabled or self._train is None:
             return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        self._train.add(_batch_size(batch) * trainer.world_size, loss if isinstance(loss, torch.Tensor) else None)
+        self._train.add(
+            _batch_size(batch) * trainer.world_size, loss if isinstance(loss, torch.Tensor) else None
+        )
         step = trainer.global_step
         if step != self._last_step and step % self.every_n_steps == 0:
             self._last_step = step
-            log.info("%s | loss %s | %s", self._position(trainer), self._train.mean_loss(), self._line(trainer))
+            log.info(
+                "%s | loss %s | %s", self._position(trainer), self._train.mean_loss(), self._line(trainer)
+            )
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -110,13 +114,12 @@ class ProgressLog(Callback):
         if not self.enabled or self._train is None:
             return
         loss = self._train.mean_loss()
-        log.info("%s done | loss %s | %s", self._position(trainer), loss, self._line(trainer))
+        log.info("%s | loss %s | %s", self._position(trainer, " done"), loss, self._line(trainer))
 
-    def _position(self, trainer: Trainer) -> str:
+    def _position(self, trainer: Trainer, epoch_note: str = "") -> str:
         epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else "?"
-        total = trainer.estimated_stepping_batches
-        steps = int(total) if math.isfinite(total) else "?"
-        return f"epoch {trainer.current_epoch + 1}/{epochs} | step {trainer.global_step}/{steps}"
+        steps = _count(trainer.estimated_stepping_batches)
+        return f"epoch {trainer.current_epoch + 1}/{epochs}{epoch_note} | step {trainer.global_step}/{steps}"
 
     def _line(self, trainer: Trainer) -> str:
         assert self._train is not None
@@ -171,7 +174,12 @@ class ProgressLog(Callback):
         if (batch_idx + 1) % self.every_n_steps == 0 or batch_idx + 1 == split_total:
             name = _split_name(trainer, dataloader_idx)
             log.info(
-                "%s %s: batch %d/%s | %s", stage, name, batch_idx + 1, _count(split_total), self._eval.line(done, total)
+                "%s %s: batch %d/%s | %s",
+                stage,
+                name,
+                batch_idx + 1,
+                _count(split_total),
+                self._eval.line(done, total),
             )
 
     @rank_zero_only

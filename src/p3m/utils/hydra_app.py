@@ -28,7 +28,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import p3m.utils.optuna_seed  # noqa: F401  (registers ${study_seed:...} of conf/hparams_search)
-from p3m.utils.trial_ranks import rank_program, trial_ranks
+from p3m.utils.trial_ranks import trial_ranks
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 ROOT_RESOLVER = "p3m.root"
@@ -72,15 +72,15 @@ def hydra_app(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[
 
         launched_as = list(sys.argv)
         hydra_argv = launched_as[1:] if args is None else list(args)
-        spec = getattr(__main__, "__spec__", None)
-        # read here, in the launching process: a joblib worker's __main__ is joblib's
-        program = rank_program(launched_as, hydra_argv, spec.name if spec else None)
+        spec = getattr(__main__, "__spec__", None)  # read here: a joblib worker's __main__ is joblib's
+        main_module = spec.name if spec else None
 
         @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)
         @functools.wraps(task)  # Hydra names the job after the task's module (train, eval, ...)
         def job(cfg: DictConfig) -> Any:
             sys.argv = launched_as  # what Lightning re-runs to start the other DDP ranks of a run
-            with trial_ranks(program):  # ... and what they run in a multirun: this job alone
+            # ... and what they run in a multirun: this job alone
+            with trial_ranks(launched_as, hydra_argv, main_module):
                 return task(cfg)
 
         if args is not None:

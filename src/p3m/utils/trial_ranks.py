@@ -27,12 +27,20 @@ from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.strategies.launchers import subprocess_script
+from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
 # Hydra overrides that make the sweep (how jobs are chosen and launched, where the sweep goes): a
 # rank of one job leaves them out and runs in Hydra's run mode, in the job's folder
-SWEEP_KEYS = ("hydra.mode", "hydra.sweep", "hydra.sweeper", "hydra.launcher", "hydra.run", "hydra.output_subdir")
+SWEEP_KEYS = (
+    "hydra.mode",
+    "hydra.sweep",
+    "hydra.sweeper",
+    "hydra.launcher",
+    "hydra.run",
+    "hydra.output_subdir",
+)
 # what Lightning's launcher sets in the launching process for its ranks; a later trial needs its own
 DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
@@ -57,9 +65,13 @@ def rank_program(launched_as: Sequence[str], hydra_argv: Sequence[str], main_mod
     return [sys.executable, *start, *head[1:], *flags]
 
 
-def trial_command(program: Sequence[str]) -> list[str]:
-    """The command line that runs the current multirun job alone, in its own folder."""
-    hydra_cfg = HydraConfig.get()
+def trial_command(program: Sequence[str], hydra_cfg: DictConfig) -> list[str]:
+    """The command line that runs a multirun job alone, in its own folder.
+
+    Args:
+        program: :func:`rank_program`.
+        hydra_cfg: The job's Hydra config (``HydraConfig.get()``): its overrides and output folder.
+    """
     kept = [o for o in hydra_cfg.overrides.hydra if not _key(o).startswith(SWEEP_KEYS)]
     return [
         *program,
@@ -72,7 +84,8 @@ def trial_command(program: Sequence[str]) -> list[str]:
 
 
 def _key(override: str) -> str:
-    """``hydra.sweeper.storage`` of ``++hydra.sweeper.storage=x``; ``hydra/launcher`` reads as ``hydra.launcher``."""
+    """The key an override sets: ``hydra.sweeper.storage`` of ``++hydra.sweeper.storage=x``,
+    ``hydra.launcher`` of ``hydra/launcher=parallel``."""
     return override.lstrip("+~").split("=", 1)[0].replace("/", ".")
 
 
@@ -82,16 +95,21 @@ def _quoted(value: str) -> str:
 
 
 @contextlib.contextmanager
-def trial_ranks(program: Sequence[str]) -> Iterator[None]:
+def trial_ranks(
+    launched_as: Sequence[str], hydra_argv: Sequence[str], main_module: str | None
+) -> Iterator[None]:
     """Within a multirun job, Lightning's other DDP ranks run this job alone (see the module's docstring).
 
-    At the end the job's process group is closed and Lightning's DDP variables are put back, so the
-    next job of the same process starts its own ranks on a new port.
+    The arguments are those of :func:`rank_program`, taken in the launching process. At the end the
+    job's process group is closed and Lightning's DDP variables are put back, so the next job of the
+    same process starts its own ranks on a new port.
     """
     if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
         yield
         return
-    command, cwd = trial_command(program), HydraConfig.get().runtime.cwd
+    hydra_cfg = HydraConfig.get()
+    command = trial_command(rank_program(launched_as, hydra_argv, main_module), hydra_cfg)
+    cwd = hydra_cfg.runtime.cwd
     lightning_command = subprocess_script._hydra_subprocess_cmd
     environment = {name: os.environ.get(name) for name in DDP_ENVIRONMENT}
     had_process_group = dist.is_available() and dist.is_initialized()
