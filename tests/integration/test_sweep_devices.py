@@ -28,12 +28,12 @@ ONE_STEP_ON_TWO_PROCESSES = [
     "debug=limit",  # adds the trainer's limit_* keys
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=1",
-    "trainer.limit_val_batches=1",
-    "trainer.num_sanity_val_steps=0",
+    "trainer.limit_val_batches=0",  # no validation: the sweep optimises the training loss
+    "++optimized_metric=train/loss/total",
     "callbacks=none",
     "+callbacks.record._target_=tests.integration.test_sweep_devices.RankRecord",
-    "logger=csv",
-    "++optimized_metric=val/p/sad",  # no checkpoint callback whose monitor would be returned
+    "++trainer.enable_checkpointing=false",
+    "~logger",
 ]
 
 
@@ -41,15 +41,15 @@ class RankRecord(L.Callback):
     """Writes ``ranks/<global rank>.json`` in the run's folder: what this rank trained, and on which GPUs."""
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # the parameters, which DDP keeps equal on every rank (BatchNorm statistics are each rank's own)
         digest = hashlib.sha256()
-        for tensor in pl_module.state_dict().values():
+        for tensor in pl_module.parameters():
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        params = trainer.optimizers[0].param_groups[0]
         record = {
             "world_size": trainer.world_size,
             "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "lr": trainer.optimizers[0].param_groups[0]["initial_lr"]
-            if "initial_lr" in trainer.optimizers[0].param_groups[0]
-            else trainer.optimizers[0].param_groups[0]["lr"],
+            "lr": params.get("initial_lr", params["lr"]),
             "loss_weights": pl_module.loss.weights,
             "weights": digest.hexdigest(),
         }
