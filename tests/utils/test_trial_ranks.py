@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
+from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
 from omegaconf import OmegaConf
 
+from p3m.utils import trial_ranks
 from p3m.utils.trial_ranks import rank_program, trial_command
 
 
@@ -60,3 +63,21 @@ def test_a_rank_runs_its_job_alone_in_the_jobs_folder() -> None:
         "hydra.run.dir='/logs/train/multiruns/it\\'s here/1'",
         "hydra.output_subdir=null",
     ]
+
+
+def test_a_failed_jobs_ranks_are_ended_without_lightnings_watchdog_killing_the_sweep() -> None:
+    sleeping = [sys.executable, "-c", "import time; time.sleep(60)"]
+    sweep = subprocess.Popen(sleeping)  # stands for the sweep's process, which the watchdog would kill
+    rank = subprocess.Popen(sleeping)  # a rank of a job that failed
+    watchdog = _ChildProcessObserver(main_pid=sweep.pid, child_processes=[rank], sleep_period=0.05)
+    watchdog.start()
+    try:
+        assert watchdog in trial_ranks._watchdogs()
+        trial_ranks._end_ranks(watchdog, kill=True)
+        assert rank.returncode is not None  # killed and waited for
+        watchdog.join(timeout=10)
+        assert not watchdog.is_alive() and sweep.poll() is None  # the watchdog ended; the sweep lives
+    finally:
+        for process in (sweep, rank):
+            process.kill()
+            process.wait()

@@ -10,8 +10,12 @@ the program it repeats is joblib's worker module.
 :func:`trial_ranks` gives Lightning, for the time of one multirun job, the command that runs that
 job alone (Hydra's run mode) in the job's own folder: the program as it was launched, the job's own
 overrides, and the sweep's Hydra overrides except those of the sweep itself. The other ranks never
-ask the sweeper anything: they are plain runs of one configuration. Outside multiruns nothing
-changes (Lightning repeats the command line, which is that one run).
+ask the sweeper anything: they are plain runs of one configuration. When the job ends, so do its
+ranks, before Lightning's watchdog of them can take a failed trial for a reason to kill the sweep.
+Outside multiruns nothing changes (Lightning repeats the command line, which is that one run).
+
+Lightning 2.6 has no public way to choose the command of its ranks; ``_hydra_subprocess_cmd`` is the
+function its launcher asks for it under Hydra, replaced here for the time of a job.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 
 import torch.distributed as dist
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
 from lightning.pytorch.strategies.launchers import subprocess_script
 from omegaconf import DictConfig
 
@@ -43,6 +50,8 @@ SWEEP_KEYS = (
 )
 # what Lightning's launcher sets in the launching process for its ranks; a later trial needs its own
 DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+# how long a finished job's other ranks may take to exit (closing their loggers, files) before they are killed
+RANK_EXIT_TIMEOUT_S = 120.0
 
 
 def rank_program(launched_as: Sequence[str], hydra_argv: Sequence[str], main_module: str | None) -> list[str]:
@@ -100,9 +109,10 @@ def trial_ranks(
 ) -> Iterator[None]:
     """Within a multirun job, Lightning's other DDP ranks run this job alone (see the module's docstring).
 
-    The arguments are those of :func:`rank_program`, taken in the launching process. At the end the
-    job's process group is closed and Lightning's DDP variables are put back, so the next job of the
-    same process starts its own ranks on a new port.
+    The arguments are those of :func:`rank_program`, taken in the launching process. At the end of
+    the job its ranks are gone (waited for; killed if the job failed), its process group closed and
+    Lightning's DDP variables put back, so the next job of the process starts its own ranks on a new
+    port, on free GPUs.
     """
     if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
         yield
@@ -113,11 +123,17 @@ def trial_ranks(
     lightning_command = subprocess_script._hydra_subprocess_cmd
     environment = {name: os.environ.get(name) for name in DDP_ENVIRONMENT}
     had_process_group = dist.is_available() and dist.is_initialized()
+    watchdogs = set(_watchdogs())
     subprocess_script._hydra_subprocess_cmd = lambda local_rank: (command, cwd)
+    failed = True
     try:
         yield
+        failed = False
     finally:
         subprocess_script._hydra_subprocess_cmd = lightning_command
+        for watchdog in _watchdogs():
+            if watchdog not in watchdogs:
+                _end_ranks(watchdog, kill=failed)
         if dist.is_available() and dist.is_initialized() and not had_process_group:
             dist.destroy_process_group()
         for name, value in environment.items():
@@ -125,3 +141,29 @@ def trial_ranks(
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _watchdogs() -> list[_ChildProcessObserver]:
+    """Lightning's threads that watch the ranks a launcher started in this process."""
+    return [thread for thread in threading.enumerate() if isinstance(thread, _ChildProcessObserver)]
+
+
+def _end_ranks(watchdog: _ChildProcessObserver, kill: bool, timeout_s: float = RANK_EXIT_TIMEOUT_S) -> None:
+    """Wait for a job's ranks to exit (kill them if the job failed), with Lightning's watchdog disarmed.
+
+    The watchdog kills this process as soon as a rank exits with an error, which in a sweep would end
+    every trial still to come: the job is over, its outcome recorded, so its ranks are ours to end.
+    """
+    ranks = list(watchdog._child_processes)
+    watchdog._child_processes.clear()  # nothing left to watch: the watchdog ends at its next look
+    for rank in ranks:
+        if kill:
+            rank.kill()
+        try:
+            rank.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning(
+                "a DDP rank of the job (pid %d) still runs %.0f s after it; killed", rank.pid, timeout_s
+            )
+            rank.kill()
+            rank.wait()
