@@ -111,7 +111,7 @@ def _claim(folder: Path, slots: list[list[str]], poll_s: float = 1.0) -> tuple[i
     """The first slot whose lock file no other process holds: (index, GPU ids, the held lock file).
 
     The lock is released when this process ends. With ``n_jobs`` capped at the number of slots a
-    slot is free at once; a worker that replaces a dead one waits for the dead one's slot.
+    slot is free at once (a worker that replaces a dead one finds the dead one's slot free).
     """
     folder.mkdir(parents=True, exist_ok=True)
     waiting = False

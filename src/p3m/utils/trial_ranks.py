@@ -99,8 +99,8 @@ def _key(override: str) -> str:
 
 
 def _quoted(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{escaped}'"
+    """``value`` as a quoted override value (Hydra's grammar escapes only quotes)."""
+    return "'" + value.replace("'", "\\'") + "'"
 
 
 @contextlib.contextmanager
@@ -152,7 +152,8 @@ def _end_ranks(watchdog: _ChildProcessObserver, kill: bool, timeout_s: float = R
     """Wait for a job's ranks to exit (kill them if the job failed), with Lightning's watchdog disarmed.
 
     The watchdog kills this process as soon as a rank exits with an error, which in a sweep would end
-    every trial still to come: the job is over, its outcome recorded, so its ranks are ours to end.
+    every trial still to come: the job is over (its result or error goes to the sweeper), so its
+    ranks are ours to end.
     """
     ranks = list(watchdog._child_processes)
     watchdog._child_processes.clear()  # nothing left to watch: the watchdog ends at its next look
