@@ -78,9 +78,8 @@ def hydra_app(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[
         @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)
         @functools.wraps(task)  # Hydra names the job after the task's module (train, eval, ...)
         def job(cfg: DictConfig) -> Any:
-            sys.argv = launched_as  # what Lightning re-runs to start the other DDP ranks of a run
-            # ... and what they run in a multirun: this job alone
-            with trial_ranks(launched_as, hydra_argv, main_module):
+            sys.argv = launched_as  # what Lightning re-runs to start the other DDP ranks
+            with trial_ranks(launched_as, hydra_argv, main_module):  # in a multirun: this job alone
                 return task(cfg)
 
         if args is not None:
