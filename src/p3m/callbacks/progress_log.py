@@ -3,8 +3,8 @@
 The progress bar draws only on a terminal; a job's log file would otherwise show nothing between
 the start and the end of a run. :class:`ProgressLog` writes one line every ``every_n_steps``
 optimisation steps and one at each epoch end (epoch, step, mean loss, images/s over every rank,
-time elapsed and left), and the same for evaluation (every ``every_n_steps`` images and at the end
-of each split). The lines go to the run's log (rank 0 only).
+time elapsed and left), and the same for evaluation (every ``every_n_steps`` batches of a split,
+counted on rank 0, and at its end). The lines go to the run's log (rank 0 only).
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class ProgressLog(Callback):
     """Log a progress line every ``every_n_steps`` steps and at every epoch end when stdout is no terminal.
 
     Args:
-        every_n_steps: Training: optimisation steps between lines; evaluation: images between lines.
+        every_n_steps: Training: optimisation steps between lines; evaluation: batches (one image each)
+            of a split between lines.
         without_terminal_only: True: quiet when stdout is a terminal (the progress bar shows progress).
     """
 
