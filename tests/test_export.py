@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,7 +50,11 @@ def official_checkpoint(
 
 @pytest.mark.slow
 def test_onnx_round_trip(
-    official_checkpoint: Path, compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tmp_path: Path
+    official_checkpoint: Path,
+    compose_config: Callable[..., DictConfig],
+    tiny_synthetic: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     checkpoint = official_checkpoint
     output = tmp_path / "p3mnet.onnx"
@@ -61,8 +67,15 @@ def test_onnx_round_trip(
             "check_sizes=[[64,64],[96,128]]",  # dynamic height and width, another aspect ratio
         ],
     )
-    result = run_export(cfg)
+    caplog.set_level(logging.INFO)
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        result = run_export(cfg)
     assert output.is_file() and result["checked"] and result["check"].passed
+    # quiet: none of the exporter's per-node lines, no warning (with their sources, were there any)
+    exporter = [r.getMessage() for r in caplog.records if not r.name.startswith("p3m")]
+    assert exporter == [] and [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert [f"{w.filename}:{w.lineno}: {w.message}" for w in warned] == []
     continuous = [o for o in result["check"].outputs if o.name in ("global_logits", "local_alpha")]
     assert max(o.max_abs for o in continuous) < 1e-3
 

@@ -15,12 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from lightning import LightningModule
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
 
 from p3m.data.eval_splits import EvalSplit
 from p3m.metrics.evaluation import Evaluator, SplitResult, SplitSpec, to_uint8
 from p3m.models.test_time import TestTimeOutput
 from p3m.utils.files import write_image
+
+# Under DDP Lightning advises ``sync_dist=True`` for every value logged per epoch, when it reads them at
+# the epoch's end (after ``self.log``, so a filter around the call misses it). The evaluator's values
+# are reduced over the ranks already: another reduction would only cost time. Other keys keep the advice.
+warnings.filterwarnings(
+    "ignore", message=r"It is recommended to use `self.log\('(val|test)/", category=PossibleUserWarning
+)
 
 
 def split_spec(split: EvalSplit) -> SplitSpec:
@@ -134,9 +142,7 @@ class EvaluationModule(LightningModule):
         results = self.evaluator.results(heavy=self._heavy_now())
         values = self.evaluator.log_values(results, stage)
         if values:
-            with warnings.catch_warnings():  # Lightning's advice to sync_dist: these are synced already
-                warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
-                self.log_dict(values, batch_size=1, sync_dist=False, add_dataloader_idx=False)
+            self.log_dict(values, batch_size=1, sync_dist=False, add_dataloader_idx=False)
         gaps = self.evaluator.gaps(results, stage)
         self.evaluator.reset()
         return results, gaps

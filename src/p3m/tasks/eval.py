@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 import p3m
+from p3m.callbacks.progress_log import ProgressLog
 from p3m.inference.evaluate import MatteSource, prediction_reader
 from p3m.inference.loading import backbone_choice, inference_precision, load_network, resolve_device
 from p3m.inference.report import log_per_image_table, print_table, results_document, write_reports
@@ -58,6 +59,7 @@ EVAL_CHECK = ConfigCheck(
         "precision": (int, str),
         "metrics": list,
         "device": str,
+        "progress_every_n_images": int,
     },
     known_keys_only=True,
 )
@@ -137,7 +139,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer,
         logger=False,  # set once the weights are loaded: W&B tags and config name the backbone loaded
-        callbacks=[],
+        callbacks=[ProgressLog(cfg.get("progress_every_n_images", 50))],  # log lines without a terminal
         enable_checkpointing=False,
         enable_model_summary=False,
         sync_batchnorm=False,  # evaluation uses the BatchNorm running statistics

@@ -11,7 +11,8 @@ installed wheel).
 Why the command line is handled here: Hydra parses ``sys.argv``, and Lightning starts the other DDP
 ranks by re-running ``sys.argv``. ``p3m train a=b`` must show Hydra only ``a=b`` but leave
 ``train a=b`` for Lightning, so :func:`hydra_app` hands Hydra the overrides and puts the process's
-command line back before the task runs.
+command line back before the task runs. In a multirun, Lightning's other ranks of a job run that
+job alone (:mod:`p3m.utils.trial_ranks`), started the way this process was.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import p3m.utils.optuna_seed  # noqa: F401  (registers ${study_seed:...} of conf/hparams_search)
+from p3m.utils.trial_ranks import trial_ranks
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 ROOT_RESOLVER = "p3m.root"
@@ -66,13 +68,19 @@ def hydra_app(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[
     """
 
     def main(args: Sequence[str] | None = None) -> None:
+        import __main__
+
         launched_as = list(sys.argv)
+        hydra_argv = launched_as[1:] if args is None else list(args)
+        spec = getattr(__main__, "__spec__", None)  # read here: a joblib worker's __main__ is joblib's
+        main_module = spec.name if spec else None
 
         @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)
         @functools.wraps(task)  # Hydra names the job after the task's module (train, eval, ...)
         def job(cfg: DictConfig) -> Any:
             sys.argv = launched_as  # what Lightning re-runs to start the other DDP ranks
-            return task(cfg)
+            with trial_ranks(launched_as, hydra_argv, main_module):  # in a multirun: this job alone
+                return task(cfg)
 
         if args is not None:
             sys.argv = [launched_as[0], *args]  # what Hydra parses

@@ -37,6 +37,7 @@ from p3m.utils.errors import (
     EXIT_USER_ERROR,
     UserError,
 )
+from p3m.utils.lightning_noise import silence_lightning_noise
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def task_wrapper(
     @functools.wraps(task)
     def wrapped(cfg: DictConfig) -> Any:
         route_lightning_logs()
+        silence_lightning_noise()
         standard_start_method()
         with _watch_sigint() as interrupted:
             try:
