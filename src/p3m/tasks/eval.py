@@ -35,7 +35,13 @@ from torch import Tensor, nn
 
 import p3m
 from p3m.inference.evaluate import MatteSource, prediction_reader
-from p3m.inference.loading import backbone_choice, inference_precision, load_network, resolve_device
+from p3m.inference.loading import (
+    MATTING_CHOICES,
+    backbone_choice,
+    inference_precision,
+    load_network,
+    resolve_device,
+)
 from p3m.inference.report import log_per_image_table, print_table, results_document, write_reports
 from p3m.models.evaluation import MatteEvaluationModule
 from p3m.models.test_time import infer_alpha
@@ -59,6 +65,7 @@ EVAL_CHECK = ConfigCheck(
         "metrics": list,
         "device": str,
     },
+    choices=MATTING_CHOICES,
     known_keys_only=True,
 )
 
@@ -73,10 +80,7 @@ def trainer_device_settings(cfg: DictConfig) -> dict[str, Any]:
     name = str(cfg.get("device", "auto"))
     if name == "auto":
         return {}
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise SettingError(f"device={name!r}: expected auto, cpu, cuda or cuda:N") from None
+    device = resolve_device(name)
     accelerator = {"cuda": "gpu"}.get(device.type, device.type)
     configured = str(cfg.trainer.get("accelerator", "auto"))
     if configured not in ("auto", accelerator, device.type):
