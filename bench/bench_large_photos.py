@@ -73,8 +73,9 @@ def measure(src: Path, photo: Path, ckpt: Path, out: Path, strategy: str, thread
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     stderr = process.stderr.read().decode() if process.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{stderr[-3000:]}")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:  # -9: killed, e.g. by the kernel's out-of-memory killer
+        raise RuntimeError(f"{' '.join(command)} failed (exit {code}):\n{stderr[-3000:]}")
     return {
         "peak_rss_mib": usage.ru_maxrss * 1024 / MIB,  # ru_maxrss is in KiB on Linux
         "cpu_s": usage.ru_utime + usage.ru_stime,

@@ -22,11 +22,13 @@ Output format (``fg_bg_format``), both lossless:
   ~25-30 GB as PNG. BMP or uncompressed TIFF are as large and still take 3-6 ms to decode.
 
 Which stems are done: in ``png`` format a readable fg (bg) of the stem in any format, in ``npy``
-format only a readable ``.npy``. In ``npy`` format an existing image file of the stem (from an
-earlier ``png`` run, or fg/bg shipped with a dataset) in the output folder, or else in ``root``'s, is
-re-encoded instead of estimated: converting a prepared dataset is
-``p3m prepare data.root=... fg_bg_format=npy``. The image files are kept (delete them to
-get the disk back); where a stem has both, the dataset reads the ``.npy``.
+format only a readable ``.npy``; either must be current: what this step wrote is recorded with the
+image and mask it was made from (:mod:`p3m.data.provenance`), and is estimated again once they
+changed (an outdated ``.npy`` beside a PNG is removed, since training would read it first).
+In ``npy`` format an existing image file of the stem (from an earlier ``png`` run, or fg/bg shipped
+with a dataset) in the output folder, or else in ``root``'s, is re-encoded instead of estimated:
+converting a prepared dataset is ``p3m prepare data.root=... fg_bg_format=npy``. The image files are
+kept (delete them to get the disk back); where a stem has both, the dataset reads the ``.npy``.
 
 pymatting compiles its numba kernels the first time they are used in an environment and caches them
 next to the package: importing pymatting as a whole compiles every kernel it has (about a minute on a
@@ -55,6 +57,7 @@ from p3m.data.provenance import (
     Freshness,
     Records,
     Sources,
+    Updates,
     freshness,
     newer_source,
     record_results,
@@ -194,9 +197,6 @@ class _Job:
     def made_from(self) -> list[Path]:
         """The files an estimate reads."""
         return [self.image] if self.mask is None else [self.image, self.mask]
-
-
-Updates = dict[Path, "Sources | None"]  # derived file -> its new record (None: forget it)
 
 
 @dataclass

@@ -21,8 +21,11 @@ The rules:
 - nothing outside ``train/packed/`` is written, and no source file is ever deleted or changed (so a
   synthetic root stays what its generator wrote; delete ``train/packed`` to undo);
 - every array is written to a hidden temporary file and renamed into place, so an interrupted run
-  leaves no half arrays, and a re-run packs only what is missing or unreadable (``overwrite=true``
-  packs everything again);
+  leaves no half arrays, and a re-run packs only what is missing, unreadable or stale
+  (``overwrite=true`` packs everything again);
+- each array's source is recorded (``train/packed/.<folder>.p3m-sources.json``,
+  :mod:`p3m.data.provenance`): training refuses an array whose source changed since, and a re-run
+  packs it again;
 - the maps of a stem must have the image's size; a stem that does not is listed as failed and gets
   no arrays.
 
@@ -41,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from p3m.data.fgbg import BG_DIR, PrepareSummary, Updates, fg_dir_for, write_map
+from p3m.data.fgbg import BG_DIR, PrepareSummary, fg_dir_for, write_map
 from p3m.data.io import (
     ARRAY_SUFFIX,
     ImageReadError,
@@ -56,6 +59,7 @@ from p3m.data.provenance import (
     Freshness,
     Records,
     Sources,
+    Updates,
     freshness,
     newer_source,
     record_results,

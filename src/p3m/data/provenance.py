@@ -48,6 +48,8 @@ Fingerprint = list[Any]
 """``[size, mtime_ns, blake2b hex digest]`` of a source file."""
 Sources = dict[str, Fingerprint]
 """Source path relative to the dataset root (POSIX) -> its fingerprint when the derived file was made."""
+Updates = dict[Path, Sources | None]
+"""What a prepare job returns to be recorded: derived file -> its sources (None: it was removed)."""
 
 
 class StaleDataError(UserError):
@@ -264,7 +266,7 @@ _SAVE_EVERY = 256  # results between record saves: an interrupted run keeps what
 
 
 def record_results(
-    results: Iterable[tuple[str, str, str, Mapping[Path, Sources | None]]], records: Records
+    results: Iterable[tuple[str, str, str, Updates]], records: Records
 ) -> Iterator[tuple[str, str, str]]:
     """Pass on a prepare step's ``(stem, status, reason)`` results, recording what each job wrote.
 

@@ -80,20 +80,18 @@ class WriteError(UserError):
     """An output that could not be written (a full disk, no permission); names the output, not a temp file."""
 
 
-def describe_write_error(path: Path, err: OSError) -> str:
-    """What went wrong writing ``path``, in words; a full disk is said to be one."""
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"could not write {path}: the disk is full (no space left); free space or write elsewhere"
-    return f"could not write {path}: {err.strerror or err}"
-
-
 @contextmanager
 def write_errors_named(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Turn an ``OSError`` of the block (a library writing our temporary file) into a :class:`WriteError`."""
+    """Turn an ``OSError`` of the block (a library writing our temporary file) into a :class:`WriteError`
+    naming ``path``; a full disk is said to be one."""
     try:
         yield
     except OSError as err:
-        raise WriteError(describe_write_error(Path(path), err)) from err
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        why = (
+            "the disk is full (no space left); free space or write elsewhere" if full else err.strerror or err
+        )
+        raise WriteError(f"could not write {path}: {why}") from err
 
 
 def encode_image(path: str | os.PathLike[str], image: np.ndarray, params: Sequence[int] = ()) -> bytes:
