@@ -80,7 +80,10 @@ def trainer_device_settings(cfg: DictConfig) -> dict[str, Any]:
     name = str(cfg.get("device", "auto"))
     if name == "auto":
         return {}
-    device = resolve_device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SettingError(f"device={name!r}: expected auto, cpu, cuda or cuda:N") from None
     accelerator = {"cuda": "gpu"}.get(device.type, device.type)
     configured = str(cfg.trainer.get("accelerator", "auto"))
     if configured not in ("auto", accelerator, device.type):
@@ -138,6 +141,9 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         The ``metrics.json`` document (on every rank).
     """
     out_dir = Path(cfg.paths.output_dir)
+    resolve_device(
+        str(cfg.get("device", "auto"))
+    )  # a device this machine lacks: refused before anything loads
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer,
         logger=False,  # set once the weights are loaded: W&B tags and config name the backbone loaded
