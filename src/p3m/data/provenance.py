@@ -3,12 +3,12 @@
 ``p3m prepare`` writes files that training reads besides, or instead of, the dataset's own: estimated
 fg/bg (PNG or ``.npy``), ``.npy`` copies of fg/bg images, and the packed arrays of ``train/packed/``.
 A derived file made from an older version of its source is a silent wrong result (a corrected mask
-that training never sees), every folder prepare writes into has a record beside it
+that training never sees), so every folder prepare writes into has a record beside it
 (``train/.fg_blurred.p3m-sources.json`` for ``train/fg_blurred/``, so that the folder itself holds
 only samples): for every file prepare wrote there, the files it was made from (paths relative to
-the dataset root) with their size, modification time and a BLAKE2b hash of their bytes, taken before
-they were read. A file made from another derived file inherits that file's sources too (a packed fg array
-depends on the image and mask its fg was estimated from).
+the dataset root) with their size, modification time and a BLAKE2b hash of their bytes, taken
+before they were read. A file made from another derived file inherits that file's sources too (a
+packed fg array depends on the image and mask its fg was estimated from).
 
 - Training (:meth:`p3m.data.layout.P3M10kLayout.train_split`) compares sizes and times, one ``stat``
   per source and no reading: a derived file whose source changed is refused
