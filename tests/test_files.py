@@ -63,3 +63,15 @@ def test_outputs_over_inputs_are_refused_even_through_links(tmp_path: Path) -> N
     ):
         check_outputs(new, [photo], overwrite=False)
     check_outputs(new, [photo], overwrite=True)
+
+
+def test_a_full_disk_is_named_with_the_output_not_a_temporary_file() -> None:
+    from p3m.utils.files import write_errors_named
+
+    with (
+        pytest.raises(
+            UserError, match=r"^could not write out/p3mnet.onnx: the disk is full \(no space left\)"
+        ),
+        write_errors_named("out/p3mnet.onnx"),
+    ):
+        raise OSError(errno.ENOSPC, "No space left on device", "out/.p3mnet.onnx.1234.abcd.tmp")

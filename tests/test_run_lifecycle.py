@@ -59,6 +59,32 @@ def test_failed_inputs_exit_1_whatever_their_count(caplog: pytest.LogCaptureFixt
     assert "Images that failed: 3 (listed above); the others are done" in caplog.text
 
 
+def test_a_user_error_of_a_dataloader_worker_is_one_message(caplog: pytest.LogCaptureFixture) -> None:
+    """torch re-raises a worker's exception as text (its formatted traceback): the message is recovered."""
+    from torch._utils import ExceptionWrapper
+
+    from p3m.data.io import ImageReadError
+
+    def task(cfg: DictConfig) -> None:
+        try:
+            raise ImageReadError("train/blurred_image/a.jpg", "truncated JPEG (no end-of-image marker)")
+        except ImageReadError:
+            ExceptionWrapper(where="in DataLoader worker process 3").reraise()  # a RuntimeError
+
+    assert _exit_code(task, DictConfig({})) == EXIT_USER_ERROR
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["cannot read train/blurred_image/a.jpg: truncated JPEG (no end-of-image marker)"]
+
+    def bug(cfg: DictConfig) -> None:
+        try:
+            raise ZeroDivisionError("division by zero")
+        except ZeroDivisionError:
+            ExceptionWrapper(where="in DataLoader worker process 0").reraise()
+
+    with pytest.raises(ZeroDivisionError, match="Caught ZeroDivisionError in DataLoader worker"):
+        task_wrapper(bug)(DictConfig({}))  # a bug keeps its traceback
+
+
 def test_ctrl_c_exits_130_also_after_lightnings_own_exit() -> None:
     def interrupted(cfg: DictConfig) -> None:
         os.kill(os.getpid(), signal.SIGINT)
@@ -82,6 +108,14 @@ def test_ctrl_c_exits_130_also_after_lightnings_own_exit() -> None:
         ("train", "data.batch_size=true", "data.batch_size=True: expected an integer"),
         ("predict", "max_short_side=abc", "max_short_side=abc: expected an integer"),
         ("predict", "video_background=green", r"video_background=green: expected a list \(\[a,b\]\)"),
+        (
+            "predict",
+            "test_strategy=hybird",
+            r"expected one of resize \| hybrid \| full \(did you mean hybrid\?\)",
+        ),
+        ("predict", "precision=8", r"precision=8: expected one of 32 \| bf16 \| 16"),
+        ("predict", "max_short_side=0", r"max_short_side=0: must be at least 32"),
+        ("train", "data.batch_size=-1", r"data.batch_size=-1: must be at least 1"),
     ],
 )
 def test_values_of_the_wrong_type_are_refused_up_front(

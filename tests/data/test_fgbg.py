@@ -15,6 +15,7 @@ import pytest
 from p3m.data.datamodule import P3M10kDataModule
 from p3m.data.fgbg import estimate_fg_bg, fg_dir_for, prepare_fg_bg
 from p3m.data.io import read_image, read_mask, read_rgb_array
+from p3m.data.layout import P3M10kLayout
 from p3m.data.synthetic import ensure_synthetic_dataset
 from p3m.data.synthetic_portrait import render_portrait
 from p3m.data.transforms import PaperTransform
@@ -95,7 +96,7 @@ def test_prepare_writes_lossless_pngs_and_resumes(tiny: Path) -> None:
         ref_fg, ref_bg = estimate_fg_bg(image, alpha)
         np.testing.assert_array_equal(fg, ref_fg)
         np.testing.assert_array_equal(bg, ref_bg)
-    assert not [p for p in (tiny / "train").rglob(".*")], "no temporary files left"
+    assert not list((tiny / "train").rglob(".*.tmp")), "no temporary files left"
 
     fg_file = tiny / "train" / "fg_blurred" / f"{stems[0]}.png"
     stamp = fg_file.stat().st_mtime_ns
@@ -130,7 +131,22 @@ def test_prepare_npy_writes_loadable_arrays_and_resumes(tiny: Path) -> None:
     third = prepare_fg_bg(tiny, workers=1, progress=False, fg_bg_format="npy")
     assert third.written == [stems[1]] and third.skipped == [stems[0]]
     assert read_rgb_array(bg_file).shape == image.shape
-    assert not [p for p in (tiny / "train").rglob(".*")], "no temporary files left"
+    assert not list((tiny / "train").rglob(".*.tmp")), "no temporary files left"
+
+
+def test_a_corrected_mask_re_estimates_its_fg_bg_and_training_waits_for_it(tiny: Path) -> None:
+    prepare_fg_bg(tiny, workers=1, progress=False)
+    stems = sorted(p.stem for p in (tiny / "train" / "mask").iterdir())
+    mask = tiny / "train" / "mask" / f"{stems[0]}.png"
+    assert cv2.imwrite(str(mask), np.ascontiguousarray(read_mask(mask)[:, ::-1]))
+    stat = mask.stat()  # dated later, as a correction is: file times can be coarser than this test is fast
+    os.utime(mask, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2 * 10**9))
+    fg = tiny / "train" / "fg_blurred" / f"{stems[0]}.png"
+    with pytest.raises(UserError, match=rf"{fg} was made from {mask}, which changed since.*p3m prepare"):
+        P3M10kLayout(tiny).train_split(require_fg_bg=True)
+    again = prepare_fg_bg(tiny, workers=1, progress=False)
+    assert again.written == [stems[0]] and again.skipped == stems[1:]
+    assert len(P3M10kLayout(tiny).train_split(require_fg_bg=True).files) == len(stems)
 
 
 def _write_rgb(path: Path, rgb: np.ndarray) -> None:
@@ -224,7 +240,12 @@ def test_prepare_originals_into_another_root(tiny: Path, tmp_path: Path) -> None
     out = tmp_path / "out"
     summary = prepare_fg_bg(tiny, output_root=out, image_dir="original_image", workers=1, progress=False)
     assert summary.ok and len(summary.written) == 2
-    assert sorted(p.name for p in (out / "train").iterdir()) == ["bg", "fg"]
+    assert sorted(p.name for p in (out / "train").iterdir()) == [
+        ".bg.p3m-sources.json",
+        ".fg.p3m-sources.json",
+        "bg",
+        "fg",
+    ]
     assert not (tiny / "train" / "fg").exists(), "the dataset itself is untouched"
 
 

@@ -22,11 +22,13 @@ Output format (``fg_bg_format``), both lossless:
   ~25-30 GB as PNG. BMP or uncompressed TIFF are as large and still take 3-6 ms to decode.
 
 Which stems are done: in ``png`` format a readable fg (bg) of the stem in any format, in ``npy``
-format only a readable ``.npy``. In ``npy`` format an existing image file of the stem (from an
-earlier ``png`` run, or fg/bg shipped with a dataset) in the output folder, or else in ``root``'s, is
-re-encoded instead of estimated: converting a prepared dataset is
-``p3m prepare data.root=... fg_bg_format=npy``. The image files are kept (delete them to
-get the disk back); where a stem has both, the dataset reads the ``.npy``.
+format only a readable ``.npy``; either must be current: what this step wrote is recorded with the
+image and mask it was made from (:mod:`p3m.data.provenance`), and is estimated again once they
+changed (an outdated ``.npy`` beside a PNG is removed, since training would read it first).
+In ``npy`` format an existing image file of the stem (from an earlier ``png`` run, or fg/bg shipped
+with a dataset) in the output folder, or else in ``root``'s, is re-encoded instead of estimated:
+converting a prepared dataset is ``p3m prepare data.root=... fg_bg_format=npy``. The image files are
+kept (delete them to get the disk back); where a stem has both, the dataset reads the ``.npy``.
 
 pymatting compiles its numba kernels the first time they are used in an environment and caches them
 next to the package: importing pymatting as a whole compiles every kernel it has (about a minute on a
@@ -41,7 +43,7 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -51,6 +53,17 @@ import numpy as np
 from tqdm import tqdm
 
 from p3m.data.io import ARRAY_SUFFIX, ImageReadError, ImageSizeError, read_image, read_mask, read_rgb
+from p3m.data.provenance import (
+    Freshness,
+    Records,
+    Sources,
+    Updates,
+    freshness,
+    newer_source,
+    record_results,
+    refreshed,
+    sources_of,
+)
 from p3m.utils.conventions import IMAGE_SUFFIXES
 from p3m.utils.docs import WHERE_TO_GET
 from p3m.utils.files import encode_image, write_bytes_atomic
@@ -178,6 +191,12 @@ class _Job:
     fg: _Output
     bg: _Output
     overwrite: bool
+    root: Path  # the dataset root, which records are relative to
+    records: Mapping[Path, Sources | None]  # the recorded sources of the outputs and conversion sources
+
+    def made_from(self) -> list[Path]:
+        """The files an estimate reads."""
+        return [self.image] if self.mask is None else [self.image, self.mask]
 
 
 @dataclass
@@ -244,27 +263,71 @@ def _read_source(source: Path, key: str, image: Path, size: tuple[int, int]) -> 
     return rgb
 
 
-def _run_job(job: _Job) -> tuple[str, str, str]:
-    """Prepare one stem; returns (stem, "written" | "converted" | "skipped" | "failed", reason).
+def _current(job: _Job, path: Path, updates: Updates) -> bool:
+    """Whether an existing output may stay (:mod:`p3m.data.provenance`); records it in ``updates``.
+
+    Recorded: its sources must be unchanged (same bytes; new times are re-recorded). Unrecorded
+    image files may have come with the dataset and stay; an unrecorded ``.npy`` (an older p3m, or a
+    run stopped before its record was saved) stays only if it is newer than the image and mask.
+    """
+    sources = job.records.get(path)
+    if sources is not None:
+        verdict, _ = freshness(job.root, sources, deep=True)
+        if verdict is Freshness.TOUCHED:
+            updates[path] = refreshed(job.root, sources)
+        return verdict is not Freshness.STALE
+    if path.suffix != ARRAY_SUFFIX:
+        return True
+    if newer_source(path, job.made_from()) is not None:
+        return False
+    updates[path] = sources_of(job.root, job.made_from())
+    return True
+
+
+def _usable_source(job: _Job, source: Path | None) -> bool:
+    """An fg/bg file to convert: not one prepare estimated from an image or mask that changed since."""
+    if source is None:
+        return False
+    recorded = job.records.get(source)
+    return recorded is None or freshness(job.root, recorded, deep=True)[0] is not Freshness.STALE
+
+
+def _remove(paths: list[Path], updates: Updates) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+        updates[path] = None
+
+
+def _run_job(job: _Job) -> tuple[str, str, str, Updates]:
+    """Prepare one stem; returns (stem, "written" | "converted" | "skipped" | "failed", reason, records).
 
     Never raises.
     """
+    updates: Updates = {}
     try:
-        pending = {
-            key: out
-            for key, out in (("fg", job.fg), ("bg", job.bg))
-            if job.overwrite or not any(_readable(p) for p in out.present)
-        }
+        pending: dict[str, _Output] = {}
+        outdated: list[Path] = []
+        for key, out in (("fg", job.fg), ("bg", job.bg)):
+            serving = [p for p in out.present if _readable(p)]
+            current = [p for p in serving if job.overwrite or _current(job, p, updates)]
+            outdated += [p for p in serving if p not in current]
+            if job.overwrite or not current:
+                pending[key] = out
+            else:  # a current PNG stays; an outdated .npy beside it would be read instead
+                _remove([p for p in out.replaces if p in outdated], updates)
         if not pending:
-            return job.stem, "skipped", ""
+            return job.stem, "skipped", "", updates
         for key, out in pending.items():
             if job.overwrite and out.clashes:
                 raise _BadInputError(
                     f"overwrite=true would write {out.path} beside the existing {key} {out.clashes[0]} "
                     "(two files for one stem); move that file away first (it is not deleted)"
                 )
+        estimate = [
+            key for key, out in pending.items() if job.overwrite or not _usable_source(job, out.source)
+        ]
+        made_from = sources_of(job.root, job.made_from()) if estimate and job.mask is not None else None
         image = read_image(job.image)
-        estimate = [key for key, out in pending.items() if job.overwrite or out.source is None]
         estimated: dict[str, np.ndarray] = {}
         if estimate:
             if job.mask is None:
@@ -277,19 +340,20 @@ def _run_job(job: _Job) -> tuple[str, str, str]:
             estimated = dict(zip(("fg", "bg"), estimate_fg_bg(image, alpha), strict=True))
         for key, out in pending.items():
             if key in estimate:
-                rgb = estimated[key]
+                rgb, sources = estimated[key], made_from
             else:  # keep an existing layer even when the other one has to be estimated
                 assert out.source is not None  # pending without estimation means a source exists
+                sources = sources_of(job.root, [out.source], [job.records.get(out.source)])
                 rgb = _read_source(out.source, key, job.image, image.shape[:2])
             write_map(out.path, rgb)
-            if job.overwrite:
-                for stale in out.replaces:
-                    stale.unlink(missing_ok=True)
-        return job.stem, "written" if estimate else "converted", ""
+            updates[out.path] = sources
+            # a .npy of the stem would be read instead of the new PNG: an outdated one goes (overwrite: any)
+            _remove([p for p in out.replaces if job.overwrite or p in outdated], updates)
+        return job.stem, "written" if estimate else "converted", "", updates
     except Exception as err:  # one bad image must not stop a 10k-image batch; reported at the end
         expected = (_BadInputError, ImageReadError, ImageSizeError)
         reason = str(err) if isinstance(err, expected) else f"{type(err).__name__}: {err}"
-        return job.stem, "failed", reason
+        return job.stem, "failed", reason, updates
 
 
 def _stem_files(folder: Path) -> dict[str, list[Path]]:
@@ -329,7 +393,7 @@ def _output(
     return _Output(path, present=(path,), source=source)
 
 
-def _jobs(root: Path, out: Path, image_dir: str, overwrite: bool, fmt: str) -> list[_Job]:
+def _jobs(root: Path, out: Path, image_dir: str, overwrite: bool, fmt: str, records: Records) -> list[_Job]:
     images_dir, masks_dir = root / "train" / image_dir, root / "train" / "mask"
     if not images_dir.is_dir() or not masks_dir.is_dir():
         found = sorted(p.name for p in (root / "train").iterdir()) if (root / "train").is_dir() else []
@@ -356,8 +420,18 @@ def _jobs(root: Path, out: Path, image_dir: str, overwrite: bool, fmt: str) -> l
             key: _output(out / "train" / name / f"{image.stem}.{fmt}", existing[key], fallback[key], fmt)
             for key, name in folders.items()
         }
+        known = [p for o in outputs.values() for p in (*o.present, o.source) if p is not None]
         jobs.append(
-            _Job(image.stem, image, mask if mask.is_file() else None, outputs["fg"], outputs["bg"], overwrite)
+            _Job(
+                image.stem,
+                image,
+                mask if mask.is_file() else None,
+                outputs["fg"],
+                outputs["bg"],
+                overwrite,
+                root,
+                {path: records.get(path) for path in known},
+            )
         )
     return jobs
 
@@ -407,7 +481,8 @@ def prepare_fg_bg(
     out = Path(output_root).expanduser() if output_root is not None else root
     if importlib.util.find_spec("pymatting") is None:  # fail once here, not once per image
         raise ImportError("fg/bg estimation needs pymatting: pip install 'pymatting>=1.1.12'")
-    jobs = _jobs(root, out, image_dir, overwrite, fg_bg_format)
+    records = Records()
+    jobs = _jobs(root, out, image_dir, overwrite, fg_bg_format, records)
     workers = default_workers() if workers is None else max(1, int(workers))
     workers = min(workers, max(1, len(jobs)))
     log.info(
@@ -420,9 +495,10 @@ def prepare_fg_bg(
         "" if workers == 1 else "s",
     )
     summary = PrepareSummary()
-    for stem, status, reason in tqdm(
+    results = tqdm(
         run_jobs(jobs, workers, _run_job), total=len(jobs), desc="fg/bg", unit="img", disable=not progress
-    ):
+    )
+    for stem, status, reason in record_results(results, records):
         if status == "failed":
             summary.failed[stem] = reason
         else:

@@ -198,6 +198,73 @@ def read_image(path: str | Path, *, exif: bool = False) -> np.ndarray:
     return image
 
 
+# JPEG decoding at 1/2, 1/4, 1/8 of the size (libjpeg scales in the DCT: far less time and memory).
+_REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def read_image_reduced(
+    path: str | Path, short_side: int, *, exif: bool = False
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Read a colour image at the smallest JPEG reduction whose short side still reaches ``short_side``.
+
+    For a picture that is shrunk anyway (a 10000x10000 photo predicted at 1080 px): libjpeg decodes
+    a JPEG at 1/2, 1/4 or 1/8 of its size straight from the DCT coefficients, without ever holding
+    the whole image. Other formats, and JPEGs too small to reduce, are read whole
+    (:func:`read_image`). The reduced pixels are libjpeg's box-filtered ones, not those of a resize
+    of the whole image.
+
+    Args:
+        path: the image file.
+        short_side: the short side (after EXIF orientation) the result must keep at least.
+        exif: apply the EXIF orientation, as :func:`read_image`.
+
+    Returns:
+        (H', W', 3) uint8 RGB, and the (H, W) of the whole image (oriented like the result): the
+        image was read whole when they are equal.
+
+    Raises:
+        ImageReadError, ImageSizeError: as :func:`read_image`.
+    """
+    path = Path(path)
+    buffer = _read_bytes(path)
+    sides = _jpeg_size(buffer.tobytes()) if buffer[:2].tobytes() == _JPEG_MAGIC else None
+    factor = max((f for f in _REDUCED_FLAGS if sides and min(sides) // f >= short_side), default=1)
+    if sides is None or factor == 1:
+        image = read_image(path, exif=exif)
+        return image, (image.shape[0], image.shape[1])
+    flags = (_REDUCED_FLAGS[factor] & ~cv2.IMREAD_COLOR) | cv2.IMREAD_COLOR_RGB
+    flags |= 0 if exif else cv2.IMREAD_IGNORE_ORIENTATION
+    try:
+        image = cv2.imdecode(buffer, flags)
+    except cv2.error as err:
+        raise ImageReadError(path, f"OpenCV failed to decode it ({err.err})") from None
+    if image is None:
+        raise ImageReadError(path, "OpenCV cannot decode it (corrupt file or unsupported format)")
+    _check_size(image, path)
+    height, width = sides
+    turned = image.shape[:2] != (-(-height // factor), -(-width // factor))  # EXIF turned it by 90 degrees
+    return image, ((width, height) if turned else (height, width))
+
+
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOFn: not DHT, JPG, DAC
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's frame header (before EXIF orientation), None if it has none."""
+    pos = 2
+    while pos + 9 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker in _JPEG_FRAME_MARKERS:
+            return int.from_bytes(data[pos + 5 : pos + 7], "big"), int.from_bytes(
+                data[pos + 7 : pos + 9], "big"
+            )
+        if marker == 0xFF:
+            pos += 1
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
 def read_mask(
     path: str | Path, *, dtype: type[np.uint8] | type[np.float32] | type[np.float64] = np.uint8
 ) -> np.ndarray:

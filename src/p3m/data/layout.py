@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from p3m.data.eval_splits import EvalSplit
+from p3m.data.provenance import Derived, StaleDataError, stale_files
 from p3m.utils import conventions
 from p3m.utils.docs import WHERE_TO_GET
 from p3m.utils.errors import UserError
@@ -315,14 +316,55 @@ class P3M10kLayout:
             extra["facemask"] = index_folder(facemask_dir)
             check_partners(images, image_dir, extra["facemask"], facemask_dir, both_ways=False)
             read_dirs.append(facemask_dir)
-        images, masks = self._packed(images, image_dir, read_dirs), self._packed(masks, mask_dir, read_dirs)
-        folders = {"fg": fg_dir, "bg": bg_dir, "facemask": facemask_dir}
-        extra = {key: self._packed(index, folders[key], read_dirs) for key, index in extra.items()}
+        originals = {"image": images, "alpha": masks, **extra}
+        folders = {
+            "image": image_dir,
+            "alpha": mask_dir,
+            "fg": fg_dir,
+            "bg": bg_dir,
+            "facemask": facemask_dir,
+        }
+        chosen = {key: self._packed(index, folders[key], read_dirs) for key, index in originals.items()}
         files = tuple(
-            TrainFiles(stem=stem, image=path, alpha=masks[stem], **{k: v[stem] for k, v in extra.items()})
-            for stem, path in images.items()
+            TrainFiles(stem=stem, **{key: index[stem] for key, index in chosen.items()}) for stem in images
         )
+        self._check_derived(files, originals, image_dir.name)
         return TrainSplit(files=files, read_dirs=tuple(read_dirs), privacy_mode=reads.mode)
+
+    def _check_derived(
+        self, files: Iterable[TrainFiles], originals: Mapping[str, Mapping[str, Path]], image_dir: str
+    ) -> None:
+        """Refuse files ``p3m prepare`` made from sources that changed since (:mod:`p3m.data.provenance`).
+
+        Packed arrays are checked against the file they copy, ``.npy`` fg/bg against the image and mask
+        they were estimated from (or their record), fg/bg image files only when prepare recorded them.
+        """
+        derived = []
+        for item in files:
+            for key in ("image", "alpha", "fg", "bg", "facemask"):
+                path = getattr(item, key)
+                if path is None:
+                    continue
+                if path.parent.parent.name == PACKED_DIR:
+                    derived.append(Derived(path, (originals[key][item.stem],)))
+                elif key in ("fg", "bg"):
+                    sources = (originals["image"][item.stem], originals["alpha"][item.stem])
+                    derived.append(Derived(path, sources, unrecorded_ok=path.suffix != ARRAY_SUFFIX))
+        stale = list(stale_files(self.root, derived))
+        if not stale:
+            return
+        path, source = stale[0]
+        options = " pack=true" if any(p.parent.parent.name == PACKED_DIR for p, _ in stale) else ""
+        if any(p.suffix == ARRAY_SUFFIX and p.parent.parent.name != PACKED_DIR for p, _ in stale):
+            options += " fg_bg_format=npy"
+        if image_dir != BLURRED_READS.image_dirs[0]:
+            options += f" image_dir={image_dir}"
+        more = f" (and {len(stale) - 1} more derived file(s))" if len(stale) > 1 else ""
+        raise StaleDataError(
+            f"{path} was made from {source}, which changed since{more}: training would read outdated "
+            f"data. Refresh it with `p3m prepare data.root={self.root}{options}` (it remakes only what "
+            "changed), or delete the derived file to read the source instead"
+        )
 
     def _packed(self, index: dict[str, Path], folder: Path | None, read_dirs: list[Path]) -> dict[str, Path]:
         """``index`` with each stem's array from ``train/packed/<folder name>/`` where there is one.

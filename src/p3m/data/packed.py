@@ -21,8 +21,11 @@ The rules:
 - nothing outside ``train/packed/`` is written, and no source file is ever deleted or changed (so a
   synthetic root stays what its generator wrote; delete ``train/packed`` to undo);
 - every array is written to a hidden temporary file and renamed into place, so an interrupted run
-  leaves no half arrays, and a re-run packs only what is missing or unreadable (``overwrite=true``
-  packs everything again);
+  leaves no half arrays, and a re-run packs only what is missing, unreadable or stale
+  (``overwrite=true`` packs everything again);
+- each array's source is recorded (``train/packed/.<folder>.p3m-sources.json``,
+  :mod:`p3m.data.provenance`): training refuses an array whose source changed since, and a re-run
+  packs it again;
 - the maps of a stem must have the image's size; a stem that does not is listed as failed and gets
   no arrays.
 
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +55,17 @@ from p3m.data.io import (
     read_rgb_array,
 )
 from p3m.data.layout import FG_BG_SUFFIXES, IMAGE_SUFFIXES, PACKED_DIR, index_folder
+from p3m.data.provenance import (
+    Freshness,
+    Records,
+    Sources,
+    Updates,
+    freshness,
+    newer_source,
+    record_results,
+    refreshed,
+    sources_of,
+)
 from p3m.utils.process_pool import default_workers, run_jobs
 
 log = logging.getLogger(__name__)
@@ -77,25 +91,48 @@ class _PackJob:
     stem: str
     arrays: tuple[_Array, ...]  # the image first: the others must have its size
     overwrite: bool
+    root: Path  # the dataset root, which records are relative to
+    records: Mapping[Path, Sources | None]  # the recorded sources of the arrays and of their source files
 
 
-def _done(array: _Array) -> tuple[int, ...] | None:
-    """The shape of an existing, readable array (header and file size checked), else None."""
-    if not array.path.is_file():
+def _done(array: _Array, job: _PackJob, updates: Updates) -> tuple[int, ...] | None:
+    """The shape of an existing, readable and current array, else None; (re-)records it in ``updates``.
+
+    Current: made from the source as it is now (:mod:`p3m.data.provenance`); an array without a
+    record (an older p3m, or a run stopped before saving its record) must be newer than its source.
+    """
+    if job.overwrite or not array.path.is_file():
         return None
     try:
-        return tuple(_READERS[array.kind][1](array.path).shape)
+        shape = tuple(_READERS[array.kind][1](array.path).shape)
     except (ImageReadError, ImageSizeError):
         return None
+    recorded = job.records.get(array.path)
+    if recorded is None:
+        if newer_source(array.path, [array.source]) is not None:
+            return None
+        updates[array.path] = _made_from(array, job)
+        return shape
+    verdict, _ = freshness(job.root, recorded, deep=True)
+    if verdict is Freshness.TOUCHED:
+        updates[array.path] = refreshed(job.root, recorded)
+    return None if verdict is Freshness.STALE else shape
 
 
-def _pack_stem(job: _PackJob) -> tuple[str, str, str]:
-    """Pack one stem; returns (stem, "converted" | "skipped" | "failed", reason). Never raises."""
+def _made_from(array: _Array, job: _PackJob) -> Sources:
+    """The record of ``array``: its source, and what that source was made from (an estimated fg)."""
+    return sources_of(job.root, [array.source], [job.records.get(array.source)])
+
+
+def _pack_stem(job: _PackJob) -> tuple[str, str, str, Updates]:
+    """Pack one stem; returns (stem, "converted" | "skipped" | "failed", reason, records). Never raises."""
+    updates: Updates = {}
     try:
-        shapes = {a.path: None if job.overwrite else _done(a) for a in job.arrays}
+        shapes = {a.path: _done(a, job, updates) for a in job.arrays}
         pending = [a for a in job.arrays if shapes[a.path] is None]
         if not pending:
-            return job.stem, "skipped", ""
+            return job.stem, "skipped", "", updates
+        made_from = {a.path: _made_from(a, job) for a in pending}  # fingerprinted before they are read
         decoded = {a.path: _READERS[a.kind][0](a.source) for a in pending}
         sizes = {a: (decoded[a.path].shape if a.path in decoded else shapes[a.path])[:2] for a in job.arrays}
         image = job.arrays[0]
@@ -108,17 +145,19 @@ def _pack_stem(job: _PackJob) -> tuple[str, str, str]:
         for array in pending:
             array.path.parent.mkdir(parents=True, exist_ok=True)
             write_map(array.path, decoded[array.path])
-        return job.stem, "converted", ""
+            updates[array.path] = made_from[array.path]
+        return job.stem, "converted", "", updates
     except Exception as err:  # one bad stem must not stop a 10k-image batch; reported at the end
         expected = (ImageReadError, ImageSizeError)
-        return job.stem, "failed", str(err) if isinstance(err, expected) else f"{type(err).__name__}: {err}"
+        reason = str(err) if isinstance(err, expected) else f"{type(err).__name__}: {err}"
+        return job.stem, "failed", reason, updates
 
 
 def _sources(folder: Path, suffixes: frozenset[str], prefer: str | None = None) -> dict[str, Path]:
     return index_folder(folder, suffixes, prefer=prefer) if folder.is_dir() else {}
 
 
-def _pack_jobs(root: Path, out: Path, image_dir: str, overwrite: bool) -> list[_PackJob]:
+def _pack_jobs(root: Path, out: Path, image_dir: str, overwrite: bool, records: Records) -> list[_PackJob]:
     train, packed = root / "train", out / "train" / PACKED_DIR
     images_dir, masks_dir = train / image_dir, train / "mask"
     if not images_dir.is_dir() or not masks_dir.is_dir():
@@ -146,7 +185,8 @@ def _pack_jobs(root: Path, out: Path, image_dir: str, overwrite: bool) -> list[_
             source = found.get(stem)
             if source is not None and source.suffix.lower() != ARRAY_SUFFIX:  # arrays are read in place
                 arrays.append(_Array(source, packed / name / f"{stem}{ARRAY_SUFFIX}", "rgb"))
-        jobs.append(_PackJob(stem, tuple(arrays), overwrite))
+        known = {path: records.get(path) for a in arrays for path in (a.path, a.source)}
+        jobs.append(_PackJob(stem, tuple(arrays), overwrite, root, known))
     return jobs
 
 
@@ -177,13 +217,16 @@ def pack_training_set(
     """
     root = Path(root).expanduser()
     out = Path(output_root).expanduser() if output_root is not None else root
-    jobs = _pack_jobs(root, out, image_dir, overwrite)
+    records = Records()
+    jobs = _pack_jobs(root, out, image_dir, overwrite, records)
     workers = min(default_workers() if workers is None else max(1, int(workers)), max(1, len(jobs)))
     target = out / "train" / PACKED_DIR
     log.info("Packing %d training images of %s into %s", len(jobs), root / "train", target)
     summary = PrepareSummary()
-    results = run_jobs(jobs, workers, _pack_stem)
-    for stem, status, reason in tqdm(results, total=len(jobs), desc="pack", unit="img", disable=not progress):
+    results = tqdm(
+        run_jobs(jobs, workers, _pack_stem), total=len(jobs), desc="pack", unit="img", disable=not progress
+    )
+    for stem, status, reason in record_results(results, records):
         if status == "failed":
             summary.failed[stem] = reason
         else:

@@ -1,7 +1,8 @@
 """A deterministic, P3M-10k-shaped synthetic dataset for smoke runs, tests and demos.
 
 `ensure_synthetic_dataset` writes (once; again only when its parameters change or a file it wrote is
-missing; files it did not write are never touched) a tiny dataset in the official P3M-10k layout, plus
+missing; files it did not write are never touched, except the ones ``p3m prepare`` made from files it
+rewrote, which are removed) a tiny dataset in the official P3M-10k layout, plus
 the ground truth that P3M-10k lacks (exact fg/bg, non-blurred originals) and a few source faces for
 P3M-CP::
 
@@ -43,6 +44,7 @@ import cv2
 import numpy as np
 
 from p3m.data.io import MIN_IMAGE_SIDE
+from p3m.data.provenance import remove_stale
 from p3m.data.synthetic_portrait import GENERATOR_VERSION, render_face_crop, render_portrait
 from p3m.data.trimap import trimap_from_alpha
 from p3m.utils.conventions import kernel_for_size
@@ -226,8 +228,10 @@ def _generate_fresh(root: Path, params: dict[str, Any]) -> None:
 def _regenerate_in_place(root: Path, params: dict[str, Any], manifest: dict[str, Any]) -> None:
     """Rewrite an incomplete or outdated synthetic dataset, touching only the generator's own files.
 
-    Files the generator did not write stay; one standing where it would write is refused, since it
-    cannot tell a user's file from its own.
+    Files the generator did not write stay, except what ``p3m prepare`` made from the files it
+    rewrote (``.npy`` fg/bg, ``train/packed/``): those are stale and removed
+    (:func:`p3m.data.provenance.remove_stale`). A file standing where the generator would write is
+    refused, since it cannot tell a user's file from its own.
     """
     owned, planned = _owned_files(manifest), _planned_files(params)
     foreign = [rel for rel in planned if rel not in owned and (root / rel).exists()]
@@ -243,6 +247,13 @@ def _regenerate_in_place(root: Path, params: dict[str, Any], manifest: dict[str,
     for rel in sorted(owned - set(planned)):  # the previous parameters' samples, written by us
         (root / rel).unlink(missing_ok=True)
     _write_manifest(root, params, planned, "complete")
+    stale = remove_stale(root)
+    if stale:
+        log.info(
+            "Removed %d file(s) p3m prepare had made from the previous samples (e.g. %s)",
+            len(stale),
+            stale[0],
+        )
 
 
 def ensure_synthetic_dataset(
@@ -258,8 +269,9 @@ def ensure_synthetic_dataset(
     A missing or empty `root` is generated in a hidden sibling folder and renamed into place when
     complete. A synthetic dataset made with other parameters, or missing some of its files, is
     rewritten in place: only the files its manifest lists are replaced or removed, so files it did
-    not write (``.npy`` conversions, packed arrays such as ``train/packed/``, a user's folders)
-    are kept and never make it incomplete. Any other non-empty folder is refused.
+    not write (a user's folders) are kept and never make it incomplete; what ``p3m prepare`` made
+    from the rewritten files (``.npy`` conversions, ``train/packed/``) is removed where it went stale,
+    so training reads the new samples. Any other non-empty folder is refused.
 
     Args:
         root: where the dataset lives (created if missing).

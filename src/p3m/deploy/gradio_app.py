@@ -23,6 +23,7 @@ from p3m.inference.predictor import Predictor
 from p3m.models.test_time import STRATEGIES
 from p3m.privacy.detectors import create_detector
 from p3m.privacy.obfuscate import FaceObfuscator
+from p3m.utils.errors import MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,10 @@ def import_gradio() -> Any:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     try:
         import gradio
-    except ImportError as err:
-        raise ImportError("the browser demo needs the optional [app] extra: pip install -e '.[app]'") from err
+    except ImportError:
+        raise MissingDependencyError(
+            "the browser demo needs the optional [app] extra (Gradio): pip install -e '.[app]'"
+        ) from None
     return gradio
 
 
@@ -123,7 +126,13 @@ def build_demo(
 
 
 def create_app(cfg: DictConfig) -> Any:
-    """The demo page for ``conf/app.yaml``: loads ``cfg.ckpt_path`` and binds the settings."""
+    """The demo page for ``conf/app.yaml``: loads ``cfg.ckpt_path`` and binds the settings.
+
+    Gradio and the device are checked before the checkpoint is loaded; every failure a user can fix
+    (no Gradio, a missing or unsafe checkpoint, a device this machine lacks) is a
+    :class:`~p3m.utils.errors.UserError`.
+    """
+    import_gradio()
     device = resolve_device(cfg.device)
     net, meta = load_network(cfg, device)
     log.info("serving the %s P3M-Net of %s on %s", meta["backbone"], meta["checkpoint"], device)

@@ -13,17 +13,32 @@ from torch import nn
 from p3m.inference.onnx_session import OnnxP3MNet
 from p3m.models.checkpoints import load_model
 from p3m.models.performance import to_channels_last
+from p3m.models.test_time import RESIZE_MODES, STRATEGIES
 from p3m.utils.errors import SettingError
 from p3m.utils.run_dirs import resolve_ckpt_path
 
 log = logging.getLogger(__name__)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as given."""
+def resolve_device(name: str, key: str = "device") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else as given, if this machine has it.
+
+    Raises:
+        SettingError: not a device name, or a CUDA device this machine does not have (checked here,
+            before a model is loaded onto it).
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise SettingError(f"{key}={name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device"
+            raise SettingError(f"{key}={name}: this machine has {have}; use {key}=cpu or {key}=auto")
+    return device
 
 
 def backbone_choice(cfg: DictConfig) -> str:
@@ -35,6 +50,13 @@ def backbone_choice(cfg: DictConfig) -> str:
 # The ``precision`` key of eval/predict: None runs the network in fp32 (the papers' numbers).
 PRECISIONS: dict[str, torch.dtype | None] = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 RUNTIMES = ("torch", "onnx")
+# The test-time keys of eval, predict and the demo, checked (ConfigCheck.choices) before anything loads.
+MATTING_CHOICES: dict[str, tuple[str, ...]] = {
+    "test_strategy": STRATEGIES,
+    "resize_mode": RESIZE_MODES,
+    "precision": tuple(PRECISIONS),
+    "runtime": RUNTIMES,
+}
 
 
 def inference_precision(cfg: DictConfig) -> torch.dtype | None:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from p3m.models.test_time import infer_alpha
+from p3m.data.io import read_image, read_image_reduced
+from p3m.models.test_time import infer_alpha, matte_rows, network_passes
 from p3m.models.test_time.resize import ResizeMode
 from p3m.utils.files import write_image
 
@@ -37,14 +38,21 @@ class MattingSettings:
     """Autocast dtype of the network (None: fp32), see :func:`infer_alpha`."""
 
 
+BAND_PIXELS = 1 << 22  # output pixels per band of a large matte: ~32 MB per float64 map
+
+
+def shrunk_size(height: int, width: int, max_short_side: int | None) -> tuple[int, int] | None:
+    """(width, height) of a picture shrunk to ``max_short_side`` (cv2's order), None if it is not larger."""
+    if not max_short_side or min(height, width) <= max_short_side:
+        return None
+    scale = max_short_side / min(height, width)
+    return (max_short_side, int(height * scale)) if height >= width else (int(width * scale), max_short_side)
+
+
 def fit_short_side(image: np.ndarray, max_short_side: int | None) -> np.ndarray:
     """Shrink an image whose short side exceeds ``max_short_side`` (the official sample procedure: 1080)."""
-    h, w = image.shape[:2]
-    if not max_short_side or min(h, w) <= max_short_side:
-        return image
-    scale = max_short_side / min(h, w)
-    size = (max_short_side, int(h * scale)) if h >= w else (int(w * scale), max_short_side)
-    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    size = shrunk_size(image.shape[0], image.shape[1], max_short_side)
+    return image if size is None else cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
 
 def predict_matte(net: nn.Module, image: np.ndarray, settings: MattingSettings) -> np.ndarray:
@@ -65,6 +73,66 @@ def predict_matte(net: nn.Module, image: np.ndarray, settings: MattingSettings) 
         out_size=image.shape[:2],
     )
     return output.alpha.cpu().numpy()
+
+
+@torch.no_grad()
+def predict_matte_uint8(
+    net: nn.Module, image: np.ndarray, settings: MattingSettings, out_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """:func:`matte_uint8` of :func:`predict_matte`, bit for bit, made in bands of output rows.
+
+    A 10000x10000 matte is 100 MB as uint8 but 800 MB per float64 map, and the strategies resize
+    two or three maps to it: the network's pass maps are resized band by band, each band turned
+    into 8 bits at once (``fast`` resize mode resizes whole float32 maps, so it runs as one band).
+
+    Args:
+        net: The network in eval mode, on ``settings.device``.
+        image: ``(H, W, 3)`` uint8 RGB; shrunk to ``settings.max_short_side`` for the network.
+        settings: The test-time settings.
+        out_size: (H, W) of the matte when ``image`` is a smaller copy of the picture.
+
+    Raises:
+        ValueError: the picture is too small for the strategy.
+    """
+    small = fit_short_side(image, settings.max_short_side)
+    tensor = torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1).to(settings.device)
+    maps = network_passes(net, tensor, settings.strategy, settings.resize_mode, precision=settings.precision)
+    del tensor
+    height, width = out_size or image.shape[:2]
+    matte = np.empty((height, width), np.uint8)
+    step = height if settings.resize_mode == "fast" else max(1, BAND_PIXELS // width)
+    for start in range(0, height, step):
+        rows = (start, min(start + step, height))
+        band = matte_rows(maps, (height, width), settings.resize_mode, rows)
+        matte[rows[0] : rows[1]] = matte_uint8(band.cpu().numpy())
+    return matte
+
+
+def matte_photo(net: nn.Module, path: Path, settings: MattingSettings) -> tuple[np.ndarray, np.ndarray]:
+    """A photo file (EXIF orientation applied) and its 8-bit matte, in bounded memory.
+
+    A JPEG larger than ``max_short_side`` is decoded at a reduced size for the network
+    (:func:`~p3m.data.io.read_image_reduced`) and read whole only after the matte is made, for the
+    cut-out; every other picture is read once and matted as :func:`predict_matte_uint8` does.
+
+    Raises:
+        ImageReadError, ImageSizeError: the file cannot be read; ValueError: too small to matte.
+    """
+    if settings.max_short_side:
+        reduced, size = read_image_reduced(path, settings.max_short_side, exif=True)
+        if reduced.shape[:2] != size:
+            shrunk = shrunk_size(*size, settings.max_short_side)
+            small = reduced if shrunk is None else cv2.resize(reduced, shrunk, interpolation=cv2.INTER_LINEAR)
+            del reduced
+            matte = predict_matte_uint8(net, small, settings, out_size=size)
+            del small
+            image = read_image(path, exif=True)
+            if image.shape[:2] == size:
+                return image, matte
+            return image, predict_matte_uint8(net, image, settings)  # a header that lied about the size
+        return reduced, predict_matte_uint8(net, reduced, settings)
+    image = read_image(path, exif=True)
+    return image, predict_matte_uint8(net, image, settings)
 
 
 def matte_uint8(alpha: np.ndarray) -> np.ndarray:
@@ -93,9 +161,18 @@ def write_outputs(image: np.ndarray, alpha: np.ndarray, out_dir: Path, stem: str
     Raises:
         OSError: a file could not be written (e.g. the disk is full), naming it; no half file is left.
     """
-    matte = matte_uint8(alpha)
+    write_matte_outputs(image, matte_uint8(alpha), out_dir, stem)
+
+
+def write_matte_outputs(image: np.ndarray, matte: np.ndarray, out_dir: Path, stem: str) -> None:
+    """:func:`write_outputs` of an 8-bit matte; the cut-out is made as one BGRA copy of the image.
+
+    Raises:
+        OSError: a file could not be written (e.g. the disk is full), naming it; no half file is left.
+    """
     for sub in ("alpha", "rgba"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     write_image(out_dir / "alpha" / f"{stem}.png", matte)
-    rgba = composite(image, matte, None)[:, :, [2, 1, 0, 3]]  # OpenCV writes BGRA
-    write_image(out_dir / "rgba" / f"{stem}.png", rgba)
+    bgra = cv2.cvtColor(image, cv2.COLOR_RGB2BGRA)  # OpenCV writes BGRA
+    bgra[:, :, 3] = matte
+    write_image(out_dir / "rgba" / f"{stem}.png", bgra)

@@ -13,6 +13,13 @@ import torch
 from torch import Tensor
 
 from p3m.models.components.p3mnet import P3MOutput
+from p3m.utils.errors import MissingInputError, UserError
+
+_EXPORT_HINT = "export one with `p3m export ckpt_path=CKPT format=onnx output=FILE.onnx`"
+
+
+class OnnxModelError(UserError, ValueError):
+    """A file given as an ONNX graph that onnxruntime cannot load (not ONNX, truncated, another model)."""
 
 
 class OnnxP3MNet:
@@ -31,10 +38,7 @@ class OnnxP3MNet:
             raise ImportError("runtime=onnx needs onnxruntime: pip install onnxruntime") from err
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(
-                f"ONNX model {path} not found: export one with "
-                "`p3m export ckpt_path=CKPT format=onnx output=FILE.onnx`"
-            )
+            raise MissingInputError(f"ONNX model {path} not found: {_EXPORT_HINT}")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -43,7 +47,16 @@ class OnnxP3MNet:
             p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
         ]
         self.path = path
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except (
+            Exception
+        ) as err:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) derive from Exception only
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise OnnxModelError(
+                f"{path} is not an ONNX model onnxruntime can load ({type(err).__name__}: {reason}); "
+                f"{_EXPORT_HINT}"
+            ) from None
         self.input_name = self.session.get_inputs()[0].name
         self.training = False  # read by code that checks a module's mode
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from torch import nn
 from tqdm import tqdm
 
-from p3m.data.io import ImageReadError, ImageSizeError, read_image
-from p3m.inference.matting import MattingSettings, predict_matte, write_outputs
+from p3m.data.io import ImageReadError, ImageSizeError
+from p3m.inference.matting import MattingSettings, matte_photo, write_matte_outputs
 from p3m.utils.conventions import IMAGE_SUFFIXES
 from p3m.utils.errors import UserError
 
@@ -77,23 +77,23 @@ def predict_files(
             log.warning("skipped %s: %s", path, summary.failed[-1][1])
             continue
         try:
-            original = read_image(path, exif=True)
+            original, matte = matte_photo(net, path, settings)
         except (ImageReadError, ImageSizeError) as err:
             summary.failed.append((path, str(err)))
             log.warning("skipped %s", err)
             continue
-        try:
-            alpha = predict_matte(net, original, settings)
         except ValueError as err:  # e.g. too small for the strategy
             summary.failed.append((path, str(err)))
             log.warning("skipped %s: %s", path, err)
             continue
         sources[path.stem] = path
         try:
-            write_outputs(original, alpha, out_dir, path.stem)
+            write_matte_outputs(original, matte, out_dir, path.stem)
         except OSError as err:  # a full disk fails every later image too; each is counted
             summary.failed.append((path, str(err)))
             log.warning("failed %s: %s", path, err)
             continue
+        finally:
+            del original, matte  # a large photo's arrays go before the next one is read
         summary.written.append(path)
     return summary

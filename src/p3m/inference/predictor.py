@@ -17,11 +17,12 @@ import torch
 from PIL import Image, ImageOps
 from torch import nn
 
-from p3m.data.io import read_image
+from p3m.data.io import MIN_IMAGE_SIDE, read_image
 from p3m.inference.loading import PRECISIONS, resolve_device
 from p3m.inference.matting import MattingSettings, predict_matte
 from p3m.models.checkpoints import load_model
-from p3m.models.test_time import STRATEGIES, ResizeMode
+from p3m.models.test_time import RESIZE_MODES, STRATEGIES, ResizeMode
+from p3m.utils.errors import SettingError
 
 
 class Predictor:
@@ -52,11 +53,7 @@ class Predictor:
             max_short_side: Larger photos are predicted at this short side (bounds memory); None: as is.
             precision: ``32`` (the papers' numbers), ``bf16`` or ``16`` (autocast; previews only).
         """
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy={strategy!r}: expected one of {', '.join(STRATEGIES)}")
-        if str(precision) not in PRECISIONS:
-            raise ValueError(f"precision={precision!r}: expected one of {' | '.join(PRECISIONS)}")
-        self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+        self.device = _check_settings(strategy, resize_mode, device, max_short_side, precision)
         self.net = net.to(self.device).eval()
         self.strategy = strategy
         self.resize_mode: ResizeMode = resize_mode
@@ -66,7 +63,18 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, backbone: str = "auto", **settings: Any) -> Predictor:
         """Load ``path`` (ours or the authors' checkpoint) with :func:`~p3m.models.load_model` and wrap it;
-        ``settings`` are this class's other arguments (``strategy``, ``device``...)."""
+        ``settings`` are this class's other arguments (``strategy``, ``device``...), checked first.
+
+        Raises:
+            SettingError: a setting with an unknown value (before the checkpoint is read).
+            CheckpointNotFoundError, CheckpointError: the file is missing, unsafe or not P3M-Net's.
+        """
+        unknown = set(settings) - set(_SETTINGS)
+        if unknown:
+            raise SettingError(
+                f"unknown Predictor settings {sorted(unknown)}; it takes {', '.join(_SETTINGS)}"
+            )
+        _check_settings(**{**_SETTINGS, **settings})
         return cls(load_model(Path(path).expanduser(), backbone=backbone), **settings)
 
     def __call__(
@@ -92,6 +100,36 @@ class Predictor:
             strategy or self.strategy, self.resize_mode, self.max_short_side, self.device, self.precision
         )
         return predict_matte(self.net, rgb, settings)
+
+
+# Predictor's settings and their defaults (its __init__'s keyword arguments).
+_SETTINGS: dict[str, Any] = {
+    "strategy": "hybrid",
+    "resize_mode": "paper",
+    "device": "auto",
+    "max_short_side": 1080,
+    "precision": "32",
+}
+
+
+def _check_settings(
+    strategy: str, resize_mode: str, device: str | torch.device, max_short_side: int | None, precision: str
+) -> torch.device:
+    """Refuse unknown values, naming the setting; returns the device (one this machine has)."""
+    for name, value, allowed in (
+        ("strategy", strategy, STRATEGIES),
+        ("resize_mode", resize_mode, RESIZE_MODES),
+        ("precision", str(precision), tuple(PRECISIONS)),
+    ):
+        if value not in allowed:
+            raise SettingError(f"{name}={value!r}: expected one of {' | '.join(allowed)}")
+    if max_short_side is not None and (
+        not isinstance(max_short_side, int) or max_short_side < MIN_IMAGE_SIDE
+    ):
+        raise SettingError(
+            f"max_short_side={max_short_side!r}: expected None or an integer >= {MIN_IMAGE_SIDE}"
+        )
+    return device if isinstance(device, torch.device) else resolve_device(str(device))
 
 
 def check_rgb(image: np.ndarray) -> np.ndarray:

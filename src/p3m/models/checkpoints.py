@@ -61,8 +61,13 @@ def load_checkpoint_state(path: str | Path) -> CheckpointState:
         CheckpointNotFoundError: ``path`` does not exist.
         CheckpointError: The file cannot be read safely or matches no known format.
     """
+    return checkpoint_state(read_checkpoint(path), path)
+
+
+def checkpoint_state(checkpoint: Any, path: str | Path) -> CheckpointState:
+    """:func:`load_checkpoint_state` of a checkpoint already read (e.g. memory-mapped) from ``path``."""
     path = Path(path)
-    state = state_tensors(read_checkpoint(path), path)
+    state = state_tensors(checkpoint, path)
     source = "p3mnet"
     if any(k.startswith(LIGHTNING_PREFIX) for k in state):
         # The LightningModule holds the network as `self.net`; other entries (loss buffers) are not ours.

@@ -43,6 +43,7 @@ from p3m.privacy.detectors.base import FaceDetection, FaceDetector
 from p3m.privacy.detectors.masks import MaskShape, face_mask_from_detections
 from p3m.privacy.obfuscate import FaceObfuscator
 from p3m.utils.conventions import IMAGE_SUFFIXES
+from p3m.utils.errors import MissingInputError, SettingError
 from p3m.utils.files import check_outputs, write_bytes_atomic, write_image
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,26 @@ def obfuscate_detections(
     return obfuscator(image_rgb, facemask, alpha=alpha), facemask
 
 
+IMAGE_FORMATS = ("png", "jpg")  # values of image_format
+
+
+def check_inputs(input_dir: str | Path, alpha_dir: str | Path | None, image_format: str = "png") -> None:
+    """Refuse missing input folders and an unknown output format (before a detector is loaded).
+
+    Raises:
+        MissingInputError: ``input_dir`` or ``alpha_dir`` is not a folder.
+        SettingError: ``image_format`` is not png or jpg.
+    """
+    if not Path(input_dir).is_dir():
+        raise MissingInputError(f"input folder {input_dir} does not exist (set input=DIR)")
+    if alpha_dir is not None and not Path(alpha_dir).is_dir():
+        raise MissingInputError(
+            f"alpha folder {alpha_dir} does not exist (set alpha_dir=DIR or alpha_dir=null)"
+        )
+    if image_format not in IMAGE_FORMATS:
+        raise SettingError(f"image_format={image_format}: expected one of {' | '.join(IMAGE_FORMATS)}")
+
+
 def anonymize_folder(
     input_dir: str | Path,
     output_dir: str | Path,
@@ -158,19 +179,12 @@ def anonymize_folder(
         The report, also written to ``output_dir/anonymize_report.json``.
 
     Raises:
-        FileNotFoundError: ``input_dir`` or ``alpha_dir`` is not a folder.
+        MissingInputError: ``input_dir`` or ``alpha_dir`` is not a folder.
+        SettingError: Bad ``image_format``.
         UserError: an output would replace an input, or (without ``overwrite``) an existing file.
-        ValueError: Bad ``image_format``.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    if not input_dir.is_dir():
-        raise FileNotFoundError(f"input folder {input_dir} does not exist (set input=DIR)")
-    if image_format not in ("png", "jpg"):
-        raise ValueError(f"image_format must be png or jpg, got {image_format!r}")
-    if alpha_dir is not None and not Path(alpha_dir).is_dir():
-        raise FileNotFoundError(
-            f"alpha folder {alpha_dir} does not exist (set alpha_dir=DIR or alpha_dir=null)"
-        )
+    check_inputs(input_dir, alpha_dir, image_format)
     alphas = _index_by_stem(_image_files(Path(alpha_dir))) if alpha_dir is not None else None
 
     report = AnonymizeReport(settings=dict(settings or {}))

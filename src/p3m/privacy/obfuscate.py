@@ -46,6 +46,7 @@ import numpy as np
 
 from p3m.data.trimap import trimap_unknown
 from p3m.utils.conventions import bounding_box
+from p3m.utils.errors import SettingError
 
 ObfuscationMethod = Literal["blur", "mosaic", "zero"]
 METHODS: tuple[str, ...] = ("blur", "mosaic", "zero")
@@ -239,17 +240,17 @@ def _check_params(
     method: str, blur_sigma: float, mosaic_block: float, band_kernel: int, opaque_alpha: int
 ) -> None:
     if method not in METHODS:
-        raise ValueError(
+        raise SettingError(
             f"unknown obfuscation method {method!r}; use one of {', '.join(METHODS)} (key: method)"
         )
     if not blur_sigma >= 0:
-        raise ValueError(f"blur_sigma is a fraction of the face size and must be >= 0, got {blur_sigma}")
+        raise SettingError(f"blur_sigma is a fraction of the face size and must be >= 0, got {blur_sigma}")
     if not mosaic_block > 0:
-        raise ValueError(f"mosaic_block is a fraction of the face size and must be > 0, got {mosaic_block}")
+        raise SettingError(f"mosaic_block is a fraction of the face size and must be > 0, got {mosaic_block}")
     if int(band_kernel) != band_kernel or band_kernel < 1:
-        raise ValueError(f"band_kernel must be a positive integer, got {band_kernel}")
+        raise SettingError(f"band_kernel must be a positive integer, got {band_kernel}")
     if not 1 <= opaque_alpha <= 255:
-        raise ValueError(f"opaque_alpha is on the 0..255 scale and must be in [1, 255], got {opaque_alpha}")
+        raise SettingError(f"opaque_alpha is on the 0..255 scale and must be in [1, 255], got {opaque_alpha}")
 
 
 def _check_image(image: np.ndarray) -> None:

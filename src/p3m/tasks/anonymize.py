@@ -20,9 +20,9 @@ import logging
 
 from omegaconf import DictConfig, OmegaConf
 
-from p3m.privacy.anonymizer import REPORT_NAME, AnonymizeReport, anonymize_folder
+from p3m.privacy.anonymizer import IMAGE_FORMATS, REPORT_NAME, AnonymizeReport, anonymize_folder, check_inputs
 from p3m.privacy.detectors import create_detector
-from p3m.privacy.obfuscate import FaceObfuscator
+from p3m.privacy.obfuscate import METHODS, FaceObfuscator
 from p3m.utils.config_checks import ConfigCheck
 from p3m.utils.errors import UserError
 from p3m.utils.hydra_app import hydra_app
@@ -46,6 +46,7 @@ ANONYMIZE_CHECK = ConfigCheck(
         "progress": bool,
         "overwrite": bool,
     },
+    choices={"method": METHODS, "image_format": IMAGE_FORMATS},
     known_keys_only=True,
     free_form=("detector_kwargs",),  # passed on to the detector as they are
 )
@@ -58,7 +59,7 @@ def anonymize(cfg: DictConfig) -> AnonymizeReport:
             raise UserError(
                 f"set {key}=DIR: p3m anonymize input=DIR output=DIR [alpha_dir=DIR] [method=blur]"
             )
-    detector = create_detector(cfg.detector, threshold=cfg.threshold, **cfg.get("detector_kwargs", {}))
+    # the settings and folders first: loading the detector takes seconds
     obfuscator = FaceObfuscator(
         method=cfg.method,
         blur_sigma=cfg.blur_sigma,
@@ -66,6 +67,8 @@ def anonymize(cfg: DictConfig) -> AnonymizeReport:
         band_kernel=cfg.band_kernel,
         opaque_alpha=cfg.opaque_alpha,
     )
+    check_inputs(cfg.input, cfg.alpha_dir, cfg.image_format)
+    detector = create_detector(cfg.detector, threshold=cfg.threshold, **cfg.get("detector_kwargs", {}))
     settings = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(settings, dict)
     settings.pop("paths", None)

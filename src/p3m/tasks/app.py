@@ -13,13 +13,39 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from p3m.data.io import MIN_IMAGE_SIDE
 from p3m.deploy.gradio_app import create_app, launch
+from p3m.inference.loading import MATTING_CHOICES
+from p3m.utils.config_checks import ConfigCheck
 from p3m.utils.hydra_app import hydra_app
+from p3m.utils.run import task_wrapper
+
+APP_CHECK = ConfigCheck(
+    types={
+        "ckpt_path": (str, type(None)),
+        "test_strategy": str,
+        "resize_mode": str,
+        "max_short_side": int,
+        "precision": (int, str),
+        "channels_last": bool,
+        "device": str,
+        "server_name": str,
+        "server_port": (int, type(None)),
+    },
+    choices={**MATTING_CHOICES, "runtime": ("torch",)},  # the page runs the PyTorch network
+    at_least={"max_short_side": MIN_IMAGE_SIDE, "server_port": 1},
+    known_keys_only=True,
+)
+
+
+def serve(cfg: DictConfig) -> None:
+    """Load the checkpoint and serve the page until interrupted."""
+    launch(create_app(cfg), cfg)
 
 
 def _job(cfg: DictConfig) -> None:
-    """The Hydra job: load the checkpoint and serve the page until interrupted."""
-    launch(create_app(cfg), cfg)
+    """The Hydra job: exit 2 with one message for a user error (a missing checkpoint, no Gradio, ...)."""
+    task_wrapper(serve, check=APP_CHECK)(cfg)
 
 
 main = hydra_app("app", _job)

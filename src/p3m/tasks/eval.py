@@ -36,7 +36,13 @@ from torch import Tensor, nn
 import p3m
 from p3m.callbacks.progress_log import ProgressLog
 from p3m.inference.evaluate import MatteSource, prediction_reader
-from p3m.inference.loading import backbone_choice, inference_precision, load_network, resolve_device
+from p3m.inference.loading import (
+    MATTING_CHOICES,
+    backbone_choice,
+    inference_precision,
+    load_network,
+    resolve_device,
+)
 from p3m.inference.report import log_per_image_table, print_table, results_document, write_reports
 from p3m.models.evaluation import MatteEvaluationModule
 from p3m.models.test_time import infer_alpha
@@ -61,6 +67,7 @@ EVAL_CHECK = ConfigCheck(
         "device": str,
         "progress_every_n_images": int,
     },
+    choices=MATTING_CHOICES,
     known_keys_only=True,
 )
 
@@ -136,6 +143,9 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         The ``metrics.json`` document (on every rank).
     """
     out_dir = Path(cfg.paths.output_dir)
+    resolve_device(
+        str(cfg.get("device", "auto"))
+    )  # a device this machine lacks: refused before anything loads
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer,
         logger=False,  # set once the weights are loaded: W&B tags and config name the backbone loaded

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from p3m.utils.config_checks import ConfigCheck
 from p3m.utils.errors import UserError
-from p3m.utils.files import atomic_path, check_outputs
+from p3m.utils.files import atomic_path, check_output_dir, check_outputs, write_errors_named
 from p3m.utils.hydra_app import hydra_app
 from p3m.utils.run import task_wrapper
 
@@ -56,6 +56,9 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
     if not ckpt_path:
         raise UserError("set ckpt_path=PATH: the checkpoint to export (ours or the authors' file)")
     output = Path(str(cfg.output)) if cfg.get("output") else Path(str(ckpt_path)).with_suffix(".onnx")
+    if output.is_dir():
+        raise UserError(f"output={output} is a folder; name the file, e.g. output={output / 'p3mnet.onnx'}")
+    check_output_dir(output.parent, output=output)  # before the export's minute of work, not at its end
     check_outputs([output], [Path(str(ckpt_path))], overwrite=True)  # never the checkpoint itself
     net = load_model(ckpt_path, backbone=backbone_choice(cfg))
     sample_size = (int(cfg.sample_size[0]), int(cfg.sample_size[1]))
@@ -63,7 +66,7 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
     output.parent.mkdir(parents=True, exist_ok=True)
     # Exported and checked under a temporary name: a graph that fails its check (or an interrupted
     # export) never appears at `output`, and an earlier file there stays as it was.
-    with atomic_path(output) as tmp:
+    with atomic_path(output) as tmp, write_errors_named(output):
         export_onnx(net, tmp, sample_size, dynamic=bool(cfg.dynamic), opset=int(cfg.opset))
         if cfg.check:
             sizes = [tuple(size) for size in cfg.check_sizes] if cfg.dynamic else [sample_size]

@@ -24,7 +24,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 from torch import nn
 
-from p3m.inference.loading import inference_precision, load_network, resolve_device
+from p3m.data.io import MIN_IMAGE_SIDE
+from p3m.inference.loading import MATTING_CHOICES, inference_precision, load_network, resolve_device
 from p3m.inference.matting import MattingSettings
 from p3m.inference.predict_files import PredictionSummary, collect_inputs, output_paths, predict_files
 from p3m.inference.predict_video import VideoJob, plan_video, predict_video, single_video
@@ -52,6 +53,8 @@ PREDICT_CHECK = ConfigCheck(
         "video_output": str,
         "video_background": list,
     },
+    choices=MATTING_CHOICES,
+    at_least={"max_short_side": MIN_IMAGE_SIDE},
     known_keys_only=True,
 )
 
@@ -65,6 +68,7 @@ def run_prediction(cfg: DictConfig) -> PredictionSummary:
     missing = [key for key in (weights, "input", "output") if cfg.get(key) in (None, "")]
     if missing:
         raise SettingError(f"set {', '.join(missing)}: {USAGE}")
+    device = resolve_device(cfg.device)
     # Everything about the inputs and outputs is checked before the model loads: a refusal costs nothing.
     paths = collect_inputs(str(cfg.input))
     if not paths:
@@ -76,7 +80,6 @@ def run_prediction(cfg: DictConfig) -> PredictionSummary:
     if job is None:
         check_output_dir(out_dir, ("alpha", "rgba"))
         check_outputs(output_paths(paths, out_dir), paths, overwrite=overwrite)
-    device = resolve_device(cfg.device)
     net, meta = load_network(cfg, device)
     settings = MattingSettings(
         cfg.test_strategy, cfg.resize_mode, cfg.max_short_side, device, inference_precision(cfg)

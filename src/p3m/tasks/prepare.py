@@ -20,7 +20,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from p3m.data.fgbg import prepare_fg_bg
+from p3m.data.fgbg import FG_BG_FORMATS, prepare_fg_bg
 from p3m.data.packed import pack_training_set
 from p3m.utils.config_checks import ConfigCheck
 from p3m.utils.errors import UserError
@@ -37,7 +37,9 @@ PREPARE_CHECK = ConfigCheck(
         "image_dir": str,
         "progress": bool,
         "fg_bg_format": str,
-    }
+    },
+    choices={"fg_bg_format": FG_BG_FORMATS},
+    at_least={"workers": 1},
 )
 
 

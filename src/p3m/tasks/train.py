@@ -27,9 +27,10 @@ from omegaconf import DictConfig, open_dict
 
 from p3m.callbacks.last_checkpoint import find_best_checkpoint, find_last_checkpoint
 from p3m.models.checkpoint_io import SafeCheckpointIO
+from p3m.models.checkpoints import checkpoint_state, require_backbone
 from p3m.models.performance import warn_if_bf16_is_emulated
 from p3m.utils.allocator import keep_freed_memory
-from p3m.utils.checkpoint_files import read_checkpoint
+from p3m.utils.checkpoint_files import CheckpointError, read_checkpoint
 from p3m.utils.config_checks import ConfigCheck
 from p3m.utils.distributed import (
     dataloader_workers,
@@ -46,7 +47,7 @@ from p3m.utils.run_dirs import resolve_ckpt_path
 log = logging.getLogger(__name__)
 
 
-# Keys whose wrong type would otherwise fail late (a bare TypeError mid-setup), checked up front.
+# Keys whose wrong type or range would otherwise fail late (a bare TypeError mid-setup), checked up front.
 TRAIN_CHECK = ConfigCheck(
     types={
         "seed": (int, type(None)),
@@ -71,7 +72,14 @@ TRAIN_CHECK = ConfigCheck(
         "data.num_workers": int,
         "data.train_size": (int, type(None)),
         "model.optimizer.lr": float,
-    }
+    },
+    at_least={
+        "data.batch_size": 1,
+        "data.num_workers": 0,
+        "trainer.accumulate_grad_batches": 1,
+        "trainer.num_nodes": 1,
+        "model.optimizer.lr": 0,
+    },
 )
 
 
@@ -85,7 +93,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("keep_freed_memory: freed memory is kept for reuse (src/p3m/utils/allocator.py)")
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last")
     if ckpt_path:  # a damaged or unsafe file fails now, naming it, not after the model and data are built
-        read_checkpoint(ckpt_path, mmap=True)
+        _check_resumed_backbone(read_checkpoint(ckpt_path, mmap=True), ckpt_path, cfg)
 
     model = hydra.utils.instantiate(cfg.model)
     datamodule = hydra.utils.instantiate(cfg.data, require_fg_bg="composition" in model.loss.active_terms)
@@ -120,6 +128,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         for logger in trainer.loggers:
             log.info("Logs (%s): %s", type(logger).__name__, logger.log_dir or logger.save_dir)
     return metrics
+
+
+def _check_resumed_backbone(checkpoint: Any, path: str, cfg: DictConfig) -> None:
+    """Refuse resuming weights of another backbone in one line (Lightning would list every missing key)."""
+    backbone = cfg.get("backbone", {}).get("name")
+    try:
+        resumed = checkpoint_state(checkpoint, path)
+    except CheckpointError:  # not P3M-Net weights we know: Lightning's restore says what does not fit
+        return
+    fix = f"set backbone={resumed.backbone} to resume it, or start a new run without ckpt_path"
+    if backbone:
+        require_backbone(resumed, str(backbone), f"ckpt_path={path}", fix=fix)
 
 
 def _cpu_without_sync_batchnorm(cfg: DictConfig) -> None:

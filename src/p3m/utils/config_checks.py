@@ -1,15 +1,16 @@
-"""Check an entry point's config up front: value types of the keys it reads, and no unknown keys.
+"""Check an entry point's config up front: types, choices and ranges of the keys it reads; no unknown keys.
 
 Hydra parses ``trainer.max_epochs=abc`` as the string ``"abc"`` and the run fails much later with a
-bare ``TypeError``; a misspelt key added with ``+`` (Hydra's own suggestion for a key that does not
-exist) is silently ignored by entry points that read fixed keys. Both become one message naming
-the key.
+bare ``TypeError``; ``test_strategy=hybird`` or ``data.batch_size=-1`` would fail only once the model
+is loaded or the data module built; a misspelt key added with ``+`` (Hydra's own suggestion for a
+key that does not exist) is silently ignored by entry points that read fixed keys. All of them
+become one message naming the key, before any work.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from hydra.core.hydra_config import HydraConfig
@@ -38,18 +39,23 @@ class ConfigCheck:
 
     Attributes:
         types: Keys (dotted) the entry point reads, with the types they must have; absent keys pass.
+        choices: Keys whose value must be one of a few names (compared as text: ``precision=32``).
+        at_least: Keys whose number must be at least this (``null`` passes where the type allows it).
         known_keys_only: Refuse ``+key=value`` overrides that add keys the entry point's config does
             not have (config groups, ``+group=option``, stay allowed).
         free_form: Mappings that take any key (e.g. ``detector_kwargs``): ``+detector_kwargs.x=1`` passes.
     """
 
     types: Mapping[str, TypeSpec] = field(default_factory=dict)
+    choices: Mapping[str, Collection[str]] = field(default_factory=dict)
+    at_least: Mapping[str, float] = field(default_factory=dict)
     known_keys_only: bool = False
     free_form: tuple[str, ...] = ()
 
     def __call__(self, cfg: DictConfig) -> None:
         """Raise :class:`UserError` naming the first offending key."""
         check_types(cfg, self.types)
+        check_values(cfg, self.choices, self.at_least)
         check_targets(cfg)
         if self.known_keys_only:
             check_added_keys(cfg, self.free_form)
@@ -106,6 +112,26 @@ def check_types(cfg: DictConfig, types: Mapping[str, TypeSpec]) -> None:
         types_ = spec if isinstance(spec, tuple) else (spec,)
         expected = " or ".join(_NAMES.get(t, t.__name__) for t in types_)
         raise UserError(f"{key}={value}: expected {expected}")
+
+
+def check_values(
+    cfg: DictConfig, choices: Mapping[str, Collection[str]], at_least: Mapping[str, float]
+) -> None:
+    """Refuse the first value that is not one of its ``choices`` or is below its ``at_least``.
+
+    Raises:
+        UserError: e.g. ``test_strategy=hybird: expected one of hybrid | resize | full``.
+    """
+    for key, allowed in choices.items():
+        value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
+        if value is not _MISSING and str(value) not in allowed:
+            close = difflib.get_close_matches(str(value), list(allowed), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UserError(f"{key}={value}: expected one of {' | '.join(allowed)}{hint}")
+    for key, minimum in at_least.items():
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < minimum:
+            raise UserError(f"{key}={value}: must be at least {minimum:g}")
 
 
 def check_added_keys(cfg: DictConfig, free_form: tuple[str, ...] = ()) -> None:

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import re
+
 EXIT_OK = 0
 EXIT_PARTIAL_FAILURE = 1
 EXIT_USER_ERROR = 2
@@ -30,3 +32,35 @@ class SettingError(UserError, ValueError):
 
 class MissingInputError(UserError, FileNotFoundError):
     """A file or folder the user named (or that a setting implies) does not exist."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional package a feature needs is not installed; the message gives the install command."""
+
+
+# How torch re-raises an exception of a DataLoader worker in the main process (torch/_utils.py,
+# ExceptionWrapper): the type if it takes one message argument, else RuntimeError, with the worker's
+# formatted traceback as the message.
+_WORKER_MESSAGE = re.compile(r"Caught (?P<name>\w+) in DataLoader worker process \d+\.\nOriginal Traceback")
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(sub for child in cls.__subclasses__() for sub in _subclasses(child))]
+
+
+def user_error_from_worker(err: BaseException) -> UserError | None:
+    """The :class:`UserError` a DataLoader worker raised, rebuilt from what torch re-raised for it.
+
+    A worker's exception reaches the main process as text: its type name and formatted traceback.
+    When the type is a :class:`UserError`, its message (the traceback's last entry) is what the
+    user must see, once, without the worker's traceback; other errors stay bugs (None).
+    """
+    found = _WORKER_MESSAGE.match(str(err))
+    if found is None:
+        return None
+    name = found["name"]
+    if not any(cls.__name__ == name for cls in _subclasses(UserError)):
+        return None
+    # the traceback ends with "<module>.<Name>: <message>", possibly over several lines
+    heads = list(re.finditer(rf"^(?:[\w.]+\.)?{name}: ", str(err), flags=re.MULTILINE))
+    return UserError(str(err)[heads[-1].end() :].strip() if heads else str(err))

@@ -16,6 +16,7 @@ refuses an output folder that cannot be made or written to, before any work too.
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -73,6 +74,24 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes | memoryview) -
             f.write(data)
     except OSError as err:
         raise OSError(err.errno, f"could not write {path}: {err.strerror or err}") from err
+
+
+class WriteError(UserError):
+    """An output that could not be written (a full disk, no permission); names the output, not a temp file."""
+
+
+@contextmanager
+def write_errors_named(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn an ``OSError`` of the block (a library writing our temporary file) into a :class:`WriteError`
+    naming ``path``; a full disk is said to be one."""
+    try:
+        yield
+    except OSError as err:
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        why = (
+            "the disk is full (no space left); free space or write elsewhere" if full else err.strerror or err
+        )
+        raise WriteError(f"could not write {path}: {why}") from err
 
 
 def encode_image(path: str | os.PathLike[str], image: np.ndarray, params: Sequence[int] = ()) -> bytes:
@@ -146,12 +165,13 @@ def check_outputs(
         )
 
 
-def check_output_dir(out_dir: Path, subfolders: Sequence[str] = ()) -> None:
+def check_output_dir(out_dir: Path, subfolders: Sequence[str] = (), output: Path | None = None) -> None:
     """Refuse an output that cannot become a folder of results: for checks before any work.
 
     Args:
         out_dir: the folder the run writes into (created with its parents when missing).
         subfolders: folders the run creates inside ``out_dir`` (``alpha``, ``clip/rgba``).
+        output: the ``output`` setting named in the messages, when it is a file in ``out_dir``.
 
     Raises:
         UserError: ``out_dir``, one of its ``subfolders`` or an ancestor is a file, or the nearest
@@ -164,6 +184,8 @@ def check_output_dir(out_dir: Path, subfolders: Sequence[str] = ()) -> None:
     ]
     for path in (*inside, nearest):
         if path.exists() and not path.is_dir():
-            raise UserError(f"output={out_dir}: {path} is a file, not a folder; choose a folder")
+            raise UserError(f"output={output or out_dir}: {path} is a file, not a folder; choose a folder")
     if not os.access(nearest, os.W_OK | os.X_OK):
-        raise UserError(f"output={out_dir}: {nearest} is not writable; choose a folder you can write to")
+        raise UserError(
+            f"output={output or out_dir}: {nearest} is not writable; choose a folder you can write to"
+        )

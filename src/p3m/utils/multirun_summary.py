@@ -7,11 +7,17 @@ sweeper (basic grid, Optuna) or launcher (basic, joblib, SLURM):
   directory: its number, overrides, status, the value returned to the sweeper and the error if it
   failed (the final metrics are in ``metrics.json``, written by the train script);
 - at the end of the sweep (where it was launched), ``summary.csv`` (every override and every
-  metric) and ``summary.md`` (overrides and the chosen metrics), best run first.
+  metric) and ``summary.md`` (overrides and the chosen metrics), best run first, failed jobs with
+  their error line.
+
+A sweeper stops with an exception once a batch had a failed job (Hydra's basic sweeper always,
+Optuna's above its ``max_failure_rate``), after the batch's other jobs ran, and Hydra then never
+calls ``on_multirun_end``: the summary is written when the launching process exits instead.
 """
 
 from __future__ import annotations
 
+import atexit
 import csv
 import json
 import logging
@@ -26,6 +32,8 @@ from hydra.types import RunMode
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from p3m.utils.errors import UserError
+
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
@@ -36,12 +44,15 @@ def job_result(job_return: JobReturn, job_num: int | None) -> dict[str, Any]:
     """What :class:`MultirunSummary` writes to ``result.json`` for one job."""
     completed = job_return.status == JobStatus.COMPLETED
     value = job_return._return_value  # the property re-raises a failed job's exception
+    error = None
+    if not completed:  # a user error's message names the setting or file; a bug's type is shown too
+        error = str(value) if isinstance(value, UserError) else f"{type(value).__name__}: {value}"
     return {
         "job": job_num,
         "overrides": list(job_return.overrides or []),
         "status": "completed" if completed else "failed",
         "objective": _as_float(value) if completed else None,
-        "error": None if completed else f"{type(value).__name__}: {value}",
+        "error": error,
     }
 
 
@@ -178,6 +189,12 @@ class MultirunSummary(Callback):
 
     def __init__(self, metrics: Sequence[str] = ()) -> None:
         self.metrics = list(metrics)
+        self._open_sweep: DictConfig | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Make sure the sweep gets a summary even if it stops on a failed job (see the module docstring)."""
+        self._open_sweep = config
+        atexit.register(self._summarise_open_sweep)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         """Record the job's overrides, status and objective next to its outputs (multirun only)."""
@@ -192,6 +209,16 @@ class MultirunSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Summarise every job of the sweep directory."""
+        atexit.unregister(self._summarise_open_sweep)
+        self._open_sweep = None
+        self._summarise(config)
+
+    def _summarise_open_sweep(self) -> None:
+        if self._open_sweep is not None:
+            self._summarise(self._open_sweep)
+            self._open_sweep = None
+
+    def _summarise(self, config: DictConfig) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         objective = OmegaConf.select(config, "optimized_metric") or OmegaConf.select(
             config, "callbacks.model_checkpoint.monitor"

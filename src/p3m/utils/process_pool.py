@@ -11,14 +11,14 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 
+Result = TypeVar("Result")
 
-def run_jobs(
-    jobs: Sequence[Any], workers: int, run: Callable[[Any], tuple[str, str, str]]
-) -> Iterator[tuple[str, str, str]]:
+
+def run_jobs(jobs: Sequence[Any], workers: int, run: Callable[[Any], Result]) -> Iterator[Result]:
     """``run(job)`` for every job, in this process or in ``workers`` processes, as they finish.
 
     ``run`` must be a module-level function (it is pickled for the workers) that never raises.

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import CompactHydraException, InstantiationException
 from hydra.types import RunMode
 from lightning import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
@@ -36,6 +36,7 @@ from p3m.utils.errors import (
     EXIT_TERMINATED,
     EXIT_USER_ERROR,
     UserError,
+    user_error_from_worker,
 )
 from p3m.utils.lightning_noise import silence_lightning_noise
 
@@ -85,7 +86,7 @@ def task_wrapper(
                     raise
                 log.error("%s", user_error)
                 if _in_multirun():  # the sweeper records the failed job and goes on
-                    raise user_error from None
+                    raise FailedJobError(str(user_error)) from None
                 raise SystemExit(EXIT_USER_ERROR) from None
             finally:
                 _finish_wandb()
@@ -93,10 +94,19 @@ def task_wrapper(
     return wrapped
 
 
+class FailedJobError(UserError, CompactHydraException):
+    """A job's user error in a sweep: the sweeper records it in the job's result and runs the batch's
+    other jobs; then Hydra prints this one line, no traceback, and the sweep exits 1 (some failed)."""
+
+
 def _user_error(err: BaseException) -> UserError | None:
-    """``err`` if a :class:`UserError`, or the one Hydra wrapped while instantiating a config."""
+    """``err`` if a :class:`UserError`, the one Hydra wrapped while instantiating a config, or the
+    one a DataLoader worker raised (torch passes it on as text)."""
     while isinstance(err, InstantiationException) and err.__cause__ is not None:
         err = err.__cause__
+    from_worker = user_error_from_worker(err)
+    if from_worker is not None:
+        return from_worker
     return err if isinstance(err, UserError) else None
 
 

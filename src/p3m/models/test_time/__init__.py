@@ -5,15 +5,27 @@ and an image in, mattes at the image's size out.
 """
 
 from p3m.models.test_time.resize import RESIZE_MODES, ResizeMode, resize_maps
-from p3m.models.test_time.strategies import MAX_SIDE, STRATEGIES, TestTimeOutput, infer_alpha, pass_size
+from p3m.models.test_time.strategies import (
+    MAX_SIDE,
+    STRATEGIES,
+    PassMaps,
+    TestTimeOutput,
+    infer_alpha,
+    matte_rows,
+    network_passes,
+    pass_size,
+)
 
 __all__ = [
     "MAX_SIDE",
     "RESIZE_MODES",
     "STRATEGIES",
+    "PassMaps",
     "ResizeMode",
     "TestTimeOutput",
     "infer_alpha",
+    "matte_rows",
+    "network_passes",
     "pass_size",
     "resize_maps",
 ]

@@ -46,7 +46,13 @@ ResizeMode = Literal["paper", "fast"]
 RESIZE_MODES: tuple[str, ...] = ("paper", "fast")
 
 
-def resize_maps(maps: Tensor, size: tuple[int, int], mode: ResizeMode, uint8_range: bool = False) -> Tensor:
+def resize_maps(
+    maps: Tensor,
+    size: tuple[int, int],
+    mode: ResizeMode,
+    uint8_range: bool = False,
+    rows: tuple[int, int] | None = None,
+) -> Tensor:
     """Resize ``(C, H, W)`` maps to ``size`` = (H', W') on the maps' device.
 
     Args:
@@ -56,40 +62,52 @@ def resize_maps(maps: Tensor, size: tuple[int, int], mode: ResizeMode, uint8_ran
         uint8_range: The maps hold the 0..255 values of a uint8 image (a photo, a 0/128/255 trimap).
             ``paper`` resizes them as the official code does, ``resize(x) * 255.0`` with 0.14.5's
             ``img_as_float``; values are never rescaled in the result either way.
+        rows: Only the output rows ``rows[0]:rows[1]`` (the same values as those rows of the whole
+            result): ``paper`` then reads and resizes only the input rows they need.
     """
     if maps.dim() != 3:
         raise ValueError(f"expected (C, H, W) maps, got shape {tuple(maps.shape)}")
     if mode == "fast":
-        return F.interpolate(maps[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+        resized = F.interpolate(maps[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+        return resized if rows is None else resized[:, rows[0] : rows[1]]
     if mode != "paper":
         raise SettingError(f"unknown resize_mode {mode!r}; expected one of {RESIZE_MODES}")
     if not uint8_range:
-        return resize_like_skimage_0_14(maps.double(), size)
-    return resize_like_skimage_0_14(maps.double() * (1 / 255), size) * 255.0
+        return resize_like_skimage_0_14(maps.double(), size, rows)
+    return resize_like_skimage_0_14(maps.double() * (1 / 255), size, rows) * 255.0
 
 
-def resize_like_skimage_0_14(maps: Tensor, size: tuple[int, int]) -> Tensor:
+def resize_like_skimage_0_14(
+    maps: Tensor, size: tuple[int, int], rows: tuple[int, int] | None = None
+) -> Tensor:
     """``skimage.transform.resize(x, size, order=1, mode='constant', cval=0, clip=True)`` of 0.14.5.
 
     Args:
         maps: ``(C, H, W)`` float64 values, as 0.14.5 holds them after its float conversion (its clip
             takes the range over every channel, as here).
         size: Output (H', W').
+        rows: Only the output rows ``rows[0]:rows[1]``, bit for bit those of the whole result.
 
     Returns:
-        ``(C, H', W')`` float64 on the maps' device.
+        ``(C, H', W')`` float64 on the maps' device (``(C, rows[1] - rows[0], W')`` with ``rows``).
     """
     if maps.dtype != torch.float64:
         raise TypeError(f"expected float64 maps (0.14.5 resizes in double precision), got {maps.dtype}")
     params = skimage_0_14_transform(tuple(maps.shape[-2:]), tuple(size))
     rows_low, rows_high, dr = _taps(params[1, 1], params[1, 2], maps.shape[-2], size[0], maps.device)
     cols_low, cols_high, dc = _taps(params[0, 0], params[0, 2], maps.shape[-1], size[1], maps.device)
+    band = maps
+    if rows is not None:  # the band's taps, and only the input rows they read
+        rows_low, rows_high, dr = _band(rows_low, rows), _band(rows_high, rows), dr[rows[0] : rows[1]]
+        first, last = int(rows_low.index.min()), int(rows_high.index.max())
+        band = maps[:, first : last + 1]
+        rows_low, rows_high = (_Neighbours(n.index - first, n.outside) for n in (rows_low, rows_high))
     # In-place products and sums: the same IEEE operations as (1 - dc) * left + dc * right, with fewer
     # temporaries. (On the CPU, `gather` reads columns and indexing reads rows several times faster
     # than `index_select`.)
-    shape = (*maps.shape[:-1], size[1])
-    left = _outside_to_zero(maps.gather(-1, cols_low.index.expand(shape)), cols_low).mul_(1 - dc)
-    right = _outside_to_zero(maps.gather(-1, cols_high.index.expand(shape)), cols_high).mul_(dc)
+    shape = (*band.shape[:-1], size[1])
+    left = _outside_to_zero(band.gather(-1, cols_low.index.expand(shape)), cols_low).mul_(1 - dc)
+    right = _outside_to_zero(band.gather(-1, cols_high.index.expand(shape)), cols_high).mul_(dc)
     columns = left.add_(right)
     dr = dr[:, None]
     top = _outside_to_zero(columns[:, rows_low.index], rows_low, dim=-2).mul_(1 - dr)
@@ -171,6 +189,13 @@ def _outside_to_zero(values: Tensor, neighbours: _Neighbours, dim: int = -1) -> 
     """``mode='constant'``: a neighbour outside the input reads 0 (only the first or last few
     positions of an axis, so this is cheaper than padding the whole map)."""
     return values.index_fill_(dim, neighbours.outside, 0.0) if len(neighbours.outside) else values
+
+
+def _band(neighbours: _Neighbours, rows: tuple[int, int]) -> _Neighbours:
+    """The neighbours of output positions ``rows[0]:rows[1]``, positions counted from ``rows[0]``."""
+    start, stop = rows
+    outside = neighbours.outside
+    return _Neighbours(neighbours.index[start:stop], outside[(outside >= start) & (outside < stop)] - start)
 
 
 def _taps(

@@ -106,6 +106,76 @@ def _autocast(x: Tensor, precision: torch.dtype | None) -> torch.autocast:
     return torch.autocast(x.device.type, dtype=precision, enabled=precision is not None)
 
 
+class PassMaps(NamedTuple):
+    """What the network made at its pass sizes; a strategy's mattes are these, resized to the output size."""
+
+    trimap: Tensor
+    """(1, h, w) uint8 0/128/255 of the trimap pass (half size for ``resize`` and ``hybrid``)."""
+    local: Tensor
+    """(1, h, w) float32 local matte of the matting pass."""
+    fusion: Tensor | None
+    """(1, h, w) float32 fused matte (``resize``, ``full``); None: ``hybrid`` fuses at the output size."""
+
+
+@torch.no_grad()
+def network_passes(
+    net: nn.Module,
+    image: Tensor,
+    strategy: str = "hybrid",
+    resize_mode: ResizeMode = "paper",
+    max_side: int = MAX_SIDE,
+    precision: torch.dtype | None = None,
+) -> PassMaps:
+    """Run the network passes of a strategy (the arguments are :func:`infer_alpha`'s)."""
+    if strategy not in STRATEGIES:
+        raise SettingError(f"unknown test_strategy {strategy!r}; expected one of {STRATEGIES}")
+    if image.dim() == 4:
+        if image.shape[0] != 1:
+            raise ValueError(f"infer_alpha takes one image, got a batch of {image.shape[0]}")
+        image = image[0]
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected an RGB image of shape (3, H, W), got {tuple(image.shape)}")
+    height, width = image.shape[-2:]
+    if strategy == "hybrid":
+        half = _input(image, pass_size(height, width, 0.5, max_side), resize_mode)
+        trimap = _trimap_pass(net, half, precision)
+        whole = _input(image, pass_size(height, width, 1.0, max_side), resize_mode)
+        return PassMaps(trimap, _local_pass(net, whole, precision), None)
+    ratio = 1.0 if strategy == "full" else 0.5
+    return PassMaps(
+        *_full_pass(net, _input(image, pass_size(height, width, ratio, max_side), resize_mode), precision)
+    )
+
+
+def _alpha_rows(
+    maps: PassMaps, size: tuple[int, int], mode: ResizeMode, rows: tuple[int, int] | None
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The matte (unclamped) at ``size`` for output ``rows``, and hybrid's resized trimap and local matte."""
+    if maps.fusion is not None:
+        return resize_maps(maps.fusion, size, mode, rows=rows)[0], None, None
+    trimap = resize_maps(maps.trimap, size, mode, uint8_range=True, rows=rows)[0]
+    local = resize_maps(maps.local, size, mode, rows=rows)[0]
+    # The official rule tests the resized trimap for exactly 0 or 255 in the precision it was
+    # resized in (float64 in `paper` mode): its last bits decide which pixels take the local matte.
+    certain = (trimap == TRIMAP_BACKGROUND) | (trimap == TRIMAP_FOREGROUND)
+    return torch.where(certain, trimap / 255.0, local), trimap, local
+
+
+def matte_rows(
+    maps: PassMaps,
+    size: tuple[int, int],
+    resize_mode: ResizeMode = "paper",
+    rows: tuple[int, int] | None = None,
+) -> Tensor:
+    """The strategy's matte at the output ``size``, float32 in [0, 1]: rows ``rows[0]:rows[1]`` only.
+
+    Row by row the values are those :func:`infer_alpha` gives (``paper`` mode resizes only the input
+    rows a band reads), so a large matte can be made in bands without holding several float64
+    copies of it. ``fast`` mode resizes whole maps and then takes the band's rows.
+    """
+    return _alpha_rows(maps, size, resize_mode, rows)[0].clamp(0, 1).float()
+
+
 @torch.no_grad()
 def infer_alpha(
     net: nn.Module,
@@ -132,33 +202,13 @@ def infer_alpha(
         precision: None for fp32; ``torch.bfloat16``/``torch.float16`` run the network under autocast
             (faster; the mattes move: the README's performance section measures how much).
     """
-    if strategy not in STRATEGIES:
-        raise SettingError(f"unknown test_strategy {strategy!r}; expected one of {STRATEGIES}")
-    if image.dim() == 4:
-        if image.shape[0] != 1:
-            raise ValueError(f"infer_alpha takes one image, got a batch of {image.shape[0]}")
-        image = image[0]
-    if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"expected an RGB image of shape (3, H, W), got {tuple(image.shape)}")
+    maps = network_passes(net, image, strategy, resize_mode, max_side, precision)
     height, width = image.shape[-2:]
     full = (height, width) if out_size is None else (int(out_size[0]), int(out_size[1]))
-
-    if strategy == "hybrid":
-        half = _input(image, pass_size(height, width, 0.5, max_side), resize_mode)
-        trimap_full = resize_maps(_trimap_pass(net, half, precision), full, resize_mode, uint8_range=True)[0]
-        whole = _input(image, pass_size(height, width, 1.0, max_side), resize_mode)
-        local_full = resize_maps(_local_pass(net, whole, precision), full, resize_mode)[0]
-        # The official rule tests the resized trimap for exactly 0 or 255 in the precision it was
-        # resized in (float64 in `paper` mode): its last bits decide which pixels take the local matte.
-        certain = (trimap_full == TRIMAP_BACKGROUND) | (trimap_full == TRIMAP_FOREGROUND)
-        alpha = torch.where(certain, trimap_full / 255.0, local_full)
-    else:
-        ratio = 1.0 if strategy == "full" else 0.5
-        x = _input(image, pass_size(height, width, ratio, max_side), resize_mode)
-        trimap, local, fusion = _full_pass(net, x, precision)
-        trimap_full = resize_maps(trimap, full, resize_mode, uint8_range=True)[0]
-        local_full = resize_maps(local, full, resize_mode)[0]
-        alpha = resize_maps(fusion, full, resize_mode)[0]
+    alpha, trimap_full, local_full = _alpha_rows(maps, full, resize_mode, None)
+    if trimap_full is None or local_full is None:
+        trimap_full = resize_maps(maps.trimap, full, resize_mode, uint8_range=True)[0]
+        local_full = resize_maps(maps.local, full, resize_mode)[0]
     # the resized trimap is continuous; report the nearest of 0/128/255
     device = trimap_full.device
     classes = torch.bucketize(trimap_full, torch.tensor([64.0, 192.0], device=device))
