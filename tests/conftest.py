@@ -105,8 +105,13 @@ def tiny_data_overrides(root: Path) -> list[str]:
 
 
 @pytest.fixture
-def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:
-    """Compose a real config from conf/ as Hydra would, with run and log directories in ``tmp_path``."""
+def compose_config(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
+    """Compose a real config from conf/ as Hydra would, with run and log directories in ``tmp_path``.
+
+    The composed config is installed as the current ``HydraConfig`` (as a running app has it) and
+    removed afterwards: a sweep's ``hydra.mode=MULTIRUN`` left behind would make later tests' runs
+    behave as multirun jobs.
+    """
 
     def _compose(config_name: str = "train", overrides: Sequence[str] = ()) -> DictConfig:
         GlobalHydra.instance().clear()
@@ -125,4 +130,5 @@ def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:
         HydraConfig.instance().set_config(cfg)
         return cfg
 
-    return _compose
+    yield _compose
+    HydraConfig.instance().cfg = None
