@@ -3,7 +3,7 @@
 The other training tests check that a step runs, matches the official one and resumes exactly; this
 one checks the point of it all. Validation SAD must fall by at least 30 % from the run's first
 validation and end below the SAD of the best constant matte, on both splits. Zeroing the loss weights
-or never stepping the optimiser makes it fail (tried by hand, see docs/demo.md).
+or never stepping the optimiser makes it fail (checked by hand: docs/demo.md).
 """
 
 from __future__ import annotations
@@ -64,7 +64,6 @@ def test_short_run_lowers_validation_sad_below_a_constant_matte(
     for prefix, split in SPLITS.items():
         history = [float(r[f"val/{prefix}/sad"]) for r in rows if r.get(f"val/{prefix}/sad")]
         constant = best_constant_sad(root / "validation" / split / "mask")
-        print(split, constant, history)
         assert len(history) == 8, history
         assert history[-1] <= 0.7 * history[0], f"{split}: SAD did not fall by 30 %: {history}"
         assert history[-1] < constant, f"{split}: SAD {history} not below a constant matte's {constant:.3f}"

@@ -116,6 +116,7 @@ def smoothed(values: Sequence[float], weight: float = 0.9) -> list[float]:
 def draw_learning_curve(losses: Points, metrics: Mapping[str, Points], loss_key: str, title: str) -> Any:
     """A matplotlib figure: training loss (log scale, left) and validation metrics (right) against steps."""
     from matplotlib.figure import Figure  # only when drawing: imports in about a second
+    from matplotlib.ticker import FuncFormatter
 
     figure = Figure(figsize=(8, 4.5), dpi=120, layout="constrained")
     loss_axis = figure.add_subplot()
@@ -124,6 +125,9 @@ def draw_learning_curve(losses: Points, metrics: Mapping[str, Points], loss_key:
     loss_axis.plot(steps, values, color="tab:blue", alpha=0.25, linewidth=0.8)
     loss_axis.plot(steps, smoothed(values), color="tab:blue", label=f"{loss_key} (smoothed)")
     loss_axis.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")  # 2, 3, 4 rather than 2x10^0
+    loss_axis.yaxis.set_major_formatter(plain)
+    loss_axis.yaxis.set_minor_formatter(plain)
     loss_axis.set_xlabel("optimizer step")
     loss_axis.set_ylabel("training loss", color="tab:blue")
     loss_axis.set_title(title)
