@@ -37,12 +37,13 @@ test: $(STAMP) ## run the whole test suite
 test-fast: $(STAMP) ## the suite without tests marked slow
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-demo: $(STAMP) ## train on generated synthetic data for a few minutes on the CPU, evaluate, predict mattes
+demo: $(STAMP) ## train on generated synthetic portraits for a few minutes on the CPU, evaluate, predict, draw (docs/demo.md)
 	$(PY) src/train.py experiment=demo
-	$(PY) src/eval.py ckpt_path=latest:demo data=synthetic test_strategy=resize task_name=demo_eval
+	$(PY) src/eval.py ckpt_path=latest:demo data=synthetic test_strategy=resize contact_sheet=4 task_name=demo_eval
 	$(PY) src/predict.py ckpt_path=latest:demo input=data/synthetic/validation/P3M-500-NP/original_image \
 		output=logs/demo/predictions test_strategy=resize overwrite=true
-	@echo "mattes and cut-outs: logs/demo/predictions/{alpha,rgba}; metrics: logs/demo_eval/runs/<time>/metrics.json"
+	@echo "mattes and cut-outs: logs/demo/predictions/{alpha,rgba}"
+	@echo "metrics and contact_sheet.png: logs/demo_eval/runs/<time>/; learning_curve.png: logs/demo/runs/<time>/"
 
 train: $(STAMP) ## train with the default config; pass ARGS="data.root=/path/to/P3M-10k ..."
 	$(PY) src/train.py $(ARGS)

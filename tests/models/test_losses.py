@@ -112,6 +112,16 @@ def test_zero_composition_weight_needs_no_fg_bg() -> None:
     torch.testing.assert_close(terms["total"], full["total"] - full["composition"])
 
 
+def test_all_zero_weights_are_refused_not_a_stop_iteration() -> None:
+    # A StopIteration escaping training_step ends Lightning's epoch silently: a max_steps run looped forever.
+    out, batch = _toy()
+    zeros = dict.fromkeys(
+        ("seg_scale", "local_alpha", "local_laplacian", "fusion_alpha", "fusion_laplacian"), 0.0
+    )
+    with pytest.raises(ValueError, match="every weight is 0"):
+        P3MLoss(**zeros, composition=0.0)(out, batch)
+
+
 def test_missing_fg_names_the_key_and_the_fix() -> None:
     out, batch = _toy()
     del batch["fg"]

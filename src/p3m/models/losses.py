@@ -208,10 +208,12 @@ class P3MLoss(nn.Module):
         Returns:
             ``{term: weight * raw_term}`` for every active term, plus ``"total"``.
         """
+        # Checked first: computing no term raised StopIteration, which Lightning takes for the end of
+        # the epoch, so a run with max_steps looped forever instead of failing.
+        if not self.active_terms:
+            raise ValueError("P3MLoss: every weight is 0, so there is nothing to optimise")
         raw = self.raw_terms(output, batch)
         weighted = {name: self.weights[name] * value for name, value in raw.items()}
-        if not weighted:
-            raise ValueError("P3MLoss: every weight is 0, so there is nothing to optimise")
         weighted["total"] = torch.stack(list(weighted.values())).sum()
         return weighted
 

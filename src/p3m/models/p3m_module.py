@@ -17,6 +17,8 @@ from p3m.models.test_time import TestTimeOutput, infer_alpha
 
 log = logging.getLogger(__name__)
 
+SCHEDULER_INTERVALS = ("epoch", "step")  # Lightning's lr_scheduler "interval" values
+
 
 class P3MLitModule(EvaluationModule):
     """Trains P3M-Net with the paper's losses; validates and tests it per split (:class:`EvaluationModule`).
@@ -26,6 +28,8 @@ class P3MLitModule(EvaluationModule):
         loss: ``P3MLoss``: returns a dict of named weighted terms and ``total``.
         optimizer: A partially applied optimizer; parameters are passed here.
         scheduler: A partially applied LR scheduler or None (the paper: constant LR).
+        scheduler_interval: When the scheduler steps: ``epoch`` (after every training epoch) or
+            ``step`` (after every optimizer step: warm-up and one-cycle schedules of short runs).
         val_strategy: Test-time strategy of validation (``resize``, ``hybrid``, ``full``).
         val_resize_mode: ``paper`` (scikit-image, CPU) or ``fast`` (on device) resizing.
         val_metrics: Metrics computed at every validation.
@@ -47,6 +51,7 @@ class P3MLitModule(EvaluationModule):
         loss: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "epoch",
         val_strategy: str = "resize",
         val_resize_mode: str = "fast",
         val_metrics: Sequence[str] = ("sad", "mse", "mad", "sad_t", "mse_t", "mad_t", "sad_fg", "sad_bg"),
@@ -73,6 +78,10 @@ class P3MLitModule(EvaluationModule):
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        if scheduler_interval not in SCHEDULER_INTERVALS:
+            raise ValueError(
+                f"model.scheduler_interval={scheduler_interval!r}: expected one of {SCHEDULER_INTERVALS}"
+            )
         if init_from:
             checkpoint = load_checkpoint_state(init_from)
             if isinstance(net, P3MNet):  # a clear refusal instead of a missing-keys list of every layer
@@ -119,4 +128,5 @@ class P3MLitModule(EvaluationModule):
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        interval = self.hparams.scheduler_interval
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 import p3m
 from p3m.callbacks.progress_log import ProgressLog
+from p3m.inference.contact_sheet import evaluation_portraits, write_contact_sheet
 from p3m.inference.evaluate import MatteSource, prediction_reader
 from p3m.inference.loading import (
     MATTING_CHOICES,
@@ -44,6 +45,7 @@ from p3m.inference.loading import (
     resolve_device,
 )
 from p3m.inference.report import log_per_image_table, print_table, results_document, write_reports
+from p3m.metrics.evaluation import SplitResult
 from p3m.models.evaluation import MatteEvaluationModule
 from p3m.models.test_time import infer_alpha
 from p3m.utils.config_checks import ConfigCheck
@@ -61,6 +63,7 @@ EVAL_CHECK = ConfigCheck(
         "test_strategy": str,
         "resize_mode": str,
         "save_predictions": bool,
+        "contact_sheet": int,
         "channels_last": bool,
         "precision": (int, str),
         "metrics": list,
@@ -163,11 +166,13 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     predict, net, meta = build_predictor(cfg)
     trainer.loggers = instantiate_loggers(cfg.get("logger"), cfg, resolved={"backbone": meta["backbone"]})
     datamodule = hydra.utils.instantiate(cfg.data, require_fg_bg=False)
+    sheet_portraits = int(cfg.get("contact_sheet") or 0)
+    save_mattes = cfg.save_predictions or (sheet_portraits > 0 and not cfg.get("pred_dir"))
     module = MatteEvaluationModule(
         predict,
         net=net,
         metrics=list(cfg.metrics),
-        save_dir=out_dir / "predictions" if cfg.save_predictions else None,
+        save_dir=out_dir / "predictions" if save_mattes else None,
     )
     log_hyperparameters(cfg, module, trainer, resolved=_resolved_config(cfg, meta))
     trainer.test(module, datamodule=datamodule, verbose=False)
@@ -184,7 +189,26 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         print_table(results, gaps)
         log_per_image_table(trainer.loggers, results)
         log.info("Metrics: %s (per image: %s)", out_dir / "metrics.json", out_dir / "per_image.csv")
+        if sheet_portraits > 0:
+            _write_contact_sheet(cfg, datamodule.eval_sets, results, meta, sheet_portraits)
     return doc
+
+
+def _write_contact_sheet(
+    cfg: DictConfig, eval_sets: Sequence[Any], results: Sequence[SplitResult], meta: Mapping[str, Any], n: int
+) -> None:
+    """``contact_sheet.png`` beside metrics.json: the first ``n`` portraits of every split."""
+    out_dir = Path(cfg.paths.output_dir)
+    mattes = Path(str(cfg.pred_dir)) if cfg.get("pred_dir") else out_dir / "predictions"
+    per_image = {r.name: r.per_image for r in results}
+    scores = ", ".join(f"{r.name} MAD {r.mean['mad']:.3f}" for r in results if "mad" in r.mean)
+    source = Path(str(meta["checkpoint"])).name if meta.get("checkpoint") else f"mattes of {mattes}"
+    details = ", ".join(str(v) for v in (meta.get("backbone"), meta.get("strategy")) if v)
+    title = f"{source} ({details})" if details else source
+    path = out_dir / "contact_sheet.png"
+    portraits = evaluation_portraits(eval_sets, mattes, per_image, n)
+    write_contact_sheet(path, portraits, f"{title}: {scores}" if scores else title)
+    log.info("Contact sheet: %s", path)
 
 
 def _resolved_config(cfg: DictConfig, meta: Mapping[str, Any]) -> dict[str, Any]:

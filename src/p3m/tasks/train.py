@@ -66,7 +66,7 @@ TRAIN_CHECK = ConfigCheck(
         "trainer.limit_train_batches": (float, type(None)),
         "trainer.limit_val_batches": (float, type(None)),
         "trainer.limit_test_batches": (float, type(None)),
-        "trainer.val_check_interval": (float, type(None)),
+        "trainer.val_check_interval": (int, float, type(None)),
         "trainer.gradient_clip_val": (float, type(None)),
         "data.batch_size": int,
         "data.num_workers": int,

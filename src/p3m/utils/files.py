@@ -17,12 +17,13 @@ refuses an output folder that cannot be made or written to, before any work too.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -113,6 +114,13 @@ def encode_image(path: str | os.PathLike[str], image: np.ndarray, params: Sequen
 def write_image(path: str | os.PathLike[str], image: np.ndarray, params: Sequence[int] = ()) -> None:
     """``cv2.imwrite`` that never leaves half a file and raises (naming `path`) instead of returning False."""
     write_bytes_atomic(path, encode_image(path, image, params))
+
+
+def write_figure(path: str | os.PathLike[str], figure: Any, **savefig_kwargs: Any) -> None:
+    """Save a matplotlib figure whole or not at all (`write_bytes_atomic`), in the format of the suffix."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or None, **savefig_kwargs)
+    write_bytes_atomic(path, buffer.getbuffer())
 
 
 def _identities(paths: Iterable[Path]) -> tuple[set[Path], set[tuple[int, int]]]:
