@@ -37,6 +37,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from tqdm import tqdm
@@ -97,7 +98,9 @@ def _pack_stem(job: _PackJob) -> tuple[str, str, str]:
         if not pending:
             return job.stem, "skipped", ""
         decoded = {a.path: _READERS[a.kind][0](a.source) for a in pending}
-        sizes = {a: (decoded[a.path].shape if a.path in decoded else shapes[a.path])[:2] for a in job.arrays}
+        # an array not decoded is done, so its shape is known
+        known = cast(dict[Path, tuple[int, ...]], shapes)
+        sizes = {a: (decoded[a.path].shape if a.path in decoded else known[a.path])[:2] for a in job.arrays}
         image = job.arrays[0]
         for array, size in sizes.items():
             if size != sizes[image]:

@@ -47,9 +47,10 @@ class PerImageMattingMetric(Metric):
     needs a trimap.
     """
 
-    higher_is_better: ClassVar[bool] = False
-    is_differentiable: ClassVar[bool] = False
-    full_state_update: ClassVar[bool] = False
+    # torchmetrics declares these as (optional) attributes of every Metric: same types here
+    higher_is_better: bool | None = False
+    is_differentiable: bool | None = False
+    full_state_update: bool | None = False
     needs_trimap: ClassVar[bool] = False
     score_fn: ClassVar[Callable[..., Tensor]]
 

@@ -70,7 +70,8 @@ class EvaluationModule(LightningModule):
 
     def setup(self, stage: str) -> None:
         """Build the evaluator from the datamodule's ``eval_splits`` (once)."""
-        splits = getattr(self.trainer.datamodule, "eval_splits", None) if self._trainer else None
+        datamodule = self.trainer.datamodule if self._trainer else None  # type: ignore[attr-defined]  # Lightning's
+        splits = getattr(datamodule, "eval_splits", None)
         if splits and self.evaluator is None:
             self.evaluator = Evaluator(
                 [split_spec(s) for s in splits], self.eval_metrics, self.eval_heavy_metrics
@@ -106,13 +107,13 @@ class EvaluationModule(LightningModule):
             write_image(self.save_dir / split / f"{stem}.png", matte)
         return output
 
-    def validation_step(
+    def validation_step(  # type: ignore[override]  # returns the matte for callbacks, not a loss
         self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> Tensor | TestTimeOutput:
         """Predict one full-resolution image and score it in its split."""
         return self._evaluate_batch(batch, dataloader_idx)
 
-    def test_step(
+    def test_step(  # type: ignore[override]  # returns the matte for callbacks, not a loss
         self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> Tensor | TestTimeOutput:
         """As validation, with the heavy metrics always on (and the mattes saved with ``save_dir``)."""

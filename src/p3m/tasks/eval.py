@@ -23,7 +23,7 @@ import logging
 import platform
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import lightning as L
@@ -38,7 +38,7 @@ from p3m.inference.evaluate import MatteSource, prediction_reader
 from p3m.inference.loading import backbone_choice, inference_precision, load_network, resolve_device
 from p3m.inference.report import log_per_image_table, print_table, results_document, write_reports
 from p3m.models.evaluation import MatteEvaluationModule
-from p3m.models.test_time import infer_alpha
+from p3m.models.test_time import ResizeMode, infer_alpha
 from p3m.utils.config_checks import ConfigCheck
 from p3m.utils.errors import MissingInputError, SettingError
 from p3m.utils.hydra_app import hydra_app
@@ -114,7 +114,10 @@ def build_predictor(cfg: DictConfig) -> tuple[MatteSource, nn.Module | None, dic
     # torch weights load on the CPU; Lightning moves the module to each rank's device
     net, meta = load_network(cfg, resolve_device(cfg.device) if onnx else torch.device("cpu"))
     precision = inference_precision(cfg)
-    strategy, resize_mode = str(cfg.test_strategy), str(cfg.resize_mode)
+    strategy, resize_mode = (
+        str(cfg.test_strategy),
+        cast(ResizeMode, str(cfg.resize_mode)),
+    )  # checked by infer_alpha
 
     def predict(batch: Mapping[str, Any]) -> Tensor:
         return infer_alpha(net, batch["image"], strategy, resize_mode, precision=precision).alpha
@@ -177,8 +180,11 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
 
 def _resolved_config(cfg: DictConfig, meta: Mapping[str, Any]) -> dict[str, Any]:
     """The config entries known only once the weights are loaded, for the loggers."""
-    backbone = (
-        OmegaConf.to_container(cfg.backbone, resolve=True) if OmegaConf.is_config(cfg.get("backbone")) else {}
+    backbone = cast(
+        dict[str, Any],
+        OmegaConf.to_container(cfg.backbone, resolve=True)
+        if OmegaConf.is_config(cfg.get("backbone"))
+        else {},
     )
     return {
         "backbone": {**backbone, "name": meta["backbone"], "requested": backbone_choice(cfg)},
@@ -199,7 +205,7 @@ def _versions() -> dict[str, str]:
 def _evaluate(cfg: DictConfig) -> float | None:
     """The Hydra job; returns the SAD of the first split (for sweeps)."""
     doc = task_wrapper(run_evaluation, check=EVAL_CHECK)(cfg)
-    first = next(iter(doc.values()), {})
+    first: Any = next(iter(doc.values()), {})
     return first.get("mean", {}).get("sad") if isinstance(first, dict) else None
 
 

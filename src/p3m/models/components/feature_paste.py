@@ -57,5 +57,5 @@ def paste_features(target: Tensor, source: Tensor, mask: Tensor) -> Tensor:
         )
     if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] != target.shape[0]:
         raise ValueError(f"cp_mask must be (N, 1, H, W) with N={target.shape[0]}, got {tuple(mask.shape)}")
-    m = F.adaptive_avg_pool2d(mask.to(target.dtype), target.shape[-2:])
+    m = F.adaptive_avg_pool2d(mask.to(target.dtype), (target.shape[-2], target.shape[-1]))
     return torch.where(m > 0, target * (1 - m) + source * m, target)

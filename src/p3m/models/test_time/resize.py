@@ -163,7 +163,7 @@ class _Neighbours(NamedTuple):
     """One neighbour of every output pixel along an axis: an index into the input, clamped to it,
     and the output positions whose neighbour lies outside the input (they read ``cval = 0``)."""
 
-    index: Tensor
+    index: Tensor  # type: ignore[assignment]  # shadows tuple.index, which nothing here calls
     outside: Tensor
 
 

@@ -91,14 +91,14 @@ def _full_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> tupl
 def _trimap_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> Tensor:
     """The trimap only; a P3MNet skips its local decoder (other nets, e.g. ONNX, run in full)."""
     with _autocast(x, precision):
-        logits = net.segment(x) if hasattr(net, "segment") else net(x).global_logits
+        logits = net.segment(x) if hasattr(net, "segment") else net(x).global_logits  # type: ignore[operator]
     return _segmentation_to_trimap(logits)
 
 
 def _local_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> Tensor:
     """The local matte only; a P3MNet skips the global logits and side heads."""
     with _autocast(x, precision):
-        local = net.matte(x) if hasattr(net, "matte") else net(x).local_alpha
+        local = net.matte(x) if hasattr(net, "matte") else net(x).local_alpha  # type: ignore[operator]
     return local[:, 0].float()
 
 

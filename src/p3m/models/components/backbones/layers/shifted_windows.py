@@ -24,7 +24,7 @@ def padded_size(size: int, window_size: int) -> int:
     return -(-size // window_size) * window_size
 
 
-def _axis_regions(size: int, window_size: int, shift: int, device: torch.device) -> Tensor:
+def _axis_regions(size: int, window_size: int, shift: int, device: torch.device | None) -> Tensor:
     """Region label of each position of one padded, shifted axis.
 
     0: a real position that did not wrap around; 1: a real position that wrapped around the end;
