@@ -1,4 +1,4 @@
-"""Make docs/images/app.png: serve the demo, upload a sample portrait in headless Chromium, screenshot the page.
+"""Make docs/images/app.png: serve the demo, upload a sample portrait in headless Chromium, screenshot it.
 
     python docs/app_screenshot.py --ckpt CKPT [--out docs/images/app.png]
 

@@ -1,6 +1,6 @@
 """The configuration reference, written from ``conf/`` itself: every key with its default and comment.
 
-Every key in ``conf/`` carries a one-line comment saying what it does (``tests/test_configs.py``
+Every key in ``conf/`` carries a one-line comment saying what it does (``tests/conf/test_configs.py``
 checks it), so the reference is those comments, not a second text to keep in sync. At the start of
 each build this writes ``docs/_generated/config_reference.md`` (git-ignored), which
 ``configuration.md`` includes: one section per config group, one table per option file.

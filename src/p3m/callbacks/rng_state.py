@@ -11,6 +11,7 @@ loader draws from torch's generator, which is restored. (Persistent workers keep
 across epochs in other processes: a run with ``data.persistent_workers=true`` resumes with fresh ones.)
 
 When the states are applied matters:
+
 - torch/numpy/Python at load time, before the sanity check (which Lightning runs inside
   ``isolate_rng``) and before the training loader draws its first epoch's seeds, as the
   uninterrupted run does right after the checkpoint was written;

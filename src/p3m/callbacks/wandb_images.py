@@ -41,7 +41,7 @@ class WandbImagePanel(Callback):
         self.max_side = max_side
         self._validations = 0
         self.panel: dict[str, list[list[np.ndarray]]] = {}
-        """The rows of the current (or last) validation by split: image, alpha, trimap, local, fusion."""
+        """The rows of the current (or last) validation by split (image, alpha, trimap, local, fusion)."""
 
     def _allowed_splits(self, trainer: Trainer) -> set[str]:
         datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set by Lightning's data connector

@@ -27,7 +27,7 @@ The rules:
   no arrays.
 
 Disk cost: H * W * 5 bytes per image (image, alpha, face mask), plus H * W * 6 for fg and bg when
-they are not arrays yet; the README gives the figure for P3M-10k.
+they are not arrays yet; docs/performance.md gives the figure for P3M-10k.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_OUTPUTS: tuple[str, ...] = ("mp4", "frames")
 FOURCC = "mp4v"  # the codec pip's opencv-python writes (no H.264 encoder)
-FALLBACK_FPS = 25.0  # for a file that announces no frame rate
+FALLBACK_FPS = 25.0  #: for a file that announces no frame rate
 FRAME_DIGITS = 6  # 000000.png: names sort in frame order up to a million frames (9 hours at 30 fps)
 
 # Writes one frame: its index, the (H, W, 3) uint8 RGB frame, its (H, W) float matte.

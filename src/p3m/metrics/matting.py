@@ -43,7 +43,7 @@ def register_metric(name: str) -> Callable[[type[PerImageMattingMetric]], type[P
 class PerImageMattingMetric(Metric):
     """Base class: mean over images of a per-image matting error.
 
-    Subclasses set :attr:`score_fn` (a function of :mod:`p3m.metrics.functional`) and whether it
+    Subclasses set ``score_fn`` (a function of :mod:`p3m.metrics.functional`) and whether it
     needs a trimap.
     """
 

@@ -35,10 +35,10 @@ def split_spec(split: EvalSplit) -> SplitSpec:
 
 
 class EvaluationModule(LightningModule):
-    """Validation and test through one :class:`Evaluator`; subclasses implement :meth:`predict_matte`.
+    """Validation and test through one :class:`Evaluator`; subclasses implement ``predict_matte``.
 
-    After ``trainer.test``, :attr:`test_results` holds every split's means and the per-image values
-    gathered from every rank (on every rank), :attr:`test_gaps` the gaps.
+    After ``trainer.test``, ``test_results`` holds every split's means and the per-image values
+    gathered from every rank (on every rank), ``test_gaps`` the gaps.
 
     Args:
         metrics: Metrics of every validation and test image (``sad_privacy`` on splits with face masks).
@@ -124,7 +124,7 @@ class EvaluationModule(LightningModule):
         self._log_evaluation("val")
 
     def on_test_epoch_end(self) -> None:
-        """Log ``test/<prefix>/<metric>`` and the gaps; keep them in :attr:`test_results`."""
+        """Log ``test/<prefix>/<metric>`` and the gaps; keep them in ``test_results``."""
         self.test_results, self.test_gaps = self._log_evaluation("test")
 
     def _log_evaluation(self, stage: str) -> tuple[list[SplitResult], dict[str, dict[str, float]]]:

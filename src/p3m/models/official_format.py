@@ -185,4 +185,5 @@ def convert_official_state_dict(
 
 
 def describe_signatures(formats: Mapping[str, OfficialFormat]) -> str:
+    """The keys that identify each official format, for error messages."""
     return ", ".join(f"{arch}: {' or '.join(f.encoder.official_signatures)}" for arch, f in formats.items())

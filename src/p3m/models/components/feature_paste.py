@@ -1,7 +1,7 @@
 """P3M-FCP's network side: blend the features of a pasted image into the target's between encoder
 stages (Ma et al., IJCV 2023). The pixel side (which face, where) is :mod:`p3m.privacy.copy_paste`.
 
-Choices where the papers are silent (documented in the README):
+Choices where the papers are silent (docs/privacy.md lists them all):
 
 - the mask is area-downsampled to the feature's resolution and blended softly:
   ``x = x_t * (1 - m) + x_s * m``; where ``m == 0`` the features are exactly the target's;

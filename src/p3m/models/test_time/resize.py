@@ -26,7 +26,7 @@ never leave their device.
 
 ``fast`` resizes with ``F.interpolate`` in float32 (bilinear, ``align_corners=False``, no
 anti-aliasing, edge-replicating borders). It differs from ``paper`` near the image border and by float
-rounding; ``bench/bench_inference.py`` and the README state the measured matte difference.
+rounding; docs/performance.md gives the measured matte difference (``bench/bench_inference.py``).
 """
 
 from __future__ import annotations

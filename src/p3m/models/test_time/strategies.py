@@ -130,7 +130,7 @@ def infer_alpha(
         out_size: (H, W) of the mattes when not the image's: e.g. the photo's size when ``image`` is a
             shrunk copy of it, so the mattes are resized once, from the pass sizes.
         precision: None for fp32; ``torch.bfloat16``/``torch.float16`` run the network under autocast
-            (faster; the mattes move: the README's performance section measures how much).
+            (faster; the mattes move: docs/performance.md measures how much).
     """
     if strategy not in STRATEGIES:
         raise SettingError(f"unknown test_strategy {strategy!r}; expected one of {STRATEGIES}")

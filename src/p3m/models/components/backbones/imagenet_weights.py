@@ -45,7 +45,7 @@ class EncoderLoadReport:
 
     path: Path
     container: str | None
-    """Key of the dict the weights were under (None: a bare state dict)."""
+    """Key of the dict the weights were under (None for a bare state dict)."""
     loaded: int = 0
     """Tensors copied into the encoder."""
     missing: list[str] = field(default_factory=list)

@@ -15,7 +15,7 @@ import torch
 from timm.models.swin_transformer import window_partition
 from torch import Tensor
 
-# The official masks add -100 (not -inf) to forbidden logits; keep the value for bit-level parity.
+#: The official masks add -100 (not -inf) to forbidden logits; kept for bit-level parity.
 MASKED_LOGIT = -100.0
 
 
