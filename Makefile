@@ -51,7 +51,7 @@ browser-deps: ## Chromium and its driver for the documentation's browser test (D
 test: $(STAMP) anonymize-deps browser-deps ## every test (two at a time), with a coverage report of src/p3m
 	$(PYTEST) --cov=p3m --cov-report=term:skip-covered $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## the unit tier: everything outside tests/integration (marked slow)
+test-fast: $(STAMP) anonymize-deps ## the unit tier: everything outside tests/integration (marked slow)
 	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 docs: $(STAMP) ## build the documentation into docs/_build/html; warnings and broken links fail

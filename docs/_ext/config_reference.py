@@ -124,12 +124,16 @@ def header(lines: list[str]) -> list[str]:
     """A file's header comment: indented lines (command examples) as code, the rest as one paragraph."""
     out: list[str] = []
     paragraph: list[str] = []
-    for line in lines:
+    code: list[str] = []
+    for line in [*lines, ""]:  # the empty line flushes the last paragraph or code block
         if line.startswith("   "):
             out += [" ".join(paragraph), ""] if paragraph else []
             paragraph = []
-            out += ["```bash", line.strip(), "```", ""]
-        else:
+            code.append(line[3:].rstrip())
+            continue
+        out += ["```bash", *code, "```", ""] if code else []
+        code = []
+        if line.strip():
             paragraph.append(prose(line.strip()))
     return out + ([" ".join(paragraph), ""] if paragraph else [])
 

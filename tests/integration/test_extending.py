@@ -1,4 +1,4 @@
-"""The README's "Extending" recipes work: a toy backbone, a toy privacy mode and a toy metric are each
+"""The recipes of docs/extending.md work: a toy backbone, a toy privacy mode and a toy metric are each
 registered the documented way and used together in one training run composed with Hydra."""
 
 from __future__ import annotations
