@@ -1,8 +1,8 @@
-"""Make docs/app.png: serve the demo, upload a sample portrait in headless Chromium, screenshot the page.
+"""Make docs/images/app.png: serve the demo, upload a sample portrait in headless Chromium, screenshot it.
 
-    python docs/app_screenshot.py --ckpt CKPT [--out docs/app.png]
+    python docs/app_screenshot.py --ckpt CKPT [--out docs/images/app.png]
 
-Needs the [app] extra, selenium (not a project dependency) and Debian's chromium + chromium-driver.
+Needs the [app] and [dev] extras (Gradio, selenium) and Debian's chromium + chromium-driver.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main() -> None:
     """Serve, upload, wait for the result, save a palette PNG under 500 KB."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--ckpt", required=True)
-    parser.add_argument("--out", default=str(ROOT / "docs/app.png"))
+    parser.add_argument("--out", default=str(ROOT / "docs/images/app.png"))
     parser.add_argument("--port", type=int, default=7861)
     args = parser.parse_args()
     server = subprocess.Popen(

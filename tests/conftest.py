@@ -20,10 +20,19 @@ from p3m.data.synthetic import ensure_synthetic_dataset
 from tests.fixtures import REFERENCE_DIR, SAMPLES_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
 
 # Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine OpenMP spin-waits made
 # single calls up to hundreds of times slower; subprocess runs of the entry points keep the default.
 torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration (CLI runs, training, DDP, the wheel, the browser) is slow:
+    ``make test-fast`` (``-m "not slow"``) leaves it out."""
+    for item in items:
+        if INTEGRATION_DIR in item.path.parents:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -335,6 +335,7 @@ def test_cli_parallel_exit_codes(tiny: Path, tmp_path: Path) -> None:
     assert len(list((tiny / "train" / "fg_blurred").glob("*.png"))) == 2
 
 
+@pytest.mark.slow  # a training run
 def test_a_webp_image_goes_through_prepare_and_training(tiny_synthetic: Path, tmp_path: Path) -> None:
     """Every folder listing shares one set of image suffixes: prepare writes the fg/bg of a .webp image
     (it used to list .jpg/.jpeg/.png only) and the training set then pairs and loads it."""

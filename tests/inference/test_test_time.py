@@ -75,7 +75,7 @@ def test_bad_inputs_raise_clear_errors() -> None:
     with pytest.raises(ValueError, match="RGB"):
         infer_alpha(net, torch.zeros(1, 64, 64), "full")
     with pytest.raises(ValueError, match="resize_mode"):
-        infer_alpha(net, torch.zeros(3, 64, 64), "full", "bogus")  # type: ignore[arg-type]
+        infer_alpha(net, torch.zeros(3, 64, 64), "full", "bogus")  # type: ignore[arg-type]  # on purpose
 
 
 class OutputsOnly(nn.Module):

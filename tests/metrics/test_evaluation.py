@@ -99,6 +99,7 @@ def _worker(rank: int, out_dir: str, data: tuple[torch.Tensor, ...]) -> None:
     torch.save([(r.mean, r.per_image) for r in results], Path(out_dir) / f"rank{rank}.pt")
 
 
+@pytest.mark.slow  # two processes (DDP)
 @needs_fork
 def test_two_processes_give_the_single_process_results(tmp_path: Path) -> None:
     data = random_mattes(n=5, seed=7)

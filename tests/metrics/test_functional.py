@@ -277,7 +277,7 @@ def test_image_without_unknown_pixels_scores_zero_and_warns() -> None:
 )
 def test_bad_alphas_raise(pred: object, target: torch.Tensor, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
-        F.sad(pred, target)  # type: ignore[arg-type]
+        F.sad(pred, target)  # type: ignore[arg-type]  # the wrong type, on purpose
 
 
 def test_bad_trimaps_raise() -> None:

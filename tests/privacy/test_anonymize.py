@@ -155,6 +155,7 @@ def test_missing_input_key_says_how_to_call_it() -> None:
         anonymize(_cfg(output="/tmp/x"))
 
 
+@pytest.mark.slow  # the command in a subprocess
 def test_command_line_exit_code_counts_failures(tmp_path: Path, centerface: None) -> None:
     images = tmp_path / "images"
     images.mkdir()

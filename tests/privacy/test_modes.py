@@ -30,6 +30,7 @@ MODES = {
 }
 
 
+@pytest.mark.slow  # a training run
 @pytest.mark.parametrize("mode", list(MODES))
 def test_every_mode_trains_one_step(
     mode: str, compose_config: Callable[..., DictConfig], tiny_synthetic: Path
@@ -43,6 +44,7 @@ def test_every_mode_trains_one_step(
     assert "val/np/sad_privacy" not in metrics  # ... P3M-500-NP has none
 
 
+@pytest.mark.slow  # a training run
 def test_fcp_batches_reach_the_staged_forward(
     compose_config: Callable[..., DictConfig], tiny_synthetic: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -58,6 +60,7 @@ def test_fcp_batches_reach_the_staged_forward(
     assert calls == [2]  # the stage comes from the config, not from the batches
 
 
+@pytest.mark.slow  # a training run
 def test_checkpoints_on_sad_privacy_with_the_obfuscated_splits(
     compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tmp_path: Path
 ) -> None:

@@ -49,9 +49,17 @@ class LastCheckpoint(ModelCheckpoint):
 
 def find_last_checkpoint(trainer: Trainer) -> LastCheckpoint | None:
     """The trainer's :class:`LastCheckpoint`, if any (``trainer.checkpoint_callback`` is only the first)."""
-    return next((cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)), None)
+    callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set by Lightning's connector
+    return next((cb for cb in callbacks if isinstance(cb, LastCheckpoint)), None)
 
 
 def find_best_checkpoint(trainer: Trainer) -> ModelCheckpoint | None:
     """The trainer's first ModelCheckpoint that is not the :class:`LastCheckpoint` (the monitored one)."""
-    return next((cb for cb in trainer.checkpoint_callbacks if not isinstance(cb, LastCheckpoint)), None)
+    return next(
+        (
+            cb
+            for cb in trainer.checkpoint_callbacks
+            if isinstance(cb, ModelCheckpoint) and not isinstance(cb, LastCheckpoint)
+        ),
+        None,
+    )

@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
@@ -46,7 +47,7 @@ class PreemptionCheckpoint(Callback):
         owner = find_last_checkpoint(trainer) or trainer.checkpoint_callback
         if self.dirpath:
             folder = Path(self.dirpath)
-        elif owner is not None and getattr(owner, "dirpath", None):
+        elif isinstance(owner, ModelCheckpoint) and owner.dirpath:
             folder = Path(owner.dirpath)
         else:
             folder = Path(trainer.default_root_dir) / "checkpoints"

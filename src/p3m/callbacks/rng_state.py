@@ -11,6 +11,7 @@ loader draws from torch's generator, which is restored. (Persistent workers keep
 across epochs in other processes: a run with ``data.persistent_workers=true`` resumes with fresh ones.)
 
 When the states are applied matters:
+
 - torch/numpy/Python at load time, before the sanity check (which Lightning runs inside
   ``isolate_rng``) and before the training loader draws its first epoch's seeds, as the
   uninterrupted run does right after the checkpoint was written;
@@ -41,7 +42,7 @@ def capture_global_rng() -> dict[str, Any]:
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "numpy": {
             "kind": kind,
-            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
             "pos": int(pos),
             "has_gauss": int(has_gauss),
             "cached_gaussian": float(cached),
@@ -72,7 +73,7 @@ def restore_global_rng(state: dict[str, Any]) -> None:
 def capture_dataset_generators(dataset: Any) -> dict[str, dict[str, Any]]:
     """States of the ``numpy.random.Generator`` attributes of a dataset (created ones only)."""
     return {
-        name: value.bit_generator.state
+        name: dict(value.bit_generator.state)
         for name, value in vars(dataset).items()
         if isinstance(value, np.random.Generator)
     }

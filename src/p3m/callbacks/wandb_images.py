@@ -41,10 +41,11 @@ class WandbImagePanel(Callback):
         self.max_side = max_side
         self._validations = 0
         self.panel: dict[str, list[list[np.ndarray]]] = {}
-        """The rows of the current (or last) validation by split: image, alpha, trimap, local, fusion."""
+        """The rows of the current (or last) validation by split (image, alpha, trimap, local, fusion)."""
 
     def _allowed_splits(self, trainer: Trainer) -> set[str]:
-        splits = getattr(trainer.datamodule, "eval_splits", None) or []
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set by Lightning's data connector
+        splits = getattr(datamodule, "eval_splits", None) or []
         return {split.name for split in splits if self.log_unblurred or split.anonymized}
 
     def _active(self, trainer: Trainer) -> bool:

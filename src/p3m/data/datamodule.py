@@ -24,6 +24,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
+from lightning.fabric.utilities.data import AttributeDict
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Sampler, get_worker_info
 
@@ -110,6 +111,8 @@ class P3M10kDataModule(L.LightningDataModule):
             num_test, size, seed, ...); when set, the dataset is generated at ``root`` on first use.
     """
 
+    hparams: AttributeDict  # what Lightning's save_hyperparameters() stores
+
     def __init__(
         self,
         root: str | Path | None = None,
@@ -151,7 +154,7 @@ class P3M10kDataModule(L.LightningDataModule):
         if train_size is not None or crop_sizes is not None:
             if not hasattr(augmentation, "with_geometry"):
                 raise TypeError(f"{type(augmentation).__name__} cannot change its size (no with_geometry)")
-            augmentation = augmentation.with_geometry(
+            augmentation = augmentation.with_geometry(  # type: ignore[attr-defined]  # hasattr above
                 crop_sizes=list(crop_sizes) if crop_sizes is not None else None, out_size=train_size
             )
         for key, value in (("batch_size", batch_size), ("num_workers", num_workers)):

@@ -11,15 +11,15 @@ image. `estimate_fg_bg` solves for them with pymatting's multilevel foreground e
 
 Output format (``fg_bg_format``), both lossless:
 
-- ``png`` (default; any reader opens it): zlib level 3 with the "up" filter. On a 1080p estimated
-  fg/bg (p3m_samples), cv2 decodes it in ~17-20 ms against ~27-31 ms with cv2's default PNG
-  settings, at about the same size (1.1-1.3 MB). Lossless WebP is half the size and decodes in
-  ~16 ms but takes ~0.7 s to encode each file, more than the estimation itself.
+- ``png`` (default; any reader opens it): zlib level 3 with the "up" filter, which decodes faster
+  than cv2's default PNG settings at about the same size; lossless WebP would be half the size but
+  takes longer to encode than the estimation itself.
 - ``npy``: the uint8 (H, W, 3) RGB array, uncompressed (``<stem>.npy``). The training dataset
-  memory-maps it (:func:`p3m.data.io.read_rgb_array`): no decoding, and a crop reads only its rows
-  (well under 1 ms, against 20-40 ms for the PNG). The cost is disk: H * W * 3 bytes, 6.2 MB for a
-  1080x1920 map, so roughly 100-120 GB for fg+bg of the 9,421 P3M-10k training images, against
-  ~25-30 GB as PNG. BMP or uncompressed TIFF are as large and still take 3-6 ms to decode.
+  memory-maps it (:func:`p3m.data.io.read_rgb_array`): no decoding, and a crop reads only its rows.
+  The cost is disk: H * W * 3 bytes per map (BMP or uncompressed TIFF are as large and still need
+  decoding).
+
+The measured decode times, sizes and the disk P3M-10k needs are in docs/performance.md.
 
 Which stems are done: in ``png`` format a readable fg (bg) of the stem in any format, in ``npy``
 format only a readable ``.npy``; either must be current: what this step wrote is recorded with the
@@ -31,9 +31,8 @@ converting a prepared dataset is ``p3m prepare data.root=... fg_bg_format=npy``.
 kept (delete them to get the disk back); where a stem has both, the dataset reads the ``.npy``.
 
 pymatting compiles its numba kernels the first time they are used in an environment and caches them
-next to the package: importing pymatting as a whole compiles every kernel it has (about a minute on a
-busy 2-core machine), so only the foreground module is loaded here (~6 s when cold, ~1 s once cached).
-Estimation then costs ~0.3 s of CPU per 1080p image (~0.4 s with decoding and both PNG writes).
+next to the package: importing pymatting as a whole compiles every kernel it has, so only the
+foreground module is loaded here.
 """
 
 from __future__ import annotations
@@ -463,8 +462,8 @@ def prepare_fg_bg(
         image_dir: training image folder; `blurred_image` writes `fg_blurred/`, anything else (e.g.
             `original_image`) writes `fg/`. `bg/` is shared, and an existing bg is kept.
         progress: show a progress bar.
-        fg_bg_format: ``png`` (lossless PNG) or ``npy`` (uncompressed arrays, ~6 MB per 1080p map,
-            memory-mapped by the training dataset; decoding drops from 20-40 ms to under 1 ms).
+        fg_bg_format: ``png`` (lossless PNG) or ``npy`` (uncompressed arrays, memory-mapped by the
+            training dataset: no decoding, more disk).
 
     Returns:
         What was written, converted, skipped and failed.

@@ -296,9 +296,9 @@ def read_mask(
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"read_mask: dtype must be np.uint8, np.float32 or np.float64, got {dtype}")
     if mask.dtype == np.uint8:
-        return mask.astype(dtype) / dtype(255.0)
+        return np.divide(mask, 255.0, dtype=dtype)
     if mask.dtype == np.uint16:
-        return mask.astype(dtype) / dtype(65535.0)
+        return np.divide(mask, 65535.0, dtype=dtype)
     if mask.dtype in (np.float32, np.float64):
         return np.clip(mask, 0.0, 1.0).astype(dtype)
     raise ImageReadError(path, f"unsupported pixel type {mask.dtype} (expected 8- or 16-bit)")

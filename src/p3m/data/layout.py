@@ -292,6 +292,7 @@ class P3M10kLayout:
                     f"has no {' and no '.join(missing)}: run `p3m prepare data.root={self.root}` "
                     "to estimate them, or use a loss without composition (loss=no_composition)"
                 )
+            assert fg_dir is not None  # else `missing` named it above
             originals = [n for n in ORIGINAL_IMAGE_DIRS if (self.train_dir / n).is_dir()]
             if reads.anonymized and fg_dir is not None and fg_dir.name == "fg" and originals:
                 # With non-anonymized images present, train/fg may be their foregrounds (faces intact).

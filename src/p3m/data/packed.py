@@ -30,7 +30,7 @@ The rules:
   no arrays.
 
 Disk cost: H * W * 5 bytes per image (image, alpha, face mask), plus H * W * 6 for fg and bg when
-they are not arrays yet; the README gives the figure for P3M-10k.
+they are not arrays yet; docs/performance.md gives the figure for P3M-10k.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from tqdm import tqdm
@@ -134,7 +135,9 @@ def _pack_stem(job: _PackJob) -> tuple[str, str, str, Updates]:
             return job.stem, "skipped", "", updates
         made_from = {a.path: _made_from(a, job) for a in pending}  # fingerprinted before they are read
         decoded = {a.path: _READERS[a.kind][0](a.source) for a in pending}
-        sizes = {a: (decoded[a.path].shape if a.path in decoded else shapes[a.path])[:2] for a in job.arrays}
+        # an array not decoded is done, so its shape is known
+        known = cast(dict[Path, tuple[int, ...]], shapes)
+        sizes = {a: (decoded[a.path].shape if a.path in decoded else known[a.path])[:2] for a in job.arrays}
         image = job.arrays[0]
         for array, size in sizes.items():
             if size != sizes[image]:

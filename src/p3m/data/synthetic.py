@@ -118,7 +118,7 @@ _TRAIN_FILES = (
     ("bg", "bg", ".png"),
     ("facemask", "facemask", ".png"),
 )
-_TEST_FILES = {
+_TEST_FILES: dict[str, tuple[str, *tuple[tuple[str, str, str], ...]]] = {
     "P3M-500-P": ("p", ("blurred_image", "blurred", ".jpg"), ("facemask", "facemask", ".png")),
     "P3M-500-NP": ("np", ("original_image", "original", ".jpg")),
 }

@@ -63,13 +63,13 @@ def parse_colour(text: str) -> tuple[int, int, int]:
     """
     value = text.strip().lower()
     if re.fullmatch(r"#[0-9a-f]{3}", value):
-        return tuple(int(c * 2, 16) for c in value[1:])  # type: ignore[return-value]
+        return tuple(int(c * 2, 16) for c in value[1:])  # type: ignore[return-value]  # 3 digits: 3 ints
     if re.fullmatch(r"#[0-9a-f]{6}", value):
-        return tuple(int(value[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+        return tuple(int(value[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]  # 3 ints
     if m := re.fullmatch(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*(,\s*[\d.]+\s*)?\)", value):
         channels = [round(float(c)) for c in m.groups()[:3]]
         if all(0 <= c <= 255 for c in channels):
-            return tuple(channels)  # type: ignore[return-value]
+            return tuple(channels)  # type: ignore[return-value]  # the regex has 3 groups: 3 ints
     raise ValueError(f"background colour {text!r}: expected #rrggbb or rgb(r, g, b)")
 
 

@@ -71,6 +71,7 @@ def export_onnx(
             external_data=False,  # one self-contained file (P3M-Net r34 is ~ 100 MB, under protobuf's 2 GB)
             verbose=False,
         )
+    assert program is not None  # the dynamo exporter returns its program
     program.save(str(path))
     log.info("exported ONNX graph to %s (opset %d, dynamic=%s)", path, opset, dynamic)
     return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig
@@ -67,7 +67,7 @@ def inference_precision(cfg: DictConfig) -> torch.dtype | None:
     return PRECISIONS[value]
 
 
-def load_network(cfg: DictConfig, device: torch.device) -> tuple[nn.Module | OnnxP3MNet, dict[str, Any]]:
+def load_network(cfg: DictConfig, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """Load ``cfg.ckpt_path`` (``latest`` / ``latest:<task>`` expanded) for inference on ``device``,
     or ``cfg.onnx_path`` with ``runtime=onnx``; ``channels_last=true`` stores the weights NHWC.
 
@@ -84,8 +84,9 @@ def load_network(cfg: DictConfig, device: torch.device) -> tuple[nn.Module | Onn
     if runtime not in RUNTIMES:
         raise SettingError(f"runtime={runtime!r}: expected one of {' | '.join(RUNTIMES)}")
     if runtime == "onnx":
-        net = _load_onnx(cfg, device, torch_only=precision is not None or channels_last)
-        return net, settings | {"checkpoint": str(cfg.onnx_path), "backbone": "onnx"}
+        session = _load_onnx(cfg, device, torch_only=precision is not None or channels_last)
+        # an OnnxP3MNet is called as the module is and gives the same outputs: it stands in for it
+        return cast(nn.Module, session), settings | {"checkpoint": str(cfg.onnx_path), "backbone": "onnx"}
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, "train", prefer="best")
     if not ckpt_path:
         raise SettingError(

@@ -29,7 +29,7 @@ class PredictionSummary:
     failed: list[tuple[Path, str]] = field(default_factory=list)
     """(input, reason) of every input that was skipped."""
     what: str = "images"
-    """What the inputs are, plural, for the log: ``images`` or ``videos``."""
+    """What the inputs are in the log, plural (``images`` or ``videos``)."""
 
 
 def collect_inputs(spec: str | Path) -> list[Path]:

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_OUTPUTS: tuple[str, ...] = ("mp4", "frames")
 FOURCC = "mp4v"  # the codec pip's opencv-python writes (no H.264 encoder)
-FALLBACK_FPS = 25.0  # for a file that announces no frame rate
+FALLBACK_FPS = 25.0  #: for a file that announces no frame rate
 FRAME_DIGITS = 6  # 000000.png: names sort in frame order up to a million frames (9 hours at 30 fps)
 
 # Writes one frame: its index, the (H, W, 3) uint8 RGB frame, its (H, W) float matte.
@@ -230,7 +230,7 @@ def predict_video(net: nn.Module, job: VideoJob, settings: MattingSettings) -> i
     out_dir.mkdir(parents=True, exist_ok=True)
     sink = _mp4_sink(video, out_dir, job.background) if mode == "mp4" else _png_sink(video, out_dir)
     written = 0
-    with sink as write, closing(_frames(video.path)) as frames:
+    with sink as write, closing(_frames(video.path)) as frames:  # type: ignore[type-var]  # a generator: it closes
         progress = tqdm(frames, total=video.frame_count or None, desc=video.path.name, unit="frame")
         for index, image in enumerate(progress):
             try:
@@ -308,7 +308,8 @@ def _video_file(
     """
     height, width = size
     with atomic_path(path, keep_suffix=True) as tmp:  # the writer picks the container by the suffix
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*FOURCC), fps, (width, height), color)
+        fourcc = cv2.VideoWriter_fourcc(*FOURCC)  # type: ignore[attr-defined]  # in cv2, not in its stubs
+        writer = cv2.VideoWriter(str(tmp), fourcc, fps, (width, height), color)
         if not writer.isOpened():
             raise OSError(f"could not write {path}: OpenCV cannot open an {FOURCC} video writer for it")
         written = 0

@@ -34,7 +34,9 @@ class MattingMetricCollection(MetricCollection):
     ``update(pred, target, trimap=None)`` and ``forward`` take the same inputs as each metric.
     """
 
-    def update(self, pred: Tensor, target: Tensor, trimap: Tensor | None = None) -> None:
+    def update(  # type: ignore[override]  # the metrics' update, not ModuleDict's
+        self, pred: Tensor, target: Tensor, trimap: Tensor | None = None
+    ) -> None:
         """Update every metric with one batch (inputs converted to float64 once)."""
         super().update(*prepare_inputs(pred, target, trimap))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.distributed as dist
@@ -167,7 +168,8 @@ class Evaluator(nn.Module):
         self, index: int, stem: str, pred: Tensor, target: Tensor, **kwargs: Tensor | bool | None
     ) -> dict[str, float]:
         """Score one image of split ``index``; keyword arguments as :meth:`SplitEvaluator.update`."""
-        return self.splits[index].update(stem, pred, target, **kwargs)  # type: ignore[arg-type]
+        split = cast(SplitEvaluator, self.splits[index])
+        return split.update(stem, pred, target, **kwargs)  # type: ignore[arg-type]  # checked by its signature
 
     def results(self, heavy: bool = False) -> list[SplitResult]:
         """Every split's means (synced) and per-image values (gathered from every rank, sorted by stem).
@@ -175,7 +177,7 @@ class Evaluator(nn.Module):
         A collective call under DDP: every rank must make it.
         """
         results = []
-        for split in self.splits:
+        for split in cast(Sequence[SplitEvaluator], self.splits):
             records = gather_records(split.records)
             results.append(
                 SplitResult(
@@ -189,7 +191,7 @@ class Evaluator(nn.Module):
 
     def reset(self) -> None:
         """Reset every split."""
-        for split in self.splits:
+        for split in cast(Sequence[SplitEvaluator], self.splits):
             split.reset()
 
     def gaps(self, results: Sequence[SplitResult], stage: str) -> dict[str, dict[str, float]]:

@@ -7,18 +7,18 @@ returns one score per image: a 0-dim tensor for an (H, W) input, shape (N,) for 
 Conventions (those of the official ``evaluate.py`` of P3M / P3M-Net, which computes on float64 numpy
 arrays with prediction = png / 255 and alpha = mask / 255):
 
-- ``sad`` (key ``sad``): sum |d| over the whole image / 1000, d = pred - alpha;
+- ``sad`` (key ``sad``): sum ``|d|`` over the whole image / 1000, d = pred - alpha;
 - ``mse`` (``mse``): sum d**2 / (H * W), no scale;
-- ``mad`` (``mad``): sum |d| / (H * W), no scale;
-- ``gradient_error`` (``grad``): sum (|grad pred| - |grad alpha|)**2 with Gaussian derivatives
+- ``mad`` (``mad``): sum ``|d|`` / (H * W), no scale;
+- ``gradient_error`` (``grad``): sum ``(|grad pred| - |grad alpha|)**2`` with Gaussian derivatives
   (sigma 1.4) / 10;
 - ``connectivity_error`` (``conn``): connectivity error over thresholds 0.1 .. 1.0, / 1000;
 - ``sad_trimap`` (``sad_t``): pred forced to 1 where trimap == 255 and 0 where trimap == 0, then
-  sum |d| over the whole image / 1000;
+  sum ``|d|`` over the whole image / 1000;
 - ``mse_trimap`` (``mse_t``): same forcing, sum d**2 / #(trimap == 128);
-- ``mad_trimap`` (``mad_t``): same forcing, sum |d| / #(trimap == 128);
-- ``sad_foreground`` (``sad_fg``): sum |d| where trimap == 255 (pred not forced) / 1000;
-- ``sad_background`` (``sad_bg``): sum |d| where trimap == 0 (pred not forced) / 1000.
+- ``mad_trimap`` (``mad_t``): same forcing, sum ``|d|`` / #(trimap == 128);
+- ``sad_foreground`` (``sad_fg``): sum ``|d|`` where trimap == 255 (pred not forced) / 1000;
+- ``sad_background`` (``sad_bg``): sum ``|d|`` where trimap == 0 (pred not forced) / 1000.
 
 The keys are the canonical names of :data:`p3m.metrics.METRIC_NAMES`.
 
@@ -47,7 +47,7 @@ SAD_SCALE = 1000.0  # SAD-type and Conn values are reported divided by 1000
 GRAD_SCALE = 10.0  # Grad values are reported divided by 10
 GRAD_SIGMA = 1.4  # Gaussian derivative filter of the official Grad
 GRAD_TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default: radius = int(4 * sigma + 0.5)
-#: Official Conn thresholds, bit-exact: np.arange gives 0.30000000000000004, 0.6000000000000001, ...
+#: The official Conn thresholds, bit for bit (np.arange gives 0.30000000000000004, 0.6000000000000001, ...)
 CONN_THRESHOLDS: np.ndarray = np.arange(0.0, 1.1, 0.1)
 CONN_MIN_DISTANCE = 0.15  # Conn counts a pixel once it lies this far above its connectivity level
 
@@ -219,7 +219,7 @@ def mse_trimap(pred: Tensor, target: Tensor, trimap: Tensor | None) -> Tensor:
 
 
 def mad_trimap(pred: Tensor, target: Tensor, trimap: Tensor | None) -> Tensor:
-    """Official ``MAD_TRIMAP``: forced pred (see :func:`sad_trimap`), sum of |d| / #unknown pixels.
+    """Official ``MAD_TRIMAP``: forced pred (see :func:`sad_trimap`), sum of ``|d|`` / #unknown pixels.
 
     An image without unknown pixels gets the error sum divided by 1 and a ``UserWarning``.
     """

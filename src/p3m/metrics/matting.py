@@ -43,13 +43,14 @@ def register_metric(name: str) -> Callable[[type[PerImageMattingMetric]], type[P
 class PerImageMattingMetric(Metric):
     """Base class: mean over images of a per-image matting error.
 
-    Subclasses set :attr:`score_fn` (a function of :mod:`p3m.metrics.functional`) and whether it
+    Subclasses set ``score_fn`` (a function of :mod:`p3m.metrics.functional`) and whether it
     needs a trimap.
     """
 
-    higher_is_better: ClassVar[bool] = False
-    is_differentiable: ClassVar[bool] = False
-    full_state_update: ClassVar[bool] = False
+    # torchmetrics declares these as (optional) attributes of every Metric: same types here
+    higher_is_better: bool | None = False
+    is_differentiable: bool | None = False
+    full_state_update: bool | None = False
     needs_trimap: ClassVar[bool] = False
     score_fn: ClassVar[Callable[..., Tensor]]
 

@@ -77,7 +77,7 @@ class SADPrivacy(PerImageMattingMetric):
     is_differentiable = True
     score_fn = staticmethod(sad_privacy)
 
-    def update(self, pred: Tensor, target: Tensor, facemask: Tensor) -> None:
+    def update(self, pred: Tensor, target: Tensor, facemask: Tensor) -> None:  # type: ignore[override]  # a face mask, not a trimap
         """Add the scores of the images of a batch that have a face.
 
         Args:

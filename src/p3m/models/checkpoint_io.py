@@ -3,8 +3,8 @@
 Lightning's own ``TorchCheckpointIO`` writes to the system's temp folder and moves the file into
 place, which across file systems is a copy: a full disk leaves a truncated ``last.ckpt`` that
 ``ckpt_path=latest`` would then pick. Here a save goes to a temporary file beside the target and is
-renamed over it (:func:`~p3m.models.checkpoints.save_checkpoint`), and a resume reads through
-:func:`~p3m.models.checkpoints.read_checkpoint`, so a damaged or unsafe file gets a message that
+renamed over it (:func:`~p3m.utils.checkpoint_files.save_checkpoint`), and a resume reads through
+:func:`~p3m.utils.checkpoint_files.read_checkpoint`, so a damaged or unsafe file gets a message that
 names it.
 """
 

@@ -43,10 +43,10 @@ def split_spec(split: EvalSplit) -> SplitSpec:
 
 
 class EvaluationModule(LightningModule):
-    """Validation and test through one :class:`Evaluator`; subclasses implement :meth:`predict_matte`.
+    """Validation and test through one :class:`Evaluator`; subclasses implement ``predict_matte``.
 
-    After ``trainer.test``, :attr:`test_results` holds every split's means and the per-image values
-    gathered from every rank (on every rank), :attr:`test_gaps` the gaps.
+    After ``trainer.test``, ``test_results`` holds every split's means and the per-image values
+    gathered from every rank (on every rank), ``test_gaps`` the gaps.
 
     Args:
         metrics: Metrics of every validation and test image (``sad_privacy`` on splits with face masks).
@@ -78,7 +78,8 @@ class EvaluationModule(LightningModule):
 
     def setup(self, stage: str) -> None:
         """Build the evaluator from the datamodule's ``eval_splits`` (once)."""
-        splits = getattr(self.trainer.datamodule, "eval_splits", None) if self._trainer else None
+        datamodule = self.trainer.datamodule if self._trainer else None  # type: ignore[attr-defined]  # Lightning's
+        splits = getattr(datamodule, "eval_splits", None)
         if splits and self.evaluator is None:
             self.evaluator = Evaluator(
                 [split_spec(s) for s in splits], self.eval_metrics, self.eval_heavy_metrics
@@ -114,13 +115,13 @@ class EvaluationModule(LightningModule):
             write_image(self.save_dir / split / f"{stem}.png", matte)
         return output
 
-    def validation_step(
+    def validation_step(  # type: ignore[override]  # returns the matte for callbacks, not a loss
         self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> Tensor | TestTimeOutput:
         """Predict one full-resolution image and score it in its split."""
         return self._evaluate_batch(batch, dataloader_idx)
 
-    def test_step(
+    def test_step(  # type: ignore[override]  # returns the matte for callbacks, not a loss
         self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> Tensor | TestTimeOutput:
         """As validation, with the heavy metrics always on (and the mattes saved with ``save_dir``)."""
@@ -131,7 +132,7 @@ class EvaluationModule(LightningModule):
         self._log_evaluation("val")
 
     def on_test_epoch_end(self) -> None:
-        """Log ``test/<prefix>/<metric>`` and the gaps; keep them in :attr:`test_results`."""
+        """Log ``test/<prefix>/<metric>`` and the gaps; keep them in ``test_results``."""
         self.test_results, self.test_gaps = self._log_evaluation("test")
 
     def _log_evaluation(self, stage: str) -> tuple[list[SplitResult], dict[str, dict[str, float]]]:

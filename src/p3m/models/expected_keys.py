@@ -45,6 +45,7 @@ class ExpectedState(NamedTuple):
 
 @functools.cache
 def expected_state(name: str) -> ExpectedState:
+    """The class of backbone ``name`` and the key shapes of its P3M-Net's state dict."""
     # Only the class, the keys and the shapes are needed: build on the meta device (no memory, no
     # init cost), or for real if the backbone's constructor cannot run there.
     try:
@@ -59,6 +60,7 @@ def expected_state(name: str) -> ExpectedState:
 
 
 def validate_state(state: Mapping[str, Tensor], backbone: str, expected: str) -> None:
+    """Raise naming the missing, unexpected and misshapen keys of ``state`` (``expected`` describes it)."""
     shapes = expected_state(backbone).shapes
     missing = sorted(shapes.keys() - state.keys())
     unexpected = sorted(state.keys() - shapes.keys())

@@ -13,7 +13,7 @@ constructor argument per weight, defaulting to those paper values, and returns n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -161,6 +161,8 @@ class P3MLoss(nn.Module):
         laplacian_levels: Band-pass levels of the Laplacian pyramid (the residual is added).
     """
 
+    gauss_kernel: Tensor  # buffer: the official 5x5 Gaussian of the Laplacian pyramid
+
     def __init__(
         self,
         seg_global: float = 3.0,
@@ -244,10 +246,11 @@ class P3MLoss(nn.Module):
             inputs = {key: value.float() for key, value in inputs.items()}
             preds = {field: value.float() for field, value in preds.items()}
             _check_shapes(preds, inputs)
+            # None only where no requested term reads them (_TERM_KEYS)
             trimap = inputs.get("trimap")
-            unknown_mask = (trimap == TRIMAP_UNKNOWN).float() if trimap is not None else None
-            seg_target = segmentation_target(trimap) if trimap is not None else None
-            alpha = inputs.get("alpha")
+            unknown_mask = cast(Tensor, (trimap == TRIMAP_UNKNOWN).float() if trimap is not None else None)
+            seg_target = cast(Tensor, segmentation_target(trimap) if trimap is not None else None)
+            alpha = cast(Tensor, inputs.get("alpha"))
             for name in (n for n in TERM_NAMES if n in names):
                 pred = preds[_TERM_INPUT[name]]
                 if name.startswith("ce_"):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from typing import ClassVar, NamedTuple, Protocol
+from typing import ClassVar, NamedTuple, Protocol, cast
 
 import torch
 from torch import Tensor
@@ -110,7 +110,8 @@ def official_formats() -> dict[str, OfficialFormat]:
         cls = backbone_class(name)
         arch = getattr(cls, "official_arch", None)
         if arch is not None:
-            formats[arch] = OfficialFormat(arch, name, cls)
+            # a class that declares official_arch declares the whole contract (module docstring)
+            formats[arch] = OfficialFormat(arch, name, cast(type[OfficialEncoderKeys], cls))
     return formats
 
 
@@ -184,4 +185,5 @@ def convert_official_state_dict(
 
 
 def describe_signatures(formats: Mapping[str, OfficialFormat]) -> str:
+    """The keys that identify each official format, for error messages."""
     return ", ".join(f"{arch}: {' or '.join(f.encoder.official_signatures)}" for arch, f in formats.items())

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+from lightning.fabric.utilities.data import AttributeDict
 from torch import Tensor, nn
 
 from p3m.models.checkpoints import load_checkpoint_state, require_backbone
@@ -44,6 +45,8 @@ class P3MLitModule(EvaluationModule):
         privacy: The privacy mode (conf/privacy, :mod:`p3m.privacy.modes`): its ``training_forward``
             runs the network in training (P3M-FCP pastes features inside it); None: a plain forward.
     """
+
+    hparams: AttributeDict  # what save_hyperparameters() stores
 
     def __init__(
         self,
@@ -122,7 +125,7 @@ class P3MLitModule(EvaluationModule):
         return infer_alpha(self.net, batch["image"], self.hparams.val_strategy, self.hparams.val_resize_mode)
 
     # -------------------------------------------------------------- optimiser
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> dict[str, Any]:  # type: ignore[override]  # a Lightning config dict
         """Finish the partially applied optimizer (and scheduler) from the config."""
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:

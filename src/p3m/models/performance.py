@@ -91,8 +91,8 @@ def cpu_has_native_bf16() -> bool:
 def warn_if_bf16_is_emulated(trainer: Any) -> None:
     """Warn when a CPU run asks for bf16 that this CPU lacks: its convolutions fall back to a slow path.
 
-    On a 2-core AVX2 EPYC without AVX-512 BF16 the ResNet-34 step at batch 2 and 256 px took 20.7 s
-    in bf16 + channels-last against 1.6 s in fp32 (``bench/bench_train_step.py``).
+    On a CPU without AVX-512 BF16 or AMX a bf16 step takes many times the fp32 one (docs/performance.md,
+    ``bench/bench_train_step.py``).
     """
     cpu = trainer.strategy.root_device.type == "cpu"
     if cpu and str(trainer.precision).startswith("bf16") and not cpu_has_native_bf16():

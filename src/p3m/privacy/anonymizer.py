@@ -186,6 +186,7 @@ def anonymize_folder(
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     check_inputs(input_dir, alpha_dir, image_format)
     alphas = _index_by_stem(_image_files(Path(alpha_dir))) if alpha_dir is not None else None
+    alpha_files = alphas or {}
 
     report = AnonymizeReport(settings=dict(settings or {}))
     files = _image_files(input_dir)
@@ -193,13 +194,13 @@ def anonymize_folder(
         log.warning("no images (%s) in %s", ", ".join(IMAGE_SUFFIXES), input_dir)
     out_images, out_masks = output_dir / "blurred_image", output_dir / "facemask"
     # output= the split folder with alpha_dir=<split>/mask: the mattes are already where they would go.
-    copy_alphas = alphas is not None and not _same_folder(Path(alpha_dir), output_dir / "mask")
+    copy_alphas = alpha_dir is not None and not _same_folder(Path(alpha_dir), output_dir / "mask")
     planned = [output_dir / REPORT_NAME]
     for stem in dict.fromkeys(p.stem for p in files):
         planned += [out_images / f"{stem}.{image_format}", out_masks / f"{stem}.png"]
-        if copy_alphas and stem in alphas:
-            planned.append(output_dir / "mask" / alphas[stem].name)
-    check_outputs(planned, [*files, *(alphas or {}).values()], overwrite=overwrite)
+        if copy_alphas and stem in alpha_files:
+            planned.append(output_dir / "mask" / alpha_files[stem].name)
+    check_outputs(planned, [*files, *alpha_files.values()], overwrite=overwrite)
     out_images.mkdir(parents=True, exist_ok=True)
     out_masks.mkdir(parents=True, exist_ok=True)
     if copy_alphas:
@@ -234,7 +235,9 @@ def anonymize_folder(
             write_image(out_images / f"{stem}.{image_format}", obfuscated, write_params)
             write_image(out_masks / f"{stem}.png", facemask)
             if copy_alphas:
-                write_bytes_atomic(output_dir / "mask" / alphas[stem].name, alphas[stem].read_bytes())
+                write_bytes_atomic(
+                    output_dir / "mask" / alpha_files[stem].name, alpha_files[stem].read_bytes()
+                )
             report.written.append(stem)
         except (OSError, ValueError, cv2.error) as err:
             report.failures[path.name] = str(err)

@@ -156,6 +156,7 @@ def paste_face(
     # The turned face's box centre, which goes to the region's box centre.
     turned_centre = (points.max(axis=0) + points.min(axis=0)) / 2.0
 
+    mask: np.ndarray  # uint8, resized below
     image, mask = source_image, source_mask.astype(np.uint8) * 255
     if scale < 0.5:  # shrink with area averaging first: a bilinear warp alone would alias
         h, w = mask.shape

@@ -33,6 +33,7 @@ from p3m.utils.docs import WHERE_TO_GET
 CELEBAMASK_IMAGE_DIR = "CelebA-HQ-img"
 CELEBAMASK_MASK_DIR = "CelebAMask-HQ-mask-anno"
 CELEBAMASK_PER_FOLDER = 2000  # CelebAMask-HQ stores the part masks of images i in folder i // 2000
+#: The CelebAMask-HQ parts that make up a face (no hair, ears or neck).
 CELEBAMASK_FACE_PARTS: tuple[str, ...] = (
     "skin",
     "nose",

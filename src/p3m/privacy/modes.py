@@ -31,7 +31,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from torch import Tensor, nn
 
@@ -108,7 +108,11 @@ class Obfuscate(PrivacyMode):
 
     def sample_hook(self, root: str | Path | None) -> tuple[ObfuscateHook, tuple[Path, ...]]:
         """Obfuscate the original image (and its fg) before the augmentation."""
-        settings = {"method": self.method, "blur_sigma": self.blur_sigma, "mosaic_block": self.mosaic_block}
+        settings: dict[str, Any] = {
+            "method": self.method,
+            "blur_sigma": self.blur_sigma,
+            "mosaic_block": self.mosaic_block,
+        }
         try:
             obfuscator = FaceObfuscator(**settings, opaque_alpha=self.opaque_alpha)
         except (TypeError, ValueError) as err:
@@ -155,7 +159,7 @@ class CopyPaste(PrivacyMode):
 
     def sample_hook(self, root: str | Path | None) -> tuple[CopyPasteHook, tuple[Path, ...]]:
         """Paste a public face before the augmentation (ICP), or prepare the FCP inputs."""
-        source_dir = self.source_dir
+        source_dir: str | Path | None = self.source_dir
         if source_dir is None:
             if root is None:
                 raise ValueError(
@@ -164,7 +168,10 @@ class CopyPaste(PrivacyMode):
             source_dir = Path(root) / PUBLIC_FACES_DIR
         faces = PublicFaces(source_dir)
         augment = FaceAugment(
-            flip_prob=self.flip_prob, rotation=self.rotation, scale=self.scale, colour=self.colour
+            flip_prob=self.flip_prob,
+            rotation=self.rotation,
+            scale=cast(tuple[float, float], self.scale),  # a tuple since __post_init__; FaceAugment checks it
+            colour=self.colour,
         )
         hook = CopyPasteHook(
             faces,
@@ -183,4 +190,5 @@ class CopyPaste(PrivacyMode):
         for key in ("cp_source", "cp_mask"):
             if key not in batch:
                 raise KeyError(f"privacy=cp level=feature needs batch[{key!r}] (keys: {sorted(batch)})")
-        return net.forward_feature_paste(image, batch["cp_source"], batch["cp_mask"], self.stage)
+        paste = cast(Any, net).forward_feature_paste  # P3MNet's; a network without it fails here, naming it
+        return paste(image, batch["cp_source"], batch["cp_mask"], self.stage)

@@ -170,7 +170,7 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     """
     if sigma <= 0:
         return image.copy()
-    work = image.astype(np.float32)
+    work: np.ndarray = image.astype(np.float32)
     for width in _box_widths(sigma, passes=3):
         if width > 1:
             work = cv2.blur(work, (width, width), borderType=cv2.BORDER_REFLECT_101)

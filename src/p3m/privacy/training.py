@@ -81,7 +81,8 @@ class ObfuscateHook:
         if "facemask" not in sample:
             raise KeyError("privacy=obfuscate needs the face mask of every training sample (train/facemask)")
         alpha, facemask = sample["alpha"], sample["facemask"]
-        kernel = band_kernel_for(*alpha.shape[:2], self.band_kernel)
+        height, width = alpha.shape[:2]
+        kernel = band_kernel_for(height, width, self.band_kernel)
         obfuscator = dataclasses.replace(self.obfuscator, band_kernel=kernel)
         out = dict(sample)
         out["image"] = obfuscator(sample["image"], facemask, alpha=alpha)

@@ -4,6 +4,7 @@
 what ``p3m --help`` lists; it names the modules without importing them, so the help is instant.
 """
 
+#: Every task and its one-line summary, in the order ``p3m --help`` lists them.
 TASKS: dict[str, str] = {
     "train": "train P3M-Net on P3M-10k, synthetic or your own data (and test it)",
     "eval": "evaluate a checkpoint or existing mattes on the evaluation splits",

@@ -17,6 +17,7 @@ In a clone, ``python src/anonymize.py ...`` is the same command.
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -84,7 +85,7 @@ def anonymize(cfg: DictConfig) -> AnonymizeReport:
         jpeg_quality=cfg.jpeg_quality,
         keep_no_face=cfg.keep_no_face,
         progress=cfg.progress,
-        settings=settings,
+        settings=cast(dict[str, Any], settings),  # a DictConfig's keys are str
         overwrite=bool(cfg.overwrite),
     )
     for line in report.summary().splitlines():

@@ -66,6 +66,7 @@ def convert_official_checkpoint(
         )
     arch = arch or detect_official_arch(state)
     converted = convert_official_state_dict(state, arch)  # raises naming the expected keys
+    assert arch is not None  # else convert_official_state_dict raised, naming the expected keys
     fmt = official_formats()[arch]
     ignored = sorted(k for k in state if any(re.fullmatch(p, k) for p in fmt.encoder.official_unused))
     save_checkpoint(

@@ -23,7 +23,7 @@ import logging
 import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import lightning as L
@@ -47,7 +47,7 @@ from p3m.inference.loading import (
 from p3m.inference.report import log_per_image_table, print_table, results_document, write_reports
 from p3m.metrics.evaluation import SplitResult
 from p3m.models.evaluation import MatteEvaluationModule
-from p3m.models.test_time import infer_alpha
+from p3m.models.test_time import ResizeMode, infer_alpha
 from p3m.utils.config_checks import ConfigCheck
 from p3m.utils.errors import MissingInputError, SettingError
 from p3m.utils.hydra_app import hydra_app
@@ -126,7 +126,10 @@ def build_predictor(cfg: DictConfig) -> tuple[MatteSource, nn.Module | None, dic
     # torch weights load on the CPU; Lightning moves the module to each rank's device
     net, meta = load_network(cfg, resolve_device(cfg.device) if onnx else torch.device("cpu"))
     precision = inference_precision(cfg)
-    strategy, resize_mode = str(cfg.test_strategy), str(cfg.resize_mode)
+    strategy, resize_mode = (
+        str(cfg.test_strategy),
+        cast(ResizeMode, str(cfg.resize_mode)),
+    )  # checked by infer_alpha
 
     def predict(batch: Mapping[str, Any]) -> Tensor:
         return infer_alpha(net, batch["image"], strategy, resize_mode, precision=precision).alpha
@@ -213,8 +216,11 @@ def _write_contact_sheet(
 
 def _resolved_config(cfg: DictConfig, meta: Mapping[str, Any]) -> dict[str, Any]:
     """The config entries known only once the weights are loaded, for the loggers."""
-    backbone = (
-        OmegaConf.to_container(cfg.backbone, resolve=True) if OmegaConf.is_config(cfg.get("backbone")) else {}
+    backbone = cast(
+        dict[str, Any],
+        OmegaConf.to_container(cfg.backbone, resolve=True)
+        if OmegaConf.is_config(cfg.get("backbone"))
+        else {},
     )
     return {
         "backbone": {**backbone, "name": meta["backbone"], "requested": backbone_choice(cfg)},
@@ -235,7 +241,7 @@ def _versions() -> dict[str, str]:
 def _evaluate(cfg: DictConfig) -> float | None:
     """The Hydra job; returns the SAD of the first split (for sweeps)."""
     doc = task_wrapper(run_evaluation, check=EVAL_CHECK)(cfg)
-    first = next(iter(doc.values()), {})
+    first: Any = next(iter(doc.values()), {})
     return first.get("mean", {}).get("sad") if isinstance(first, dict) else None
 
 

@@ -2,12 +2,10 @@
 
 glibc's ``malloc`` serves blocks over 32 MiB with ``mmap`` and gives them back to the OS when they
 are freed, so each training step maps, page-faults (zero-fills) and unmaps every large activation
-again: 1.5 million page faults and ~2.2 s of system time per ResNet-34 step at batch 2 and 512 px on
-2 cores (``getrusage`` around one step). ``mallopt(3)`` can serve every block from the heap
-(``M_MMAP_MAX`` 0) and never trim it (``M_TRIM_THRESHOLD`` -1): the memory is mapped once and
-reused, and that step takes 5.74 s instead of 7.08 s (``bench/bench_train_step.py
---keep-freed-memory``, median of 5). The process keeps its peak memory until it exits, which a
-training run reaches every step anyway.
+again, which costs seconds of system time per CPU step. ``mallopt(3)`` can serve every block from
+the heap (``M_MMAP_MAX`` 0) and never trim it (``M_TRIM_THRESHOLD`` -1): the memory is mapped once
+and reused (the gain: docs/performance.md, ``bench/bench_train_step.py --keep-freed-memory``). The
+process keeps its peak memory until it exits, which a training run reaches every step anyway.
 """
 
 from __future__ import annotations

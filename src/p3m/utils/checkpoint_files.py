@@ -63,6 +63,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): a save that never completed?")
     if not (head.startswith(_ZIP_MAGIC) or _LEGACY_MAGIC in head):
         raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint (it does not start like one)")
+    problem: Exception
     try:
         return torch.load(
             path, map_location=map_location, weights_only=True, mmap=mmap and head.startswith(_ZIP_MAGIC)

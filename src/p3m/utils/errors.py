@@ -12,7 +12,7 @@ import re
 
 EXIT_OK = 0
 EXIT_PARTIAL_FAILURE = 1
-EXIT_USER_ERROR = 2
+EXIT_USER_ERROR = 2  #: a user error: one message naming the setting or file and the fix, no traceback
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 

@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -60,7 +60,13 @@ if not OmegaConf.has_resolver(ROOT_RESOLVER):
     OmegaConf.register_new_resolver(ROOT_RESOLVER, project_root)
 
 
-def hydra_app(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[Sequence[str] | None], None]:
+class TaskMain(Protocol):
+    """A task's ``main``: ``main()`` reads ``sys.argv``, ``main([...])`` the given arguments."""
+
+    def __call__(self, args: Sequence[str] | None = None) -> None: ...
+
+
+def hydra_app(config_name: str, task: Callable[[DictConfig], Any]) -> TaskMain:
     """``task`` as a Hydra application over ``conf/<config_name>.yaml``.
 
     The returned function takes the command-line arguments (None: ``sys.argv[1:]``), with everything

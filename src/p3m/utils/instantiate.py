@@ -67,7 +67,7 @@ def run_name(cfg: DictConfig) -> str:
     output_dir = Path(cfg.paths.output_dir)
     if hydra_cfg.mode == RunMode.MULTIRUN:
         name = f"{task}-{output_dir.parent.name}-{output_dir.name}"
-        overrides = hydra_cfg.job.get("override_dirname")
+        overrides = getattr(hydra_cfg.job, "override_dirname", None)
         return f"{name}[{overrides}]" if overrides else name
     return f"{task}-{output_dir.name}"
 
@@ -75,7 +75,7 @@ def run_name(cfg: DictConfig) -> str:
 def job_type() -> str:
     """The entry point's name (``train``, ``eval``) from Hydra, else ``train``."""
     if HydraConfig.initialized():
-        name = str(HydraConfig.get().job.get("name") or "")
+        name = str(getattr(HydraConfig.get().job, "name", None) or "")
         if name in ("train", "eval", "predict"):
             return name
     return "train"

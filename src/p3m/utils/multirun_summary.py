@@ -90,7 +90,7 @@ def _override_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _overrides_dict(overrides: Sequence[str]) -> dict[str, str]:
-    return dict(o.split("=", 1) if "=" in o else (o, "") for o in overrides)
+    return {key: value for key, _, value in (o.partition("=") for o in overrides)}
 
 
 def _sort_key(row: dict[str, Any], maximize: bool) -> tuple[int, float]:

@@ -199,8 +199,8 @@ def log_hyperparameters(
     if not trainer.loggers:
         return
     # the `hydra` node is only present in composed (test) configs and needs a running Hydra job
-    params = {
-        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+    params: dict[str, Any] = {
+        str(k): OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
         for k, v in cfg.items()
         if k != "hydra"
     }

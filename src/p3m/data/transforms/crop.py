@@ -15,8 +15,9 @@
 image) is the crop's centre, clamped so the crop stays inside, and the resized trimap is
 re-quantised (> 180 -> 255, < 50 -> 0, else 128).
 
-Random choices are drawn by :meth:`PaperTransform.draw` into a :class:`CropChoices`; :meth:`apply`
-is deterministic given them, so tests can fix them and compare with the official steps.
+Random choices are drawn by :meth:`PaperTransform.draw` into a :class:`CropChoices`;
+:meth:`PaperTransform.apply` is deterministic given them, so tests can fix them and compare with the
+official steps.
 
 Speed, and what is exact (tests/data/test_transforms.py checks each claim):
 

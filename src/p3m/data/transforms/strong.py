@@ -169,7 +169,7 @@ class StrongTransform(PaperTransform):
                 out[key] = out[key][:, :, 0]
         return out
 
-    def apply(  # type: ignore[override]
+    def apply(
         self, sample: Mapping[str, np.ndarray], choices: CropChoices, augment_seed: int = 0
     ) -> dict[str, torch.Tensor]:
         """The training item for fixed crop choices and a fixed augmentation seed (deterministic)."""

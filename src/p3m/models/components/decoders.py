@@ -167,7 +167,7 @@ class LocalStage(nn.Module):
             x = self.tfi(guidance, x, skip)
         if self.sbfi is not None:
             x = self.sbfi(x, shallow)
-        return F.max_unpool2d(self.convs(x), indices, kernel_size=2, stride=2)
+        return F.max_unpool2d(self.convs(x), indices, kernel_size=(2, 2), stride=(2, 2))
 
 
 class LocalDecoder(nn.Module):

@@ -1,7 +1,7 @@
 """P3M-FCP's network side: blend the features of a pasted image into the target's between encoder
 stages (Ma et al., IJCV 2023). The pixel side (which face, where) is :mod:`p3m.privacy.copy_paste`.
 
-Choices where the papers are silent (documented in the README):
+Choices where the papers are silent (docs/privacy.md lists them all):
 
 - the mask is area-downsampled to the feature's resolution and blended softly:
   ``x = x_t * (1 - m) + x_s * m``; where ``m == 0`` the features are exactly the target's;
@@ -57,5 +57,5 @@ def paste_features(target: Tensor, source: Tensor, mask: Tensor) -> Tensor:
         )
     if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] != target.shape[0]:
         raise ValueError(f"cp_mask must be (N, 1, H, W) with N={target.shape[0]}, got {tuple(mask.shape)}")
-    m = F.adaptive_avg_pool2d(mask.to(target.dtype), target.shape[-2:])
+    m = F.adaptive_avg_pool2d(mask.to(target.dtype), (target.shape[-2], target.shape[-1]))
     return torch.where(m > 0, target * (1 - m) + source * m, target)

@@ -26,7 +26,7 @@ never leave their device.
 
 ``fast`` resizes with ``F.interpolate`` in float32 (bilinear, ``align_corners=False``, no
 anti-aliasing, edge-replicating borders). It differs from ``paper`` near the image border and by float
-rounding; ``bench/bench_inference.py`` and the README state the measured matte difference.
+rounding; docs/performance.md gives the measured matte difference (``bench/bench_inference.py``).
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ class _Neighbours(NamedTuple):
     """One neighbour of every output pixel along an axis: an index into the input, clamped to it,
     and the output positions whose neighbour lies outside the input (they read ``cval = 0``)."""
 
-    index: Tensor
+    index: Tensor  # type: ignore[assignment]  # shadows tuple.index, which nothing here calls
     outside: Tensor
 
 

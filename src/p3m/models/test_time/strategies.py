@@ -91,14 +91,14 @@ def _full_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> tupl
 def _trimap_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> Tensor:
     """The trimap only; a P3MNet skips its local decoder (other nets, e.g. ONNX, run in full)."""
     with _autocast(x, precision):
-        logits = net.segment(x) if hasattr(net, "segment") else net(x).global_logits
+        logits = net.segment(x) if hasattr(net, "segment") else net(x).global_logits  # type: ignore[operator]
     return _segmentation_to_trimap(logits)
 
 
 def _local_pass(net: nn.Module, x: Tensor, precision: torch.dtype | None) -> Tensor:
     """The local matte only; a P3MNet skips the global logits and side heads."""
     with _autocast(x, precision):
-        local = net.matte(x) if hasattr(net, "matte") else net(x).local_alpha
+        local = net.matte(x) if hasattr(net, "matte") else net(x).local_alpha  # type: ignore[operator]
     return local[:, 0].float()
 
 
@@ -200,7 +200,7 @@ def infer_alpha(
         out_size: (H, W) of the mattes when not the image's: e.g. the photo's size when ``image`` is a
             shrunk copy of it, so the mattes are resized once, from the pass sizes.
         precision: None for fp32; ``torch.bfloat16``/``torch.float16`` run the network under autocast
-            (faster; the mattes move: the README's performance section measures how much).
+            (faster; the mattes move: docs/performance.md measures how much).
     """
     maps = network_passes(net, image, strategy, resize_mode, max_side, precision)
     height, width = image.shape[-2:]

@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -44,7 +45,7 @@ class EncoderLoadReport:
 
     path: Path
     container: str | None
-    """Key of the dict the weights were under (None: a bare state dict)."""
+    """Key of the dict the weights were under (None for a bare state dict)."""
     loaded: int = 0
     """Tensors copied into the encoder."""
     missing: list[str] = field(default_factory=list)
@@ -85,8 +86,9 @@ def load_encoder_file(backbone: nn.Module, path: str | Path) -> EncoderLoadRepor
             f"{name} ImageNet weights not found at {path}: set backbone.pretrained=<file> or null "
             f"({WHERE_TO_GET})"
         )
+    declared: Any = backbone  # its class attributes of the official-key contract (module docstring)
     obj = read_checkpoint(path)
-    state, container = _unwrap(obj, tuple(backbone.pretrained_containers), path)
+    state, container = _unwrap(obj, tuple(declared.pretrained_containers), path)
     report = EncoderLoadReport(path=path, container=container)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if any(k.startswith("encoder.") for k in state):
@@ -97,10 +99,10 @@ def load_encoder_file(backbone: nn.Module, path: str | Path) -> EncoderLoadRepor
     own = backbone.state_dict()
     converted: dict[str, Tensor] = {}
     for key, tensor in state.items():
-        if any(re.fullmatch(pattern, key) for pattern in backbone.official_unused):
+        if any(re.fullmatch(pattern, key) for pattern in declared.official_unused):
             report.ignored.append(key)
             continue
-        ours = backbone.official_encoder_key(key)
+        ours = declared.official_encoder_key(key)
         if ours is None and key in own:
             ours = key  # a file saved from our own encoder
         if ours is None or ours not in own:

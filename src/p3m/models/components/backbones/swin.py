@@ -21,7 +21,7 @@ Between stages ``state.x`` is an ``(N, C, H, W)`` map.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +68,8 @@ class WindowAttention(nn.Module):
         attn_drop: Dropout on the attention weights (training only).
         proj_drop: Dropout after the output projection.
     """
+
+    relative_position_index: Tensor  # buffer (window_area**2,), not saved
 
     def __init__(
         self, dim: int, num_heads: int, window_size: int, attn_drop: float = 0.0, proj_drop: float = 0.0
@@ -207,11 +209,12 @@ class SwinStage(nn.Module):
         """Run the blocks on ``(N, H, W, C)`` tokens (the merge is run by the caller)."""
         height, width = x.shape[1:3]
         # One mask per shift, shared by the blocks of the stage.
+        blocks = cast(list[SwinBlock], self.blocks)
         masks = {
             block.shift: window_attention_mask(height, width, self.window_size, block.shift, x.device)
-            for block in self.blocks
+            for block in blocks
         }
-        for block in self.blocks:
+        for block in blocks:
             x = block(x, masks[block.shift])
         return x
 

@@ -50,7 +50,7 @@ class TokenStagesBackbone(Backbone):
         if stage.merge is None:
             deepest = self.finish(tokens).permute(0, 3, 1, 2).contiguous()
             return EncoderState(deepest, list(state.skips), list(state.indices))
-        tokens, skip, indices = stage.merge(tokens)
+        tokens, skip, indices = stage.merge(tokens)  # type: ignore[operator]  # a merge module here
         return EncoderState(tokens.permute(0, 3, 1, 2), [*state.skips, skip], [*state.indices, indices])
 
     @classmethod

@@ -44,6 +44,8 @@ class PerformerAttention(nn.Module):
         eps: Added to the normaliser before dividing.
     """
 
+    random_features: Tensor  # buffer (num_heads, num_features, head_dim)
+
     def __init__(
         self,
         dim: int,

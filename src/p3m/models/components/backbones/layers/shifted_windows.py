@@ -15,7 +15,7 @@ import torch
 from timm.models.swin_transformer import window_partition
 from torch import Tensor
 
-# The official masks add -100 (not -inf) to forbidden logits; keep the value for bit-level parity.
+#: The official masks add -100 (not -inf) to forbidden logits; kept for bit-level parity.
 MASKED_LOGIT = -100.0
 
 
@@ -24,7 +24,7 @@ def padded_size(size: int, window_size: int) -> int:
     return -(-size // window_size) * window_size
 
 
-def _axis_regions(size: int, window_size: int, shift: int, device: torch.device) -> Tensor:
+def _axis_regions(size: int, window_size: int, shift: int, device: torch.device | None) -> Tensor:
     """Region label of each position of one padded, shifted axis.
 
     0: a real position that did not wrap around; 1: a real position that wrapped around the end;

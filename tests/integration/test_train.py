@@ -59,7 +59,7 @@ def test_limit_run_checkpoints_then_resumes_from_latest(
         "logger=csv",
         "task_name=resume_test",
         # the monitored metric gets worse every epoch: the best checkpoint stays at epoch 0
-        "+callbacks.worse._target_=tests.test_train.WorseEveryEpoch",
+        "+callbacks.worse._target_=tests.integration.test_train.WorseEveryEpoch",
         "callbacks.model_checkpoint.monitor=test/worse",
     ]
     caplog.set_level(logging.INFO, logger="p3m.tasks.train")

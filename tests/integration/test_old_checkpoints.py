@@ -1,7 +1,7 @@
 """A checkpoint written before the package was renamed (``src`` -> ``p3m``) loads, resumes and predicts.
 
 The fixture (tests/fixtures/old_main, provenance in tests/fixtures/README.md) is the last.ckpt of a
-one-epoch run of the toy backbone of tests/test_extending.py.
+one-epoch run of the toy backbone of tests/integration/test_extending.py.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from p3m.utils.config_checks import ConfigCheck
 from p3m.utils.errors import UserError
 from tests.conftest import tiny_data_overrides
 from tests.fixtures import FIXTURES_DIR
-from tests.test_extending import tiny
+from tests.integration.test_extending import tiny
 
 OLD_CHECKPOINT = FIXTURES_DIR / "old_main" / "tiny_synthetic_epoch0.ckpt"
 

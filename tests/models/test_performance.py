@@ -172,7 +172,7 @@ def _bench_memory():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "bench_memory.py"
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_memory.py"
     spec = importlib.util.spec_from_file_location("bench_memory", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -127,7 +127,10 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_that_resumes(
     compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tmp_path: Path
 ) -> None:
     base = [*tiny_data_overrides(tiny_synthetic), "debug=limit", "logger=csv", "trainer.max_epochs=1"]
-    killer = ["+callbacks.sigterm._target_=tests.test_resume.SigtermAt", "+callbacks.sigterm.batch=0"]
+    killer = [
+        "+callbacks.sigterm._target_=tests.integration.test_resume.SigtermAt",
+        "+callbacks.sigterm.batch=0",
+    ]
     with pytest.raises(SystemExit) as info:  # Lightning's SIGTERMException, a SystemExit without a code
         task_wrapper(train)(compose_config("train", [*base, *killer]))
     assert info.value.code == EXIT_TERMINATED  # 143, as a shell reports a process killed by SIGTERM

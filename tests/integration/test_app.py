@@ -77,7 +77,7 @@ def test_make_outputs_predicts_the_anonymized_image_and_downloads_never_clash() 
     plain = make_outputs(image, ramp_matte, "resize")
     assert plain.faces is None and plain.cutout.shape == (64, 80, 4)
     with pytest.raises(ValueError, match="upload"):
-        make_outputs(None, ramp_matte, "resize")  # type: ignore[arg-type]
+        make_outputs(None, ramp_matte, "resize")  # type: ignore[arg-type]  # no image, on purpose
 
 
 def _free_port() -> int:

@@ -1,4 +1,4 @@
-"""The README's "Extending" recipes work: a toy backbone, a toy privacy mode and a toy metric are each
+"""The recipes of docs/extending.md work: a toy backbone, a toy privacy mode and a toy metric are each
 registered the documented way and used together in one training run composed with Hydra."""
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def test_a_toy_backbone_privacy_mode_and_metric_train_together(
         [
             *tiny_data_overrides(tiny_synthetic),
             "backbone.name=tiny",
-            "privacy._target_=tests.test_extending.CountingMode",
+            "privacy._target_=tests.integration.test_extending.CountingMode",
             "model.val_metrics=[sad,max_error]",
             "debug=fdr",
         ],
