@@ -199,7 +199,7 @@ def _count(value: float) -> str:
 
 
 def _split_name(trainer: Trainer, dataloader_idx: int) -> str:
-    splits = getattr(trainer.datamodule, "eval_splits", None) if trainer.datamodule is not None else None
+    splits = getattr(getattr(trainer, "datamodule", None), "eval_splits", None)
     if splits and dataloader_idx < len(splits):
         return str(splits[dataloader_idx].name)
     return f"dataloader {dataloader_idx}"

@@ -235,15 +235,15 @@ def read_image_reduced(
     flags = (_REDUCED_FLAGS[factor] & ~cv2.IMREAD_COLOR) | cv2.IMREAD_COLOR_RGB
     flags |= 0 if exif else cv2.IMREAD_IGNORE_ORIENTATION
     try:
-        image = cv2.imdecode(buffer, flags)
+        reduced = cv2.imdecode(buffer, flags)
     except cv2.error as err:
         raise ImageReadError(path, f"OpenCV failed to decode it ({err.err})") from None
-    if image is None:
+    if reduced is None:
         raise ImageReadError(path, "OpenCV cannot decode it (corrupt file or unsupported format)")
-    _check_size(image, path)
+    _check_size(reduced, path)
     height, width = sides
-    turned = image.shape[:2] != (-(-height // factor), -(-width // factor))  # EXIF turned it by 90 degrees
-    return image, ((width, height) if turned else (height, width))
+    turned = reduced.shape[:2] != (-(-height // factor), -(-width // factor))  # EXIF turned it by 90 degrees
+    return reduced, ((width, height) if turned else (height, width))
 
 
 _JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOFn: not DHT, JPG, DAC

@@ -293,13 +293,13 @@ class P3M10kLayout:
                     "to estimate them, or use a loss without composition (loss=no_composition)"
                 )
             assert fg_dir is not None  # else `missing` named it above
-            originals = [n for n in ORIGINAL_IMAGE_DIRS if (self.train_dir / n).is_dir()]
-            if reads.anonymized and fg_dir is not None and fg_dir.name == "fg" and originals:
+            original_dirs = [n for n in ORIGINAL_IMAGE_DIRS if (self.train_dir / n).is_dir()]
+            if reads.anonymized and fg_dir is not None and fg_dir.name == "fg" and original_dirs:
                 # With non-anonymized images present, train/fg may be their foregrounds (faces intact).
                 raise DatasetLayoutError(
                     f"privacy={reads.mode} needs foregrounds of the face-blurred images "
                     "(train/fg_blurred), but "
-                    f"{self.root} has only train/fg next to train/{originals[0]}, so train/fg may show "
+                    f"{self.root} has only train/fg next to train/{original_dirs[0]}, so train/fg may show "
                     f"unblurred faces: run `p3m prepare data.root={self.root}` (writes fg_blurred)"
                 )
             for key, folder in (("fg", fg_dir), ("bg", bg_dir)):

@@ -45,7 +45,11 @@ _WORKER_MESSAGE = re.compile(r"Caught (?P<name>\w+) in DataLoader worker process
 
 
 def _subclasses(cls: type) -> list[type]:
-    return [cls, *(sub for child in cls.__subclasses__() for sub in _subclasses(child))]
+    found = [cls]
+    child: type
+    for child in cls.__subclasses__():
+        found.extend(_subclasses(child))
+    return found
 
 
 def user_error_from_worker(err: BaseException) -> UserError | None:

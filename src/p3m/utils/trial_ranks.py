@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch.distributed as dist
 from hydra._internal.utils import get_args_parser
@@ -117,7 +118,7 @@ def trial_ranks(
     if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
         yield
         return
-    hydra_cfg = HydraConfig.get()
+    hydra_cfg = cast(DictConfig, HydraConfig.get())  # a DictConfig at run time
     command = trial_command(rank_program(launched_as, hydra_argv, main_module), hydra_cfg)
     cwd = hydra_cfg.runtime.cwd
     lightning_command = subprocess_script._hydra_subprocess_cmd
