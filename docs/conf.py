@@ -72,6 +72,7 @@ nitpick_ignore_regex = [
         r"Path|PathLike|Tensor|ndarray|NDArray|DictConfig|ListConfig|Module|LightningModule|Trainer|"
         r"NamedTuple|TypeVar|ClassVar|Protocol|Enum|IntEnum|Logger|Image|Namespace|Pool|Future)",
     ),
+    (r"py:class", r"p3m\..*\.Result"),  # type variables of generic functions have no page
     (
         r"py:.*",
         r"(None|int|float|str|bytes|bool|dict|list|tuple|set|frozenset|object|type|slice|"

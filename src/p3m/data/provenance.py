@@ -123,7 +123,7 @@ def freshness(
 
 
 def refreshed(root: Path, sources: Mapping[str, Fingerprint]) -> Sources:
-    """``sources`` fingerprinted again where they exist (after a :attr:`Freshness.TOUCHED` verdict)."""
+    """``sources`` fingerprinted again where they exist (after a ``Freshness.TOUCHED`` verdict)."""
     return {
         rel: fingerprint(root / rel) if (root / rel).is_file() else list(fp) for rel, fp in sources.items()
     }
