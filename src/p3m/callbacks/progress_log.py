@@ -103,7 +103,8 @@ class ProgressLog(Callback):
             _batch_size(batch) * trainer.world_size, loss if isinstance(loss, torch.Tensor) else None
         )
         step = trainer.global_step
-        if step != self._last_step and step % self.every_n_steps == 0:
+        epoch_ends = batch_idx + 1 == trainer.num_training_batches  # its line says the same: no twin
+        if step != self._last_step and step % self.every_n_steps == 0 and not epoch_ends:
             self._last_step = step
             log.info(
                 "%s | loss %s | %s", self._position(trainer), self._train.mean_loss(), self._line(trainer)
