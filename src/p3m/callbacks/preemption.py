@@ -6,9 +6,10 @@ is write a checkpoint, so the work since the last validation would be lost. This
 from ``on_exception`` (all ranks are there together, so the collective checkpoint dump is safe).
 
 The file is ``last.ckpt`` in the checkpoint folder (``ckpt_path=latest`` picks it up), holding the
-mid-epoch loop state; Lightning resumes it from the next batch, with the data order of the epoch's
-start. SLURM sends SIGTERM shortly before SIGKILL (``KillWait``, 30 s by default): one batch and a
-checkpoint must fit in that time; on SLURM, submitit's ``signal_delay_s`` gives warning earlier.
+mid-epoch loop state; the run resumes at the next batch, with the samples and augmentations the
+uninterrupted run would have had next (:mod:`p3m.callbacks.data_position`). SLURM sends SIGTERM
+shortly before SIGKILL (``KillWait``, 30 s by default): one batch and a checkpoint must fit in that
+time; on SLURM, submitit's ``signal_delay_s`` gives warning earlier.
 """
 
 from __future__ import annotations
