@@ -6,7 +6,7 @@ Examples:
     p3m train backbone=vitae trainer.devices=4           # DDP on 4 GPUs
     p3m train -m loss=paper,no_composition               # a grid multirun
     p3m train hparams_search=p3m_optuna                  # an Optuna sweep
-    p3m train ckpt_path=latest                           # resume this task's newest run
+    p3m train ckpt_path=latest                           # resume this task's newest run (docs/resume.md)
     p3m train train=false test=true ckpt_path=PATH       # evaluate a checkpoint
 
 Exit status: 0 done; 2 user error (one message naming the setting or file); 143 terminated by
@@ -26,6 +26,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 from p3m.callbacks.last_checkpoint import find_best_checkpoint, find_last_checkpoint
+from p3m.callbacks.logger_runs import CHECKPOINT_KEY as LOGGERS_KEY
 from p3m.models.checkpoint_io import SafeCheckpointIO
 from p3m.models.performance import warn_if_bf16_is_emulated
 from p3m.utils.allocator import keep_freed_memory
@@ -41,7 +42,7 @@ from p3m.utils.distributed import (
 from p3m.utils.hydra_app import hydra_app
 from p3m.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from p3m.utils.run import log_hyperparameters, metric_value, save_metrics, task_wrapper
-from p3m.utils.run_dirs import resolve_ckpt_path
+from p3m.utils.run_dirs import multirun_job, resolve_ckpt_path
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +84,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _cpu_without_sync_batchnorm(cfg)
     if cfg.get("keep_freed_memory") and keep_freed_memory():
         log.info("keep_freed_memory: freed memory is kept for reuse (src/p3m/utils/allocator.py)")
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last")
+    ckpt_path = resolve_ckpt_path(
+        cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last", job=multirun_job()
+    )
+    logger_runs: list[Any] = []  # the resumed run's loggers, to log into the same W&B run and CSV/TensorBoard folders
     if ckpt_path:  # a damaged or unsafe file fails now, naming it, not after the model and data are built
-        read_checkpoint(ckpt_path, mmap=True)
+        logger_runs = read_checkpoint(ckpt_path, mmap=True).get(LOGGERS_KEY) or []
 
     model = hydra.utils.instantiate(cfg.model)
     datamodule = hydra.utils.instantiate(cfg.data, require_fg_bg="composition" in model.loss.active_terms)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
-    loggers = instantiate_loggers(cfg.get("logger"), cfg)
+    loggers = instantiate_loggers(cfg.get("logger"), cfg, continue_runs=logger_runs)
     # checkpoints written atomically beside their target and read back through our safe loader
     plugins = [*hydra.utils.instantiate(cfg.trainer.get("plugins") or []), SafeCheckpointIO()]
     trainer: L.Trainer = hydra.utils.instantiate(
