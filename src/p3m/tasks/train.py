@@ -87,7 +87,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = resolve_ckpt_path(
         cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last", job=multirun_job()
     )
-    logger_runs: list[Any] = []  # the resumed run's loggers, to log into the same W&B run and CSV/TensorBoard folders
+    logger_runs: list[Any] = []  # where the resumed run logged: its W&B run, its CSV/TensorBoard folders
     if ckpt_path:  # a damaged or unsafe file fails now, naming it, not after the model and data are built
         logger_runs = read_checkpoint(ckpt_path, mmap=True).get(LOGGERS_KEY) or []
 
