@@ -46,6 +46,7 @@ class LoggerRunsCheckpoint(Callback):
         if trainer.is_global_zero and trainer.loggers:
             records = [logger_record(logger) for logger in trainer.loggers]
             path = Path(trainer.default_root_dir) / RECORD_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)  # a resumed run may have logged nothing here yet
             write_bytes_atomic(path, json.dumps(records, indent=2).encode())
 
     def on_save_checkpoint(

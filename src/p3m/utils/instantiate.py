@@ -16,6 +16,7 @@ from hydra.types import RunMode
 from lightning import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def instantiate_loggers(
         log.info("Logger <%s>: %s%s", name, lg_conf._target_, " (continues its run)" if record else "")
         logger = hydra.utils.instantiate(lg_conf)
         if record is not None and isinstance(logger, CSVLogger):
-            _keep_csv_columns(logger)
+            _keep_csv_log(logger)
         loggers.append(logger)
     return loggers
 
@@ -162,18 +163,21 @@ def _continue_run(lg_conf: DictConfig, record: Mapping[str, Any]) -> None:
             lg_conf.version = record["version"]
 
 
-def _keep_csv_columns(logger: CSVLogger) -> None:
-    """Let a continued ``metrics.csv`` keep its columns.
+def _keep_csv_log(logger: CSVLogger) -> None:
+    """Let a continued ``metrics.csv`` keep its rows and columns.
 
-    Lightning's writer appends rows, but rewrites the header from the keys it has seen itself as soon
-    as a new one appears, and the earlier rows' other columns would no longer fit it.
+    Lightning's CSV writer deletes an existing ``metrics.csv`` when it starts, and later rewrites the
+    header from the keys it has seen itself. So the file steps aside (a rename, nothing is lost if the
+    process dies) while the writer starts, and the writer learns the file's columns.
     """
     path = Path(logger.log_dir) / ExperimentWriter.NAME_METRICS_FILE
-    if not path.is_file():
+    if rank_zero_only.rank != 0 or not path.is_file():  # the file is rank 0's
         return
-    with warnings.catch_warnings():  # "Previous log files in this directory will be deleted": they are not
+    aside = path.with_name(f".{path.name}.continued")
+    os.replace(path, aside)
+    with warnings.catch_warnings():  # "Previous log files in this directory will be deleted": not this one
         warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
         writer = logger.experiment
-    if isinstance(writer, ExperimentWriter):  # rank 0; the other ranks hold a dummy
-        with path.open(newline="") as file:
-            writer.metrics_keys = next(csv.reader(file), [])
+    os.replace(aside, path)
+    with path.open(newline="") as file:
+        writer.metrics_keys = next(csv.reader(file), [])
