@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
@@ -54,8 +55,8 @@ class PreemptionCheckpoint(Callback):
         return folder / f"{self.filename}.ckpt"
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        """Write the checkpoint if the run is being terminated while fitting."""
-        if not isinstance(exception, SIGTERMException) or not trainer.training:
+        """Write the checkpoint if the run is being terminated while fitting (its validation included)."""
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
             return
         path = self._path(trainer)
         trainer.save_checkpoint(path)
