@@ -5,6 +5,13 @@ rank, and stops the fit loop after the current batch with ``SIGTERMException``. 
 is write a checkpoint, so the work since the last validation would be lost. This callback writes one
 from ``on_exception`` (all ranks are there together, so the collective checkpoint dump is safe).
 
+A SIGTERM during the epoch's validation needs one correction. Lightning stops after a validation
+batch is complete, and its loop state then reads as a checkpoint written after the validation: the
+resumed run would skip the rest of it (the epoch's metrics, and what the best checkpoint is chosen
+by, would never be logged). The checkpoint therefore records the validation as started and not
+done, and the resumed run validates that epoch again from its first image (the metrics are not in
+the checkpoint, so a part of a validation cannot be kept anyway).
+
 The file is ``last.ckpt`` in the checkpoint folder (``ckpt_path=latest`` picks it up), holding the
 mid-epoch loop state; the run resumes at the next batch, with the samples and augmentations the
 uninterrupted run would have had next (:mod:`p3m.callbacks.data_position`). SLURM sends SIGTERM
@@ -18,6 +25,7 @@ import logging
 from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.loops.progress import _BatchProgress
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
@@ -25,6 +33,13 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from p3m.callbacks.last_checkpoint import find_last_checkpoint
 
 log = logging.getLogger(__name__)
+
+
+def _validation_to_start_over(progress: _BatchProgress) -> None:
+    """Make the validation loop's progress read "a batch started, none done" (Lightning's test for a
+    checkpoint written mid-validation), with nothing done in this run of it: it restarts from scratch."""
+    progress.reset()
+    progress.total.ready = progress.total.started = 1
 
 
 class PreemptionCheckpoint(Callback):
@@ -58,6 +73,8 @@ class PreemptionCheckpoint(Callback):
         """Write the checkpoint if the run is being terminated while fitting (its validation included)."""
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
             return
+        if trainer.validating:
+            _validation_to_start_over(trainer.fit_loop.epoch_loop.val_loop.batch_progress)
         path = self._path(trainer)
         trainer.save_checkpoint(path)
         self.saved_path = path
