@@ -43,6 +43,7 @@ BASE = [
     "trainer.num_sanity_val_steps=0",
     "callbacks.model_checkpoint.monitor=null",
     "callbacks.model_checkpoint.save_top_k=0",
+    "keep_freed_memory=false",  # the test process runs many fits and forks workers: let it shrink
 ]
 
 
@@ -83,7 +84,8 @@ def _preempted(cfg: DictConfig) -> None:
 
 
 def _load(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    # mapped, not read: the test process stays small, and the DataLoader workers it forks with it
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
 
 def _assert_same_state(expected: dict[str, Any], got: dict[str, Any]) -> None:
