@@ -263,7 +263,8 @@ def test_a_resubmitted_multirun_job_resumes_its_own_checkpoint(tiny_synthetic: P
         "ckpt_path=latest",  # as a sweep that may be pre-empted is submitted: each job resumes its own
         *_stop(0, 0, "train", job=1),
     ]
-    run_train_cli(command, tmp_path)  # job 1 ends with 143; the sweep reports it
+    first = run_train_cli(command, tmp_path)
+    assert first.returncode == EXIT_TERMINATED, first.stderr[-3000:]  # job 1's status is the sweep's
     job0, job1 = (_load(sweep / str(job) / "checkpoints" / "last.ckpt") for job in (0, 1))
     assert (job0["global_step"], job1["global_step"]) == (2, 1)
 
