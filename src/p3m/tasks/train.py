@@ -18,6 +18,7 @@ In a clone, ``python src/train.py ...`` is the same command.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import hydra
@@ -45,6 +46,8 @@ from p3m.utils.run import log_hyperparameters, metric_value, save_metrics, task_
 from p3m.utils.run_dirs import multirun_job, resolve_ckpt_path
 
 log = logging.getLogger(__name__)
+
+RESUMED_CHECKPOINT_ENV = "P3M_RESUMED_CHECKPOINT"  # rank 0's resolved ckpt_path, for the DDP processes
 
 
 # Keys whose wrong type would otherwise fail late (a bare TypeError mid-setup), checked up front.
@@ -84,9 +87,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _cpu_without_sync_batchnorm(cfg)
     if cfg.get("keep_freed_memory") and keep_freed_memory():
         log.info("keep_freed_memory: freed memory is kept for reuse (src/p3m/utils/allocator.py)")
-    ckpt_path = resolve_ckpt_path(
-        cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last", job=multirun_job()
-    )
+    ckpt_path = _checkpoint_to_resume(cfg)
     logger_runs: list[Any] = []  # where the resumed run logged: its W&B run, its CSV/TensorBoard folders
     if ckpt_path:  # a damaged or unsafe file fails now, naming it, not after the model and data are built
         logger_runs = read_checkpoint(ckpt_path, mmap=True).get(LOGGERS_KEY) or []
@@ -124,6 +125,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         for logger in trainer.loggers:
             log.info("Logs (%s): %s", type(logger).__name__, logger.log_dir or logger.save_dir)
     return metrics
+
+
+def _checkpoint_to_resume(cfg: DictConfig) -> str | None:
+    """``ckpt_path`` resolved (``latest``: :func:`p3m.utils.run_dirs.resolve_ckpt_path`), once per run.
+
+    The DDP processes Lightning launches run this task again, outside the multirun their job is part
+    of: they take the checkpoint rank 0 chose (handed down in the environment) instead of looking
+    for one themselves, which could find another job's. Processes started by SLURM or torchrun have
+    no such hand-down and resolve it alike.
+    """
+    if int(os.environ.get("LOCAL_RANK", "0")) > 0 and RESUMED_CHECKPOINT_ENV in os.environ:
+        return os.environ[RESUMED_CHECKPOINT_ENV] or None
+    ckpt_path = resolve_ckpt_path(
+        cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last", job=multirun_job()
+    )
+    os.environ[RESUMED_CHECKPOINT_ENV] = ckpt_path or ""
+    return ckpt_path
 
 
 def _cpu_without_sync_batchnorm(cfg: DictConfig) -> None:
