@@ -39,6 +39,11 @@ def test_a_continued_csv_log_keeps_its_rows_and_columns(tmp_path: Path) -> None:
     ]
     assert not (tmp_path / "second").exists()
 
+    # a run folder that was moved away is not made again: the resumed run logs into its own
+    gone = {**logger_record(first), "save_dir": str(tmp_path / "moved")}
+    (third,) = instantiate_loggers(_config(tmp_path / "third"), OmegaConf.create({}), continue_runs=[gone])
+    assert Path(third.log_dir).parent == tmp_path / "third" / "logs" and not (tmp_path / "moved").exists()
+
 
 def test_a_continued_tensorboard_log_writes_into_the_same_folder(tmp_path: Path) -> None:
     pytest.importorskip(
@@ -71,6 +76,7 @@ def test_a_continued_wandb_logger_resumes_the_recorded_run(tmp_path: Path) -> No
         "version": "abc123",
         "run_name": "train-2026-01-01_00-00-00",
     }
+    (tmp_path / "stopped").mkdir()
     (logger,) = instantiate_loggers(config, OmegaConf.create({"task_name": "train"}), continue_runs=[record])
     assert isinstance(logger, WandbLogger)  # not started: no run is created here
     assert (logger.version, logger.save_dir) == ("abc123", str(tmp_path / "stopped"))

@@ -130,8 +130,8 @@ def instantiate_loggers(
         if not (isinstance(lg_conf, DictConfig) and "_target_" in lg_conf):
             continue
         record = _record_of(lg_conf._target_, continue_runs)
-        if record is not None:
-            _continue_run(lg_conf, record)
+        if record is not None and not _continue_run(name, lg_conf, record):
+            record = None
         if "WandbLogger" in lg_conf._target_:
             _configure_wandb(lg_conf, cfg, resolved)
         log.info("Logger <%s>: %s%s", name, lg_conf._target_, " (continues its run)" if record else "")
@@ -151,16 +151,32 @@ def _record_of(target: str, records: Sequence[Mapping[str, Any]]) -> Mapping[str
     return next((record for record in records if record.get("class") == name), None)
 
 
-def _continue_run(lg_conf: DictConfig, record: Mapping[str, Any]) -> None:
-    """Point a logger config at a recorded run (in place)."""
+def _continue_run(name: str, lg_conf: DictConfig, record: Mapping[str, Any]) -> bool:
+    """Point a logger config at a recorded run (in place); False if its folder is gone.
+
+    A folder that was moved or deleted is not made again at its old place: CSV and TensorBoard then
+    start a new log in this run's folder, and W&B keeps its run id with its files here.
+    """
+    wandb = "WandbLogger" in lg_conf._target_
+    moved = record.get("save_dir") is None or not Path(record["save_dir"]).is_dir()
+    if moved:
+        log.warning(
+            "Logger <%s>: the resumed run's folder %s is gone: logging into this run's",
+            name,
+            record.get("save_dir"),
+        )
+        if not wandb:
+            return False
     with open_dict(lg_conf):
-        lg_conf.save_dir = record["save_dir"]
-        if "WandbLogger" in lg_conf._target_:
+        if not moved:
+            lg_conf.save_dir = record["save_dir"]
+        if wandb:
             lg_conf.id = record["version"]
             lg_conf.name = record.get("run_name") or lg_conf.get("name")
         else:
             lg_conf.name = record["name"]
             lg_conf.version = record["version"]
+    return True
 
 
 def _keep_csv_log(logger: CSVLogger) -> None:
