@@ -22,8 +22,9 @@ class SigtermAt(Callback):
     Args:
         epoch: The epoch.
         batch: The batch (of the training or validation loop) after which to stop.
-        stage: ``train`` (after that training batch), ``validation`` (after that batch of the first
-            evaluation split) or ``epoch_end`` (at the end of the epoch, after its checkpoint).
+        stage: ``train`` (while that training batch trains: the run stops after it), ``validation``
+            (after that batch of the first evaluation split) or ``epoch_end`` (at the end of the epoch,
+            after its checkpoint).
         job: In a multirun, stop only this job (``hydra.job.num``); ``None``: any run.
         rank: The rank that receives the signal (under DDP Lightning tells the others).
     """
@@ -42,10 +43,10 @@ class SigtermAt(Callback):
             return
         os.kill(os.getpid(), signal.SIGTERM)
 
-    def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        """Stop after training batch ``batch``."""
+        """The signal arrives while training batch ``batch`` runs."""
         self._stop(trainer, "train", batch_idx)
 
     def on_validation_batch_end(
