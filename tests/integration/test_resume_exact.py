@@ -47,9 +47,13 @@ BASE = [
 ]
 
 
-def _stop(epoch: int, batch: int, stage: str, job: int | None = None) -> list[str]:
+def _stop(epoch: int, batch: int, stage: str, job: int | None = None, rank: int = 0) -> list[str]:
     stop = [f"+callbacks.stop._target_={HELPERS}.SigtermAt", f"+callbacks.stop.epoch={epoch}"]
-    stop += [f"+callbacks.stop.batch={batch}", f"+callbacks.stop.stage={stage}"]
+    stop += [
+        f"+callbacks.stop.batch={batch}",
+        f"+callbacks.stop.stage={stage}",
+        f"+callbacks.stop.rank={rank}",
+    ]
     return stop + ([f"+callbacks.stop.job={job}"] if job is not None else [])
 
 
@@ -223,10 +227,17 @@ def test_two_processes_preempted_mid_epoch_end_like_uninterrupted_ones(
         [*base, f"hydra.run.dir={straight_dir}", *_sample_log(straight_dir / "samples")], tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    stopped = [*base, f"hydra.run.dir={runs / 'a'}", *_stop(0, 0, "train"), *_sample_log(runs / "samples")]
+    # the signal reaches rank 1 only (rank 0 would pass it on): both ranks must stop after the same step
+    stopped = [
+        *base,
+        f"hydra.run.dir={runs / 'a'}",
+        *_stop(0, 0, "train", rank=1),
+        *_sample_log(runs / "samples"),
+    ]
     result = run_train_cli(stopped, tmp_path)
     assert result.returncode == EXIT_TERMINATED, result.stderr[-3000:]
-    assert len(_load(runs / "a" / "checkpoints" / "last.ckpt")["data_position"]) == 2  # one per rank
+    saved = _load(runs / "a" / "checkpoints" / "last.ckpt")
+    assert saved["global_step"] == 1 and [p["batches"] for p in saved["data_position"]] == [1, 1]  # mid-epoch
     resumed = [*base, f"hydra.run.dir={runs / 'b'}", "ckpt_path=latest", *_sample_log(runs / "samples")]
     result = run_train_cli(resumed, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
