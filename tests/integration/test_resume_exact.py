@@ -260,11 +260,17 @@ def test_two_processes_preempted_mid_epoch_end_like_uninterrupted_ones(
 
 @pytest.mark.slow
 def test_a_resubmitted_multirun_job_resumes_its_own_checkpoint(tiny_synthetic: Path, tmp_path: Path) -> None:
-    """Two jobs of a joblib sweep with ckpt_path=latest; job 1 is pre-empted, the sweep runs again."""
+    """Two jobs of a joblib sweep with ckpt_path=latest; job 1 is pre-empted, the sweep runs again.
+
+    One job at a time: joblib stops the sweep's other running jobs when one exits with an error, so
+    with two at once job 0 may be cut short before its checkpoint, depending on the machine's load.
+    Job 0 then finishes first, and job 1's checkpoint is the newer one, which a plain "newest run of
+    the task" would hand to job 0 on the second run."""
     sweep = tmp_path / "logs" / "train" / "multiruns" / "sweep"
     command = [
         "-m",
         "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=1",
         f"hydra.sweep.dir={sweep}",  # a re-submitted job runs in its own folder again
         *tiny_data_overrides(tiny_synthetic),
         *BASE,
@@ -281,10 +287,12 @@ def test_a_resubmitted_multirun_job_resumes_its_own_checkpoint(tiny_synthetic: P
 
     result = run_train_cli(command, tmp_path)  # the same sweep again, as a requeue runs it
     assert result.returncode == 0, result.stderr[-3000:]
-    job1 = _load(sweep / "1" / "checkpoints" / "last.ckpt")
+    job0, job1 = (_load(sweep / str(job) / "checkpoints" / "last.ckpt") for job in (0, 1))
     assert job1["global_step"] == 2  # its second batch, on its own weights and optimizer:
     assert job1["optimizer_states"][0]["param_groups"][0]["lr"] == 2e-5  # job 0's would say 1e-5
-    assert (
-        f"this multirun job's own checkpoint {sweep / '1' / 'checkpoints' / 'last.ckpt'}"
-        in (sweep / "1" / "train.log").read_text()
-    )
+    # job 0 was done: it resumed its own finished checkpoint, not job 1's newer one (which would have
+    # trained job 1's second batch into job 0's folder)
+    assert job0["optimizer_states"][0]["param_groups"][0]["lr"] == 1e-5
+    for job in (0, 1):
+        own = sweep / str(job) / "checkpoints" / "last.ckpt"
+        assert f"this multirun job's own checkpoint {own}" in (sweep / str(job) / "train.log").read_text()
