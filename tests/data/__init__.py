@@ -98,6 +98,7 @@ def assert_same_samples(expected_set: Any, actual_set: Any, seeds: int = 3) -> N
         actual_set.reseed(seed)
         for index in range(len(expected_set)):
             expected, got = expected_set[index], actual_set[index]
-            assert set(expected) == set(got) == {"image", "alpha", "trimap", "fg", "bg", "facemask"}
+            assert set(expected) == set(got) == {"image", "alpha", "trimap", "fg", "bg", "facemask", "index"}
+            assert expected.pop("index") == got.pop("index") == index
             for key in expected:
                 assert torch.equal(expected[key], got[key]), (seed, index, key)

@@ -50,7 +50,8 @@ def test_training_batch_contract(tiny_root: Path) -> None:
     loader = dm.train_dataloader()
     assert len(loader) == 2 and loader.drop_last
     batch = next(iter(loader))
-    assert set(batch) == {"image", "alpha", "trimap", "fg", "bg", "facemask"}
+    assert set(batch) == {"image", "alpha", "trimap", "fg", "bg", "facemask", "index"}
+    assert batch["index"].dtype == torch.int64 and set(batch["index"].tolist()) <= set(range(4))
     for key in ("image", "fg", "bg"):
         assert batch[key].shape == (2, 3, 32, 32) and batch[key].dtype == torch.float32
     for key in ("alpha", "trimap", "facemask"):
@@ -64,7 +65,7 @@ def test_training_batch_contract(tiny_root: Path) -> None:
 def test_without_fg_bg_the_batch_omits_them(tiny_root: Path) -> None:
     dm = datamodule(tiny_root, require_fg_bg=False, load_facemask=False)
     dm.setup("fit")
-    assert set(next(iter(dm.train_dataloader()))) == {"image", "alpha", "trimap"}
+    assert set(next(iter(dm.train_dataloader()))) == {"image", "alpha", "trimap", "index"}
     assert set(dm.read_dirs) == {tiny_root / "train/blurred_image", tiny_root / "train/mask"}
 
 
@@ -265,7 +266,7 @@ def test_real_samples_batch(samples_copy: Path) -> None:
     )
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"image", "alpha", "trimap"}
+    assert set(batch) == {"image", "alpha", "trimap", "index"}
     assert batch["image"].shape == (2, 3, 512, 512) and batch["alpha"].shape == (2, 1, 512, 512)
     assert batch["image"].min() > -2.2 and batch["image"].max() < 2.7
     assert batch["alpha"].min() >= 0 and batch["alpha"].max() <= 1 and 0 < batch["alpha"].mean() < 1

@@ -131,6 +131,7 @@ def test_obfuscate_mode_never_batches_an_unobfuscated_face(
 
     # 1. every batch is exactly the pipeline's output for the recorded (obfuscated) samples
     for i, batch in enumerate(batches):
+        assert set(batch.pop("index").tolist()) <= set(range(len(dm.train_set)))  # added by the dataset
         for key, value in batch.items():
             assert torch.equal(value, torch.stack([spy.outputs[2 * i + j][key] for j in range(2)])), key
 

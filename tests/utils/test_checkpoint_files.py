@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from p3m.models.checkpoint_io import SafeCheckpointIO
 from p3m.models.checkpoints import load_checkpoint_state
@@ -160,3 +161,29 @@ def test_a_saved_checkpoint_has_the_usual_permissions(tmp_path: Path) -> None:
     (tmp_path / "plain").write_bytes(b"")
     assert (tmp_path / "last.ckpt").stat().st_mode == (tmp_path / "plain").stat().st_mode
     assert read_checkpoint(tmp_path / "last.ckpt") == {"step": 1}
+
+
+def test_latest_in_a_multirun_job_is_that_jobs_own(tmp_path: Path) -> None:
+    log_dir = tmp_path / "logs"
+
+    def job(sweep: str, num: int, overrides: list[str], mtime: float) -> Path:
+        folder = log_dir / "train" / "multiruns" / sweep / str(num)
+        (folder / "checkpoints").mkdir(parents=True)
+        (folder / ".hydra").mkdir()
+        OmegaConf.save(OmegaConf.create(overrides), folder / ".hydra" / "overrides.yaml")
+        torch.save({"global_step": num}, folder / "checkpoints" / "last.ckpt")
+        os.utime(folder / "checkpoints" / "last.ckpt", (mtime, mtime))
+        return folder / "checkpoints" / "last.ckpt"
+
+    lr1, lr2 = ["data=synthetic", "model.optimizer.lr=1e-5"], ["data=synthetic", "model.optimizer.lr=2e-5"]
+    own = job("first", 0, [*lr1, "ckpt_path=latest"], mtime=1000)
+    other = job("first", 1, [*lr2, "ckpt_path=latest"], mtime=2000)  # the task's newest checkpoint
+    assert resolve_ckpt_path("latest", log_dir, "train", "last") == str(other)  # a single run: the newest
+    assert resolve_ckpt_path("latest", log_dir, "train", "last", job=[*lr1, "ckpt_path=latest"]) == str(own)
+    assert resolve_ckpt_path("last", log_dir, "train", "best", job=[*lr1, "ckpt_path=last"]) == str(own)
+    # a job without a checkpoint yet starts afresh; latest:<task> still means that task's newest
+    assert resolve_ckpt_path("latest", log_dir, "train", "last", job=["model.optimizer.lr=3e-5"]) is None
+    assert resolve_ckpt_path("latest:train", log_dir, "eval", "last", job=lr1) == str(other)
+    # the same job in a later sweep (the sweep run again) is the newer of the job's own
+    again = job("second", 0, [*lr1, "ckpt_path=latest"], mtime=3000)
+    assert resolve_ckpt_path("latest", log_dir, "train", "last", job=lr1) == str(again)

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Sampler, get_worker_info
 from p3m.data.datasets import P3M10kEvalDataset, P3M10kTrainDataset, TrainTransform
 from p3m.data.eval_splits import EvalSplit, Obfuscator, parse_eval_splits
 from p3m.data.layout import BLURRED_READS, P3M10kLayout, TrainSplit
+from p3m.data.resumable import EpochSampler, ResumableLoader
 from p3m.data.synthetic import ensure_synthetic_dataset
 from p3m.data.transforms import PaperTransform
 
@@ -97,7 +98,8 @@ class P3M10kDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes per loader.
         pin_memory: pin host memory when CUDA is available.
         persistent_workers: keep the training loader's workers alive between epochs (only with
-            ``num_workers > 0``; evaluation loaders never hold theirs).
+            ``num_workers > 0``; evaluation loaders never hold theirs). Their augmentation streams
+            then run on across epochs, which a resume from an epoch boundary does not repeat.
         require_fg_bg: load estimated fg/bg (the composition loss needs them); missing folders
             then raise with the command that makes them. If false, batches have no fg/bg.
         load_facemask: add ``facemask`` to training batches when train/facemask exists.
@@ -105,8 +107,8 @@ class P3M10kDataModule(L.LightningDataModule):
         crop_sizes: crop sides; override the augmentation's ``crop_sizes`` when set.
         limit_train_samples: use only the first N training samples (sorted by name).
         limit_eval_samples: use only the first N samples of each evaluation split.
-        seed: seed of a dedicated generator for the training order and worker seeds; ``None``
-            follows the global seed (``seed_everything``).
+        seed: seed of the training order and of the augmentation streams (with the epoch and the
+            rank, :mod:`p3m.data.resumable`); ``None``: the run's global seed (rank 0's).
         synthetic: parameters of :func:`p3m.data.synthetic.ensure_synthetic_dataset` (num_train,
             num_test, size, seed, ...); when set, the dataset is generated at ``root`` on first use.
     """
@@ -231,37 +233,58 @@ class P3M10kDataModule(L.LightningDataModule):
                 P3M10kEvalDataset(layout.eval_files(split)[:limit], split) for split in self.eval_splits
             ]
 
-    def _loader(self, dataset: Any, *, train: bool, sampler: Sampler | None = None) -> DataLoader:
-        workers = self.hparams.num_workers
-        generator = None
-        if train and self.hparams.seed is not None:
-            # offset by the rank: the ranks of a DDP run must not draw the same augmentations
-            generator = torch.Generator().manual_seed(int(self.hparams.seed) + _rank())
-        return DataLoader(
-            dataset,
-            batch_size=self.hparams.batch_size if train else 1,
-            shuffle=train,
-            sampler=sampler,
-            drop_last=train,
-            num_workers=workers,
-            pin_memory=bool(self.hparams.pin_memory) and torch.cuda.is_available(),
-            # evaluation loaders start their workers per validation run instead of holding them
-            persistent_workers=bool(self.hparams.persistent_workers) and workers > 0 and train,
-            worker_init_fn=seed_worker,
-            generator=generator,
-        )
+    def _order_seed(self) -> int:
+        """``data.seed``, else rank 0's global seed (``seed``): every rank must shuffle alike."""
+        if self.hparams.seed is not None:
+            return int(self.hparams.seed)
+        seed = [torch.initial_seed() % 2**63]  # rank 0's is the run's seed (train.py: rank r gets seed + r)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.broadcast_object_list(seed, src=0)
+        return int(seed[0])
 
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled, incomplete last batch dropped."""
+    def train_dataloader(self) -> ResumableLoader:
+        """Shuffled, incomplete last batch dropped; each rank its share; resumable mid-epoch."""
         if self.train_set is None:
             self.setup("fit")
-        return self._loader(self.train_set, train=True)
+        assert self.train_set is not None  # setup("fit") made it
+        distributed = dist.is_available() and dist.is_initialized()
+        sampler = EpochSampler(
+            self.train_set,
+            num_replicas=dist.get_world_size() if distributed else 1,
+            rank=_rank(),
+            shuffle=True,
+            seed=self._order_seed(),
+        )
+        workers = self.hparams.num_workers
+        return ResumableLoader(
+            self.train_set,
+            sampler,
+            batch_size=self.hparams.batch_size,
+            drop_last=True,
+            num_workers=workers,
+            pin_memory=bool(self.hparams.pin_memory) and torch.cuda.is_available(),
+            persistent_workers=bool(self.hparams.persistent_workers) and workers > 0,
+            worker_init_fn=seed_worker,
+        )
+
+    def _eval_loader(self, dataset: Any, sampler: Sampler | None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=1,
+            sampler=sampler,
+            num_workers=self.hparams.num_workers,
+            pin_memory=bool(self.hparams.pin_memory) and torch.cuda.is_available(),
+            worker_init_fn=seed_worker,
+            # its own generator: a validation that a resumed run restarts must not draw from the
+            # global one more often than the uninterrupted run did
+            generator=torch.Generator().manual_seed(0),
+        )
 
     def _eval_loaders(self) -> list[DataLoader]:
         if self.eval_sets is None:
             self.setup("validate")
         return [
-            self._loader(dataset, train=False, sampler=eval_sampler(dataset, split.name))
+            self._eval_loader(dataset, eval_sampler(dataset, split.name))
             for dataset, split in zip(self.eval_sets or [], self.eval_splits, strict=True)
         ]
 

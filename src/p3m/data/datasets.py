@@ -1,7 +1,8 @@
 """Training and evaluation datasets over paired P3M-10k files.
 
-Training items follow the batch contract (:mod:`p3m.data.transforms.base`); evaluation items are
-full-resolution and unnormalised::
+Training items follow the batch contract (:mod:`p3m.data.transforms.base`) plus ``index`` (int, the
+sample's position in the split, sorted by name: which samples a rank trained on is then visible);
+evaluation items are full-resolution and unnormalised::
 
     image     uint8   (3, H, W) RGB
     alpha     float64 (1, H, W) in [0, 1]        mask / 255 in float64, as the official evaluation
@@ -44,7 +45,10 @@ class P3M10kTrainDataset(Dataset):
 
     Randomness comes from one ``numpy.random.Generator`` per process, seeded from
     ``torch.initial_seed()`` (which differs per DataLoader worker and epoch and follows
-    ``seed_everything``); :func:`p3m.data.datamodule.seed_worker` re-seeds it in each worker.
+    ``seed_everything``); :func:`p3m.data.datamodule.seed_worker` re-seeds it in each worker, the
+    training loader once per epoch in the main process (:mod:`p3m.data.resumable`). Its state
+    (:meth:`state_dict`) travels in the loader's snapshots, so a run resumed mid-epoch draws the
+    crops the interrupted run would have drawn.
 
     Args:
         split: the paired files (from :meth:`P3M10kLayout.train_split`).
@@ -94,6 +98,22 @@ class P3M10kTrainDataset(Dataset):
             self._privacy_rng = np.random.default_rng([torch.initial_seed(), 1])
         return self._privacy_rng
 
+    def state_dict(self) -> dict[str, Any]:
+        """The generators' states (``None`` for one not created yet), in types ``weights_only`` loads."""
+        return {
+            name: None if generator is None else generator.bit_generator.state
+            for name, generator in (("rng", self._rng), ("privacy_rng", self._privacy_rng))
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what :meth:`state_dict` returned."""
+        for name, saved in state.items():
+            generator = None
+            if saved is not None:
+                generator = np.random.Generator(getattr(np.random, saved["bit_generator"])())
+                generator.bit_generator.state = saved
+            setattr(self, f"_{name}", generator)
+
     def load(self, index: int) -> dict[str, np.ndarray]:
         """The full-resolution maps of sample ``index`` (uint8 numpy, RGB), checked for equal sizes.
 
@@ -115,10 +135,12 @@ class P3M10kTrainDataset(Dataset):
         )
         return sample
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int) -> dict[str, Any]:
         if self.privacy_hook is None:
-            return self.transform(self.load(index), self.rng)
-        return self.privacy_hook(self.load(index), self.transform, self.rng, self.privacy_rng)
+            item = self.transform(self.load(index), self.rng)
+        else:
+            item = self.privacy_hook(self.load(index), self.transform, self.rng, self.privacy_rng)
+        return {**item, "index": index}
 
 
 class P3M10kEvalDataset(Dataset):

@@ -6,7 +6,7 @@ Examples:
     p3m train backbone=vitae trainer.devices=4           # DDP on 4 GPUs
     p3m train -m loss=paper,no_composition               # a grid multirun
     p3m train hparams_search=p3m_optuna                  # an Optuna sweep
-    p3m train ckpt_path=latest                           # resume this task's newest run
+    p3m train ckpt_path=latest                           # resume this task's newest run (docs/resume.md)
     p3m train train=false test=true ckpt_path=PATH       # evaluate a checkpoint
 
 Exit status: 0 done; 2 user error (one message naming the setting or file); 143 terminated by
@@ -18,6 +18,7 @@ In a clone, ``python src/train.py ...`` is the same command.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import hydra
@@ -26,6 +27,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 from p3m.callbacks.last_checkpoint import find_best_checkpoint, find_last_checkpoint
+from p3m.callbacks.logger_runs import CHECKPOINT_KEY as LOGGERS_KEY
 from p3m.models.checkpoint_io import SafeCheckpointIO
 from p3m.models.checkpoints import checkpoint_state, require_backbone
 from p3m.models.performance import warn_if_bf16_is_emulated
@@ -42,9 +44,11 @@ from p3m.utils.distributed import (
 from p3m.utils.hydra_app import hydra_app
 from p3m.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from p3m.utils.run import log_hyperparameters, metric_value, save_metrics, task_wrapper
-from p3m.utils.run_dirs import resolve_ckpt_path
+from p3m.utils.run_dirs import multirun_job, resolve_ckpt_path
 
 log = logging.getLogger(__name__)
+
+RESUMED_CHECKPOINT_ENV = "P3M_RESUMED_CHECKPOINT"  # rank 0's resolved ckpt_path, for the DDP processes
 
 
 # Keys whose wrong type or range would otherwise fail late (a bare TypeError mid-setup), checked up front.
@@ -91,14 +95,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _cpu_without_sync_batchnorm(cfg)
     if cfg.get("keep_freed_memory") and keep_freed_memory():
         log.info("keep_freed_memory: freed memory is kept for reuse (src/p3m/utils/allocator.py)")
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last")
+    ckpt_path = _checkpoint_to_resume(cfg)
+    logger_runs: list[Any] = []  # where the resumed run logged: its W&B run, its CSV/TensorBoard folders
     if ckpt_path:  # a damaged or unsafe file fails now, naming it, not after the model and data are built
-        _check_resumed_backbone(read_checkpoint(ckpt_path, mmap=True), ckpt_path, cfg)
+        resumed = read_checkpoint(ckpt_path, mmap=True)
+        _check_resumed_backbone(resumed, ckpt_path, cfg)
+        logger_runs = resumed.get(LOGGERS_KEY) or []
 
     model = hydra.utils.instantiate(cfg.model)
     datamodule = hydra.utils.instantiate(cfg.data, require_fg_bg="composition" in model.loss.active_terms)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
-    loggers = instantiate_loggers(cfg.get("logger"), cfg)
+    loggers = instantiate_loggers(cfg.get("logger"), cfg, continue_runs=logger_runs)
     # checkpoints written atomically beside their target and read back through our safe loader
     plugins = [*hydra.utils.instantiate(cfg.trainer.get("plugins") or []), SafeCheckpointIO()]
     trainer: L.Trainer = hydra.utils.instantiate(
@@ -140,6 +147,23 @@ def _check_resumed_backbone(checkpoint: Any, path: str, cfg: DictConfig) -> None
     fix = f"set backbone={resumed.backbone} to resume it, or start a new run without ckpt_path"
     if backbone:
         require_backbone(resumed, str(backbone), f"ckpt_path={path}", fix=fix)
+
+
+def _checkpoint_to_resume(cfg: DictConfig) -> str | None:
+    """``ckpt_path`` resolved (``latest``: :func:`p3m.utils.run_dirs.resolve_ckpt_path`), once per run.
+
+    The DDP processes Lightning launches run this task again, outside the multirun their job is part
+    of: they take the checkpoint rank 0 chose (handed down in the environment) instead of looking
+    for one themselves, which could find another job's. Processes started by SLURM or torchrun have
+    no such hand-down and resolve it alike.
+    """
+    if int(os.environ.get("LOCAL_RANK", "0")) > 0 and RESUMED_CHECKPOINT_ENV in os.environ:
+        return os.environ[RESUMED_CHECKPOINT_ENV] or None
+    ckpt_path = resolve_ckpt_path(
+        cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name, prefer="last", job=multirun_job()
+    )
+    os.environ[RESUMED_CHECKPOINT_ENV] = ckpt_path or ""
+    return ckpt_path
 
 
 def _cpu_without_sync_batchnorm(cfg: DictConfig) -> None:

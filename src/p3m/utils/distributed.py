@@ -74,3 +74,17 @@ def scaled_lr(effective_batch: int, base_lr: float = PAPER_LR, base_batch: int =
 def rank_seed(seed: int, global_rank: int) -> int:
     """Seed of one rank: ranks draw different augmentations and worker seeds, reproducibly."""
     return int(seed) + int(global_rank)
+
+
+def gather_from_ranks(value: Any) -> list[Any]:
+    """Every rank's ``value``, in rank order (a collective: every rank must call it); ``[value]`` alone.
+
+    For per-rank state in a checkpoint, which only rank 0 writes.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning import Callback
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
@@ -104,18 +109,91 @@ def _configure_wandb(lg_conf: DictConfig, cfg: DictConfig, resolved: Mapping[str
 
 
 def instantiate_loggers(
-    logger_cfg: DictConfig | None, cfg: DictConfig, resolved: Mapping[str, str | None] | None = None
+    logger_cfg: DictConfig | None,
+    cfg: DictConfig,
+    resolved: Mapping[str, str | None] | None = None,
+    continue_runs: Sequence[Mapping[str, Any]] = (),
 ) -> list[Logger]:
     """Every logger of ``cfg.logger``; W&B goes offline (one log line) when no API key is configured.
 
-    ``resolved`` replaces Hydra's choice of a group in the W&B tags (see :func:`run_tags`).
+    Args:
+        logger_cfg: The logger group's config.
+        cfg: The run's config (tags, names).
+        resolved: Replaces Hydra's choice of a group in the W&B tags (see :func:`run_tags`).
+        continue_runs: The ``loggers`` record of the checkpoint a run resumes
+            (:mod:`p3m.callbacks.logger_runs`): a logger of a recorded class continues that run. W&B
+            resumes the run id (Lightning passes ``resume="allow"``), CSV and TensorBoard write into
+            the recorded ``version`` folder instead of the next one.
     """
     loggers: list[Logger] = []
     for name, lg_conf in (logger_cfg or {}).items():
         if not (isinstance(lg_conf, DictConfig) and "_target_" in lg_conf):
             continue
+        record = _record_of(lg_conf._target_, continue_runs)
+        if record is not None and not _continue_run(str(name), lg_conf, record):
+            record = None
         if "WandbLogger" in lg_conf._target_:
             _configure_wandb(lg_conf, cfg, resolved)
-        log.info("Logger <%s>: %s", name, lg_conf._target_)
-        loggers.append(hydra.utils.instantiate(lg_conf))
+        log.info("Logger <%s>: %s%s", name, lg_conf._target_, " (continues its run)" if record else "")
+        logger = hydra.utils.instantiate(lg_conf)
+        if record is not None and isinstance(logger, CSVLogger):
+            _keep_csv_log(logger)
+        loggers.append(logger)
     return loggers
+
+
+def _record_of(target: str, records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The record of the logger class ``target`` names, if the checkpoint has one."""
+    if not records:
+        return None
+    cls = hydra.utils.get_class(target)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    return next((record for record in records if record.get("class") == name), None)
+
+
+def _continue_run(name: str, lg_conf: DictConfig, record: Mapping[str, Any]) -> bool:
+    """Point a logger config at a recorded run (in place); False if its folder is gone.
+
+    A folder that was moved or deleted is not made again at its old place: CSV and TensorBoard then
+    start a new log in this run's folder, and W&B keeps its run id with its files here.
+    """
+    wandb = "WandbLogger" in lg_conf._target_
+    moved = record.get("save_dir") is None or not Path(record["save_dir"]).is_dir()
+    if moved:
+        log.warning(
+            "Logger <%s>: the resumed run's folder %s is gone: logging into this run's",
+            name,
+            record.get("save_dir"),
+        )
+        if not wandb:
+            return False
+    with open_dict(lg_conf):
+        if not moved:
+            lg_conf.save_dir = record["save_dir"]
+        if wandb:
+            lg_conf.id = record["version"]
+            lg_conf.name = record.get("run_name") or lg_conf.get("name")
+        else:
+            lg_conf.name = record["name"]
+            lg_conf.version = record["version"]
+    return True
+
+
+def _keep_csv_log(logger: CSVLogger) -> None:
+    """Let a continued ``metrics.csv`` keep its rows and columns.
+
+    Lightning's CSV writer deletes an existing ``metrics.csv`` when it starts, and later rewrites the
+    header from the keys it has seen itself. So the file steps aside (a rename, nothing is lost if the
+    process dies) while the writer starts, and the writer learns the file's columns.
+    """
+    path = Path(logger.log_dir) / ExperimentWriter.NAME_METRICS_FILE
+    if getattr(rank_zero_only, "rank", 0) != 0 or not path.is_file():  # the file is rank 0's
+        return
+    aside = path.with_name(f".{path.name}.continued")
+    os.replace(path, aside)
+    with warnings.catch_warnings():  # "Previous log files in this directory will be deleted": not this one
+        warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+        writer = logger.experiment
+    os.replace(aside, path)
+    with path.open(newline="") as file:
+        writer.metrics_keys = next(csv.reader(file), [])
