@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import pytest
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -46,9 +45,6 @@ def test_a_continued_csv_log_keeps_its_rows_and_columns(tmp_path: Path) -> None:
 
 
 def test_a_continued_tensorboard_log_writes_into_the_same_folder(tmp_path: Path) -> None:
-    pytest.importorskip(
-        "tensorboard", reason="TensorBoard is optional (conf/logger/tensorboard.yaml needs it)"
-    )
     target = "lightning.pytorch.loggers.tensorboard.TensorBoardLogger"
     (first,) = instantiate_loggers(_config(tmp_path / "first", target), OmegaConf.create({}))
     first.log_metrics({"train/loss": 1.0}, step=0)
