@@ -51,6 +51,8 @@ class PerImageMattingMetric(Metric):
     is_differentiable: ClassVar[bool] = False
     full_state_update: ClassVar[bool] = False
     needs_trimap: ClassVar[bool] = False
+    temporal: ClassVar[bool] = False
+    """True for the video metrics (:mod:`p3m.metrics.temporal`): an update is one clip, not a batch."""
     score_fn: ClassVar[Callable[..., Tensor]]
 
     score_sum: Tensor
