@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
@@ -87,7 +86,7 @@ def plan_video(cfg: DictConfig, path: Path, out_dir: Path, overwrite: bool) -> V
             read, an output folder that cannot be made, or outputs that exist without ``overwrite``.
     """
     modes, background = video_options(cfg)
-    stabilizer = stabilizer_settings(cfg)
+    stabilizer = StabilizerSettings.from_config(cfg.get("video"))
     video = probe_video(path)
     subfolders = [sub for mode in modes for sub in video_subfolders(path, out_dir, mode)]
     check_output_dir(out_dir, subfolders)
@@ -147,19 +146,6 @@ def video_options(cfg: DictConfig) -> tuple[tuple[str, ...], Colour]:
             f"video_background={colour}: expected an RGB list of three integers in 0..255, e.g. [0,255,0]"
         )
     return modes, (values[0], values[1], values[2])
-
-
-def stabilizer_settings(cfg: DictConfig) -> StabilizerSettings:
-    """``cfg.video`` (``conf/video/default.yaml``) as :class:`StabilizerSettings`, checked."""
-    video = cfg.get("video") or {}
-    known = StabilizerSettings.__dataclass_fields__
-    values: dict[str, Any] = {k: video[k] for k in known if k in video}
-    for key, value in values.items():
-        expected = str if key == "stabilizer" else (int, float)
-        if isinstance(value, bool) or not isinstance(value, expected):
-            kind = "a name" if key == "stabilizer" else "a number"
-            raise SettingError(f"video.{key}={value!r}: expected {kind}")
-    return StabilizerSettings(**values)
 
 
 def output_paths(video: Path, out_dir: Path, mode: str) -> tuple[Path, ...]:

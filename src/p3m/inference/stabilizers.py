@@ -22,7 +22,7 @@ back with its stabilised matte.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -50,6 +50,21 @@ class StabilizerSettings:
     """ofd: MODNet's xi, the matte difference that counts as agreement or disagreement."""
     cut_threshold: float = 30.0
     """Mean grey-level change (0..255) between two frames' thumbnails that marks a scene cut."""
+
+    @classmethod
+    def from_config(cls, video: Mapping[str, Any] | None) -> StabilizerSettings:
+        """The ``video`` node of a predict or eval config (other keys in it are ignored), checked.
+
+        Raises:
+            SettingError: a key of the wrong type or out of range, or an unknown stabiliser.
+        """
+        values = {key: (video or {})[key] for key in cls.__dataclass_fields__ if key in (video or {})}
+        for key, value in values.items():
+            expected = str if key == "stabilizer" else (int, float)
+            if isinstance(value, bool) or not isinstance(value, expected):
+                kind = "a name" if key == "stabilizer" else "a number"
+                raise SettingError(f"video.{key}={value!r}: expected {kind}")
+        return cls(**values)
 
     def __post_init__(self) -> None:
         if self.stabilizer not in STABILIZERS:
@@ -132,6 +147,9 @@ class Stabilizer:
 @register_stabilizer("none")
 class NoStabilizer(Stabilizer):
     """The mattes as the network predicted them."""
+
+    def push(self, image: np.ndarray, alpha: np.ndarray, item: Any) -> list[tuple[Any, np.ndarray]]:
+        return [(item, alpha)]  # no grey frame, no cut detection: nothing to restart
 
     def _step(self, frame_grey: np.ndarray, alpha: np.ndarray, item: Any, cut: bool) -> list[Any]:
         return [(item, alpha)]
