@@ -62,6 +62,8 @@ class VideoInfo:
     time_base: Fraction
     """Unit of the video stream's timestamps; the outputs keep it, so their timestamps are the input's."""
     has_audio: bool
+    duration: float = 0.0
+    """Seconds the file announces (0: unknown)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ def probe_video(path: Path) -> VideoInfo:
             rate = stream.average_rate or stream.guessed_rate
             count = stream.frames
             time_base = stream.time_base
+            duration = (container.duration or 0) / av.time_base
     except av.FFmpegError as err:
         raise UserError(
             f"input={path}: FFmpeg cannot read it as a video ({err}); damaged, empty, or not a video"
@@ -162,8 +165,9 @@ def probe_video(path: Path) -> VideoInfo:
         log.warning("%s announces no frame rate: its outputs get %s fps", path, FALLBACK_FPS)
         rate = FALLBACK_FPS
     time_base = time_base or 1 / Fraction(rate)
+    frames = max(int(count or 0), 0)
     return VideoInfo(
-        path, Fraction(rate), max(int(count or 0), 0), first.height, first.width, time_base, has_audio
+        path, Fraction(rate), frames, first.height, first.width, time_base, has_audio, max(duration, 0.0)
     )
 
 
