@@ -80,14 +80,16 @@ def test_the_same_parameters_give_the_same_benchmark_and_others_are_refused(
 def test_clip_folders_are_found_at_any_depth_and_must_pair_up(tmp_path: Path) -> None:
     frame = np.zeros((40, 40), np.uint8)
     for clip in ("youtubematte_motion/0000", "youtubematte_static/0003"):
-        for sub in ("com", "pha", "fgr"):
+        for sub in ("com", "har", "pha", "fgr"):
             (tmp_path / clip / sub).mkdir(parents=True)
             cv2.imwrite(str(tmp_path / clip / sub / "0000.png"), frame)
-    assert [c.name for c in find_clips(tmp_path)] == ["youtubematte_motion/0000", "youtubematte_static/0003"]
+    clips = find_clips(tmp_path)
+    assert [c.name for c in clips] == ["youtubematte_motion/0000", "youtubematte_static/0003"]
+    assert clips[0].frames[0].parent.name == "har", "YouTubeMatte: the harmonised frames, as MatAnyone"
     assert [c.name for c in find_clips(tmp_path / "youtubematte_motion")] == ["0000"]
     assert [c.name for c in find_clips(tmp_path / "youtubematte_static" / "0003")] == ["0003"]
-    cv2.imwrite(str(tmp_path / "youtubematte_motion/0000/com/0001.png"), frame)
-    with pytest.raises(UserError, match=r"0001 is in .*youtubematte_motion/0000/com only"):
+    cv2.imwrite(str(tmp_path / "youtubematte_motion/0000/har/0001.png"), frame)
+    with pytest.raises(UserError, match=r"0001 is in .*youtubematte_motion/0000/har only"):
         find_clips(tmp_path)
     with pytest.raises(MissingInputError, match=r"holds no clip: expected <root>/<set>/<clip>/com/0000.png"):
         find_clips(tmp_path / "youtubematte_motion" / "0000" / "fgr")
