@@ -249,8 +249,9 @@ class VideoWriter:
             if self.source.has_audio:
                 self._audio = _AudioTrack(self.source.path, self._container, self.encoding.audio_codec)
         except (av.FFmpegError, OSError) as err:
-            self._abandon(self._error(err))
-            raise self._error(err) from err
+            failure = self._error(err)
+            self._abandon(failure)
+            raise failure from err
         except BaseException as err:
             self._abandon(err)
             raise
@@ -310,7 +311,7 @@ class VideoWriter:
         with av.open(str(tmp)) as container:
             packets = sum(1 for p in container.demux(video=0) if p.size)
         if packets != self.frames:
-            raise OSError(f"could not write {self.path}: it holds {packets} of its {self.frames} frames")
+            raise OSError(f"it holds {packets} of its {self.frames} frames")  # _error names the file
 
     def _error(self, err: BaseException) -> OSError:
         """``err`` as an OSError naming the file; a full disk is called one."""
