@@ -7,14 +7,14 @@ the process and nothing else) is reported. Decoding, the network, the stabiliser
 all hold a bounded number of frames, so the long clip's peak should be within a few percent of the
 short one's.
 
-    python bench/bench_video_memory.py [--seconds 10 60] [--fps 5] [--ckpt PATH] \
+    python bench/bench_video_memory.py [--seconds 10 60] [--fps 5] [--size 1080 1920] [--ckpt PATH] \
         [--outputs mp4 webm] [--stabilizer flow_ema] [--max-short-side 256] [--resize-mode fast]
 
 Without ``--ckpt`` a random-init ResNet-34 P3M-Net is saved and used (the weights do not change the
 memory). The network runs on frames shrunk to ``--max-short-side`` (the mattes are resized back to
-1080p, with torch in ``--resize-mode fast``), so the bench spends its time on the video path; 5
-frames per second keep a 60 s clip to 300 frames on a 2-core CPU (memory depends on the frame size,
-not on how many frames went by). Prints a markdown table and writes
+the clip's ``--size``, 1080p by default, with torch in ``--resize-mode fast``), so the bench spends
+its time on the video path; 5 frames per second keep a 60 s clip to 300 frames on a 2-core CPU
+(memory depends on the frame size, not on how many frames went by). Prints a markdown table and writes
 bench/results/video_memory.json.
 """
 
@@ -43,14 +43,13 @@ from p3m.models import P3MNet  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 SAMPLE = REPO / "tests/fixtures/p3m_samples/validation/P3M-500-NP/original_image/p_07141906.jpg"
-SIZE = (1080, 1920)  # (height, width)
 
 
-def make_clip(path: Path, seconds: int, fps: int) -> Path:
-    """A 1080p clip: the sample portrait drifting sideways over a moving colour gradient, with a tone."""
+def make_clip(path: Path, seconds: int, fps: int, size: tuple[int, int]) -> Path:
+    """A (height, width) clip: the sample portrait drifting over a moving colour gradient, with a tone."""
     if path.is_file():
         return path
-    height, width = SIZE
+    height, width = size
     portrait = cv2.cvtColor(cv2.imread(str(SAMPLE)), cv2.COLOR_BGR2RGB)
     portrait = cv2.resize(portrait, (height, height))  # the square sample at full height
     xs = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
@@ -96,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, nargs="+", default=[10, 60])
     parser.add_argument("--fps", type=int, default=5)
+    parser.add_argument("--size", type=int, nargs=2, default=[1080, 1920], help="height width")
     parser.add_argument("--ckpt", type=Path, default=None)
     parser.add_argument("--outputs", nargs="+", default=["mp4", "webm"])
     parser.add_argument("--stabilizer", default="flow_ema")
@@ -113,7 +113,10 @@ def main() -> None:
         torch.save({"state_dict": {f"net.{k}": v for k, v in state.items()}}, ckpt)
     rows: list[dict[str, Any]] = []
     for seconds in args.seconds:
-        clip = make_clip(folder / f"clip_{seconds}s_{args.fps}fps.mp4", seconds, args.fps)
+        height, width = args.size
+        clip = make_clip(
+            folder / f"clip_{seconds}s_{args.fps}fps_{height}p.mp4", seconds, args.fps, (height, width)
+        )
         command = [
             sys.executable,
             "src/predict.py",
@@ -134,7 +137,8 @@ def main() -> None:
         rows.append({"seconds": seconds, "frames": frames, "peak_rss_mib": kib / 1024, "wall_s": wall})
         print(f"{seconds} s ({frames} frames): peak RSS {kib / 1024:.0f} MiB, {wall:.0f} s", flush=True)
     base = rows[0]["peak_rss_mib"]
-    print(f"\n| clip (1080p, {args.fps} fps) | frames | peak RSS (MiB) | vs first | wall (s) |")
+    size = f"{args.size[1]}x{args.size[0]}"
+    print(f"\n| clip ({size}, {args.fps} fps) | frames | peak RSS (MiB) | vs first | wall (s) |")
     print("|---|---|---|---|---|")
     for row in rows:
         ratio = row["peak_rss_mib"] / base
