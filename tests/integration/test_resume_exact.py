@@ -83,7 +83,7 @@ def _compose(tmp_path: Path, run_dir: Path, overrides: Sequence[str]) -> DictCon
 def _preempted(cfg: DictConfig) -> None:
     """Run until the SIGTERM: exit status 143, as a shell would see it."""
     with pytest.raises(SystemExit) as stopped:
-        task_wrapper(train)(cfg)
+        task_wrapper(train, saves_on_sigterm=True)(cfg)
     assert stopped.value.code == EXIT_TERMINATED
 
 
@@ -131,7 +131,7 @@ def two_workers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _run(cfg: DictConfig) -> dict[str, Any]:
     """A whole run, as the entry point runs it (W&B is finished at the end: the next run is another one)."""
-    return task_wrapper(train)(cfg)
+    return task_wrapper(train, saves_on_sigterm=True)(cfg)
 
 
 @pytest.mark.slow

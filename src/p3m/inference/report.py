@@ -60,14 +60,20 @@ def log_per_image_table(loggers: Sequence[Logger], results: Sequence[SplitResult
 
 
 def print_table(
-    results: Sequence[SplitResult], gaps: Mapping[str, Mapping[str, float]], console: Console | None = None
+    results: Sequence[SplitResult],
+    gaps: Mapping[str, Mapping[str, float]],
+    console: Console | None = None,
+    items: str = "images",
 ) -> None:
-    """Print the per-split means and the gaps, one row per metric (fits a terminal of 80 columns)."""
-    table = Table(title="P3M evaluation (per-image means)")
+    """Print the per-split means and the gaps, one row per metric (fits a terminal of 80 columns).
+
+    ``items`` names what the splits hold (``clips`` for the video evaluation).
+    """
+    table = Table(title=f"P3M evaluation (per-{items[:-1]} means)")
     table.add_column("metric")
     for label in [r.name for r in results] + list(gaps):
         table.add_column(label, justify="right")
-    table.add_row("images", *(str(len(r.per_image)) for r in results), *("" for _ in gaps))
+    table.add_row(items, *(str(len(r.per_image)) for r in results), *("" for _ in gaps))
     for name in metric_order(results):
         values = [r.mean.get(name) for r in results] + [gap.get(name) for gap in gaps.values()]
         table.add_row(name, *(_fmt(v) for v in values))

@@ -1,4 +1,4 @@
-"""Matting metrics of the P3M papers: a functional per-image core and torchmetrics classes."""
+"""Matting metrics of the P3M papers and the video metrics: functional cores and torchmetrics classes."""
 
 from p3m.metrics.collection import (
     METRIC_NAMES,
@@ -21,6 +21,7 @@ from p3m.metrics.matting import (
     SADTrimap,
     register_metric,
 )
+from p3m.metrics.temporal import DtSSD, MESSDdt, PerClipMattingMetric
 
 __all__ = [
     "MAD",
@@ -30,10 +31,13 @@ __all__ = [
     "SAD",
     "TRIMAP_METRIC_NAMES",
     "ConnectivityError",
+    "DtSSD",
     "GradientError",
     "MADTrimap",
+    "MESSDdt",
     "MSETrimap",
     "MattingMetricCollection",
+    "PerClipMattingMetric",
     "PerImageMattingMetric",
     "SADBackground",
     "SADForeground",

@@ -74,6 +74,12 @@ class SplitEvaluator(nn.Module):
     def __init__(self, spec: SplitSpec, metrics: Sequence[str], heavy_metrics: Sequence[str] = ()) -> None:
         super().__init__()
         self.spec = spec
+        temporal = [n for n in (*metrics, *heavy_metrics) if getattr(METRIC_CLASSES.get(n), "temporal", 0)]
+        if temporal:
+            raise ValueError(
+                f"{', '.join(temporal)}: video metric(s), scored on clips; the image splits take image "
+                "metrics only (video clips: p3m eval mode=video, see docs/video.md)"
+            )
 
         def usable(names: Sequence[str]) -> list[str]:
             return [n for n in names if n != PRIVACY_METRIC and (spec.has_trimap or not _needs_trimap(n))]

@@ -52,6 +52,8 @@ class PerImageMattingMetric(Metric):
     is_differentiable: bool | None = False
     full_state_update: bool | None = False
     needs_trimap: ClassVar[bool] = False
+    temporal: ClassVar[bool] = False
+    """True for the video metrics (:mod:`p3m.metrics.temporal`): an update is one clip, not a batch."""
     score_fn: ClassVar[Callable[..., Tensor]]
 
     score_sum: Tensor

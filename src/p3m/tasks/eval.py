@@ -6,12 +6,17 @@ Examples:
     p3m eval ckpt_path=latest data=synthetic backbone=resnet34 save_predictions=true
     p3m eval pred_dir=outputs/other_method data.root=/path/to/P3M-10k          # no model
     p3m eval ckpt_path=best.ckpt trainer.devices=4     # 4 GPUs (DDP), the 1-GPU numbers
+    p3m eval mode=video ckpt_path=best.ckpt [video.stabilizer=ofd]   # clips: MAD ... dtSSD, MESSDdt
 
 Runs through ``trainer.test`` (the evaluator of validation): ``device=cpu|cuda|cuda:1`` sets the
 trainer's accelerator/devices; ``trainer.devices=N`` evaluates on N processes, each image once.
 
 Writes metrics.json, per_image.csv (and predictions/<split>/<stem>.png) into the run directory
 (rank 0); logs ``test/p/<metric>``, ``test/np/<metric>`` and ``test/np_minus_p/<metric>``.
+
+``mode=video`` scores clips instead (``video.root``, one device, :mod:`p3m.inference.evaluate_video`):
+the synthetic video benchmark is written there when missing; metrics.json and per_image.csv hold
+each clip's values and their mean, logged as ``test/video/<metric>`` (docs/video.md).
 Exit status: 0 done, 2 user error (the message says which setting or file), 130 Ctrl-C.
 
 In a clone, ``python src/eval.py ...`` is the same command.
@@ -19,6 +24,7 @@ In a clone, ``python src/eval.py ...`` is the same command.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 from collections.abc import Mapping, Sequence
@@ -35,8 +41,19 @@ from torch import Tensor, nn
 
 import p3m
 from p3m.callbacks.progress_log import ProgressLog
+from p3m.data.video_benchmark import MANIFEST_NAME as BENCHMARK_MANIFEST
+from p3m.data.video_benchmark import ensure_video_benchmark
+from p3m.data.video_clips import Clip, find_clips
 from p3m.inference.contact_sheet import evaluation_portraits, write_contact_sheet
 from p3m.inference.evaluate import MatteSource, prediction_reader
+from p3m.inference.evaluate_video import (
+    METRIC_SCALES,
+    SPLIT_NAME,
+    evaluate_clips,
+    network_predictor,
+    prediction_folder_reader,
+    split_metric_names,
+)
 from p3m.inference.loading import (
     MATTING_CHOICES,
     backbone_choice,
@@ -44,7 +61,9 @@ from p3m.inference.loading import (
     load_network,
     resolve_device,
 )
+from p3m.inference.matting import MattingSettings
 from p3m.inference.report import log_per_image_table, print_table, results_document, write_reports
+from p3m.inference.stabilizers import StabilizerSettings
 from p3m.metrics.evaluation import SplitResult
 from p3m.models.evaluation import MatteEvaluationModule
 from p3m.models.test_time import ResizeMode, infer_alpha
@@ -55,6 +74,7 @@ from p3m.utils.instantiate import instantiate_loggers
 from p3m.utils.run import log_hyperparameters, task_wrapper
 
 log = logging.getLogger(__name__)
+MODES = ("image", "video")
 
 EVAL_CHECK = ConfigCheck(
     types={
@@ -69,6 +89,10 @@ EVAL_CHECK = ConfigCheck(
         "metrics": list,
         "device": str,
         "progress_every_n_images": int,
+        "mode": str,
+        "video.root": str,
+        "video.metrics": list,
+        "video.stabilizer": str,
     },
     choices=MATTING_CHOICES,
     known_keys_only=True,
@@ -139,7 +163,8 @@ def build_predictor(cfg: DictConfig) -> tuple[MatteSource, nn.Module | None, dic
 
 
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate ``cfg.ckpt_path`` (or ``cfg.pred_dir``) on every split through ``trainer.test``.
+    """Evaluate ``cfg.ckpt_path`` (or ``cfg.pred_dir``) on every split through ``trainer.test``
+    (``mode=video``: on clips, :func:`run_video_evaluation`).
 
     Runs on ``trainer.devices`` processes (DDP) with the single-device numbers: each image is scored
     once, the means are reduced from the metrics' sums and the per-image values gathered from every
@@ -148,6 +173,11 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     Returns:
         The ``metrics.json`` document (on every rank).
     """
+    mode = str(cfg.get("mode", "image"))
+    if mode not in MODES:
+        raise SettingError(f"mode={mode!r}: expected {' or '.join(MODES)}")
+    if mode == "video":
+        return run_video_evaluation(cfg)
     out_dir = Path(cfg.paths.output_dir)
     resolve_device(
         str(cfg.get("device", "auto"))
@@ -214,6 +244,80 @@ def _write_contact_sheet(
     log.info("Contact sheet: %s", path)
 
 
+def video_clips(cfg: DictConfig) -> list[Clip]:
+    """The clips of ``cfg.video.root``; the synthetic benchmark is written there first when the folder
+    is missing or empty (or is that benchmark: its parameters are checked)."""
+    root = Path(str(cfg.video.root)).expanduser()
+    if not root.exists() or not any(root.iterdir()) or (root / BENCHMARK_MANIFEST).is_file():
+        benchmark = cfg.video.benchmark
+        ensure_video_benchmark(
+            root,
+            benchmark.clips,
+            benchmark.frames,
+            tuple(benchmark.size),
+            benchmark.seed,
+            benchmark.portraits,
+        )
+    return find_clips(root)
+
+
+def run_video_evaluation(cfg: DictConfig) -> dict[str, Any]:
+    """Score ``cfg.ckpt_path`` (or ``cfg.pred_dir``) on the clips of ``cfg.video.root``, stabilised by
+    ``cfg.video.stabilizer``; writes metrics.json and per_image.csv (one row per clip) and logs
+    ``test/video/<metric>``.
+
+    Returns:
+        The ``metrics.json`` document.
+    """
+    out_dir = Path(cfg.paths.output_dir)
+    stabilizer = StabilizerSettings.from_config(cfg.video)
+    split_metric_names(list(cfg.video.metrics))  # checked before the model loads
+    clips = video_clips(cfg)
+    device = resolve_device(str(cfg.get("device", "auto")))
+    if cfg.get("pred_dir"):
+        predict = prediction_folder_reader(Path(str(cfg.pred_dir)))
+        meta: dict[str, Any] = {"pred_dir": str(cfg.pred_dir), "checkpoint": None, "backbone": None}
+    else:
+        net, meta = load_network(cfg, device)
+        settings = MattingSettings(
+            str(cfg.test_strategy), cfg.resize_mode, None, device, inference_precision(cfg)
+        )
+        predict = network_predictor(net, settings)
+        meta |= {"strategy": settings.strategy, "resize_mode": settings.resize_mode}
+    log.info("scoring %d clips of %s, stabilizer %s", len(clips), cfg.video.root, stabilizer.stabilizer)
+    save_dir = out_dir / "predictions" if cfg.save_predictions else None
+    evaluation = evaluate_clips(clips, predict, stabilizer, list(cfg.video.metrics), save_dir)
+    results = [evaluation.result]
+    meta |= {
+        "mode": "video",
+        "video_root": str(cfg.video.root),
+        "stabilizer": dataclasses.asdict(stabilizer),
+        "clips": len(clips),
+        "frames": evaluation.frames,
+        "frames_per_second": evaluation.fps,
+        "scales": {name: METRIC_SCALES.get(name, "") for name in cfg.video.metrics},
+        "device": str(device),
+        "versions": _versions(),
+    }
+    doc = results_document(results, {}, meta)
+    write_reports(results, doc, out_dir)
+    print_table(results, {}, items="clips")
+    loggers = instantiate_loggers(cfg.get("logger"), cfg, resolved={"backbone": meta["backbone"]})
+    values = {f"test/{SPLIT_NAME}/{name}": value for name, value in evaluation.result.mean.items()}
+    for logger in loggers:
+        logger.log_metrics(values, step=0)
+    log_per_image_table(loggers, results)
+    for logger in loggers:
+        logger.finalize("success")
+    log.info(
+        "%d frames at %.2f frames/s (network and stabiliser); metrics: %s",
+        evaluation.frames,
+        evaluation.fps,
+        out_dir / "metrics.json",
+    )
+    return doc
+
+
 def _resolved_config(cfg: DictConfig, meta: Mapping[str, Any]) -> dict[str, Any]:
     """The config entries known only once the weights are loaded, for the loggers."""
     backbone = cast(
@@ -239,10 +343,13 @@ def _versions() -> dict[str, str]:
 
 
 def _evaluate(cfg: DictConfig) -> float | None:
-    """The Hydra job; returns the SAD of the first split (for sweeps)."""
+    """The Hydra job; returns the SAD of the first split (for sweeps; the video mode: dtSSD)."""
     doc = task_wrapper(run_evaluation, check=EVAL_CHECK)(cfg)
     first: Any = next(iter(doc.values()), {})
     return first.get("mean", {}).get("sad") if isinstance(first, dict) else None
+    first = next(iter(doc.values()), {})
+    key = "dtssd" if str(cfg.get("mode", "image")) == "video" else "sad"
+    return first.get("mean", {}).get(key) if isinstance(first, dict) else None
 
 
 main = hydra_app("eval", _evaluate)

@@ -2,16 +2,18 @@
 
     p3m predict ckpt_path=PATH input=FILE_OR_DIR_OR_GLOB output=DIR [test_strategy=hybrid]
     p3m predict ckpt_path=PATH "input='my photos/a,b [1].jpg'" output=out   # Hydra quoting
-    p3m predict ckpt_path=PATH input=clip.mp4 output=DIR [video_output=frames]
+    p3m predict ckpt_path=PATH input=clip.mp4 output=DIR [video_output=[webm,mp4]] [video.stabilizer=ofd]
 
 Photos: writes DIR/alpha/<stem>.png and DIR/rgba/<stem>.png. A video (one file, told by its suffix:
 .mp4 .avi .mov .mkv .webm .m4v; folders and globs are for images) is matted frame by frame, each
-frame as a photo, and writes DIR/<stem>_alpha.mp4 (the matte) and DIR/<stem>_composite.mp4 (the
-frames over video_background), mp4v at the input's frame rate: lossy. With video_output=frames it
-writes lossless PNGs instead: DIR/<stem>/alpha/000000.png and DIR/<stem>/rgba/000000.png (RGBA).
+frame as a photo, the mattes smoothed by video.stabilizer, and writes per video_output (a list
+writes several in one pass): mp4 (default) DIR/<stem>_alpha.mp4 and DIR/<stem>_composite.mp4 (the
+frames over video_background), H.264; webm DIR/<stem>_rgba.webm (VP9 with alpha); prores
+DIR/<stem>_rgba.mov (ProRes 4444 with alpha); frames lossless PNGs DIR/<stem>/alpha/000000.png and
+DIR/<stem>/rgba/000000.png. Videos keep the input's timestamps and audio (docs/video.md).
 Existing outputs are replaced only with overwrite=true. Exit status: 0 every input done; 1 some
 inputs failed (listed in the log, with their count), the others are written; 2 user error (e.g. a
-video OpenCV cannot read), nothing done; 130 Ctrl-C (see src/p3m/utils/errors.py).
+video FFmpeg cannot read), nothing done; 130 Ctrl-C (see src/p3m/utils/errors.py).
 
 In a clone, ``python src/predict.py ...`` is the same command.
 """
@@ -50,8 +52,9 @@ PREDICT_CHECK = ConfigCheck(
         "runtime": str,
         "device": str,
         "overwrite": bool,
-        "video_output": str,
+        "video_output": (str, list),
         "video_background": list,
+        "video.stabilizer": str,
     },
     choices=MATTING_CHOICES,
     at_least={"max_short_side": MIN_IMAGE_SIDE},
@@ -103,13 +106,15 @@ def _predict_one_video(
     """:func:`predict_video` with its log lines; a failed write is a failed input (exit 1), as for images."""
     video = job.video
     log.info(
-        "predicting %s (%s frames, %dx%d, %g fps) with %s",
+        "predicting %s (%s frames, %dx%d, %.4g fps%s) with %s, stabilizer %s",
         video.path,
         video.frame_count or "unknown",
         video.width,
         video.height,
-        video.fps,
+        float(video.fps),
+        ", with audio" if video.has_audio else "",
         model,
+        job.stabilizer.stabilizer,
     )
     summary = PredictionSummary(what="videos")
     try:
@@ -119,7 +124,7 @@ def _predict_one_video(
         log.error("failed: %s (%s)", video.path, err)
         return summary
     summary.written.append(video.path)
-    log.info("wrote the mattes of %d frames to %s and %s", frames, *job.outputs)
+    log.info("wrote the mattes of %d frames to %s", frames, " and ".join(map(str, job.outputs)))
     return summary
 
 

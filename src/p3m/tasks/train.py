@@ -217,7 +217,7 @@ def _checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
 
 def _job(cfg: DictConfig) -> float | None:
     """The Hydra job; returns the optimised (else the monitored) metric so sweepers can use it."""
-    metrics = task_wrapper(train, check=TRAIN_CHECK)(cfg)
+    metrics = task_wrapper(train, check=TRAIN_CHECK, saves_on_sigterm=True)(cfg)
     checkpointing = cfg.get("callbacks", {}).get("model_checkpoint", {})
     return metric_value(metrics, cfg.get("optimized_metric") or checkpointing.get("monitor"))
 

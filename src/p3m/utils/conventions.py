@@ -9,7 +9,7 @@ import numpy as np
 #: Image file suffixes the project reads (lower case, with the dot), wherever it lists a folder.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
-#: Video file suffixes ``src/predict.py`` reads with OpenCV (lower case, with the dot).
+#: Video file suffixes ``p3m predict`` reads through PyAV (FFmpeg) (lower case, with the dot).
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 #: ImageNet statistics every backbone was pretrained with (RGB, values in [0, 1]).

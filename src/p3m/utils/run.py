@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -48,28 +49,35 @@ LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 
 
 def task_wrapper(
-    task: Callable[[DictConfig], Any] | None = None, *, check: Callable[[DictConfig], None] | None = None
+    task: Callable[[DictConfig], Any] | None = None,
+    *,
+    check: Callable[[DictConfig], None] | None = None,
+    saves_on_sigterm: bool = False,
 ) -> Any:
     """Wrap an entry point's task: route Lightning's logs, run ``check(cfg)``, map failures to exit codes.
 
     Usable as ``@task_wrapper`` or ``task_wrapper(task, check=ConfigCheck(...))(cfg)``. W&B is always
-    closed, so a crashed run does not hang a multirun.
+    closed, so a crashed run does not hang a multirun. SIGTERM raises in the task, so that its
+    ``finally`` blocks remove temporary files before the exit 143, unless ``saves_on_sigterm``: training
+    leaves SIGTERM to Lightning, which finishes the batch and saves ``last.ckpt`` first.
     """
     if task is None:
-        return functools.partial(task_wrapper, check=check)
+        return functools.partial(task_wrapper, check=check, saves_on_sigterm=saves_on_sigterm)
 
     @functools.wraps(task)
     def wrapped(cfg: DictConfig) -> Any:
         route_lightning_logs()
         silence_lightning_noise()
         standard_start_method()
-        with _watch_sigint() as interrupted:
+        sigterm = contextlib.nullcontext() if saves_on_sigterm else _sigterm_raises()
+        with _watch_sigint() as interrupted, sigterm:
             try:
                 if check is not None:
                     check(cfg)
                 return task(cfg)
             except SIGTERMException:  # a SystemExit without a code: the shell would see success
-                log.error("Terminated (SIGTERM): exit %d; resume with ckpt_path=latest", EXIT_TERMINATED)
+                resume = "; resume with ckpt_path=latest" if saves_on_sigterm else ""
+                log.error("Terminated (SIGTERM): exit %d%s", EXIT_TERMINATED, resume)
                 raise SystemExit(EXIT_TERMINATED) from None
             except KeyboardInterrupt:
                 log.error("Interrupted (Ctrl-C): exit %d", EXIT_INTERRUPTED)
@@ -131,6 +139,29 @@ def _watch_sigint() -> Iterator[list[bool]]:
         yield interrupted
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises Lightning's ``SIGTERMException`` in the main process (a forked worker still dies
+    as by default): the default action would end the process at once, leaving temporary files."""
+    if threading.current_thread() is not threading.main_thread():  # signals are the main thread's
+        yield
+        return
+    main_pid = os.getpid()
+
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != main_pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise SIGTERMException
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def standard_start_method() -> None:
