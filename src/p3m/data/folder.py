@@ -168,10 +168,12 @@ class FolderDataModule(P3M10kDataModule):
             raise SettingError(f"data.val_fraction={val_fraction}: a share of the pairs, between 0 and 1")
         if isinstance(band_kernel, bool) or not isinstance(band_kernel, int) or band_kernel < 3:
             raise SettingError(f"data.band_kernel={band_kernel!r}: a kernel size in px (at 1080 px), >= 3")
+        # the hyperparameters (saved from these arguments by the base class) hold plain values only
+        images, mattes, cache_dir = str(self.images), str(self.mattes), str(cache_dir)
         pair_key = hashlib.blake2b(f"{self.images}\n{self.mattes}".encode(), digest_size=4).hexdigest()
         root = Path(cache_dir).expanduser().resolve() / f"{self.images.name}-{pair_key}"
         super().__init__(
-            root=root,
+            root=str(root),  # plain values only in the checkpoint's hyperparameters
             augmentation=augmentation,
             privacy=privacy,
             eval_splits=[_held_out_split(val_prefix, trimaps=False)],
@@ -240,8 +242,7 @@ class FolderDataModule(P3M10kDataModule):
         """Everything before training; ``training=False`` (validate, test) derives the held-out part only."""
         manifest = self._open_manifest()
         pairs, bad = pair_folders(self.images, self.mattes)
-        held = set(self._held_out([pair.stem for pair in pairs]))
-        bad += self._scan(manifest, pairs, held)
+        bad += self._scan(manifest, pairs)
         if bad:
             report = bad_pairs_report(bad, self.images, self.mattes)
             if not self.hparams.skip_bad_pairs:
@@ -251,6 +252,14 @@ class FolderDataModule(P3M10kDataModule):
             )
         entries = manifest["stems"]
         usable = [pair for pair in pairs if pair.stem in entries]
+        held = set(self._held_out([pair.stem for pair in usable]))
+        moved = {p.stem for p in usable if entries[p.stem].get("part") not in (None, _part(p.stem, held))}
+        self._remove_derived(moved)  # a stem that changed part: its files in the other part go
+        for pair in usable:
+            entry = entries[pair.stem]
+            if pair.stem in moved:
+                entry.pop(f"label_{entry['part']}", None)
+            entry["part"] = _part(pair.stem, held)
         train = [pair for pair in usable if pair.stem not in held]
         held_out = [pair for pair in usable if pair.stem in held]
         if not train or not held_out:
@@ -314,17 +323,10 @@ class FolderDataModule(P3M10kDataModule):
             )
         return sorted(set(wanted))
 
-    def _scan(self, manifest: dict[str, Any], pairs: Sequence[Pair], held: set[str]) -> list[BadPair]:
+    def _scan(self, manifest: dict[str, Any], pairs: Sequence[Pair]) -> list[BadPair]:
         """Read every new or changed pair (in parallel); drop the derived files of changed or gone stems."""
         entries: dict[str, Any] = manifest["stems"]
-        sources = {
-            p.stem: [
-                HELD_OUT if p.stem in held else "train",
-                file_signature(p.image),
-                file_signature(p.matte),
-            ]
-            for p in pairs
-        }
+        sources = {p.stem: [file_signature(p.image), file_signature(p.matte)] for p in pairs}
         stale = {stem for stem, entry in entries.items() if entry.get("source") != sources.get(stem)}
         if stale:
             self._remove_derived(stale)
@@ -482,6 +484,7 @@ class FolderDataModule(P3M10kDataModule):
             )
         staging = self.root / ".staging"
         _remove_contents(staging)
+        (staging / "alpha").mkdir()
         for pair in pending:
             _link(pair.image, staging / "input" / f"{pair.stem}{pair.image.suffix.lower()}")
             label = _label(pair.matte, entries[pair.stem]["kind"])  # 0/1 masks made 0/255 for the band
@@ -640,6 +643,11 @@ def _write_label(job: _LabelJob) -> tuple[str, str, str]:
         return job.stem, "ok", ""
     except Exception as err:  # reported by the caller with the file
         return job.stem, "failed", f"could not write the label of {job.matte}: {type(err).__name__}: {err}"
+
+
+def _part(stem: str, held: set[str]) -> str:
+    """The part a stem belongs to: ``train`` or ``held-out``."""
+    return HELD_OUT if stem in held else "train"
 
 
 def _held_out_split(prefix: str, *, trimaps: bool) -> dict[str, Any]:

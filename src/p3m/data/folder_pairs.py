@@ -42,7 +42,7 @@ class BadPair:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
+        return self.reason if str(self.path) in self.reason else f"{self.path}: {self.reason}"
 
 
 def list_images(folder: Path) -> dict[str, list[Path]]:

@@ -25,6 +25,7 @@ are. Every file is written through a temporary file and a rename.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import statistics
@@ -43,7 +44,7 @@ from p3m.privacy.detectors.base import FaceDetection, FaceDetector
 from p3m.privacy.detectors.masks import MaskShape, face_mask_from_detections
 from p3m.privacy.detectors.registry import create_detector
 from p3m.privacy.obfuscate import FaceObfuscator
-from p3m.utils.conventions import IMAGE_SUFFIXES
+from p3m.utils.conventions import IMAGE_SUFFIXES, KERNEL_AT_1080, kernel_for_size
 from p3m.utils.files import check_outputs, write_bytes_atomic, write_image
 
 log = logging.getLogger(__name__)
@@ -237,7 +238,9 @@ class Anonymizer:
     """:func:`anonymize_folder` from plain settings, the detector built when it first runs.
 
     ``data=folder`` calls it on the training images when the privacy mode reads face-blurred images
-    (conf/data/folder.yaml, ``data.anonymizer``); the keys are those of ``p3m anonymize``.
+    (conf/data/folder.yaml, ``data.anonymizer``); the keys are those of ``p3m anonymize``, except that
+    ``band_kernel=None`` scales the official 25 px (at a 1080 px short side) to each image, as the
+    training privacy modes do, so that small pictures are not left unblurred by a band wider than the face.
     """
 
     detector: str = "centerface"
@@ -246,7 +249,7 @@ class Anonymizer:
     method: str = "blur"
     blur_sigma: float = 0.25
     mosaic_block: float = 0.125
-    band_kernel: int = 25
+    band_kernel: int | None = None
     opaque_alpha: int = 255
     margin: float = 0.15
     mask_shape: MaskShape = "ellipse"
@@ -258,14 +261,14 @@ class Anonymizer:
             method=self.method,
             blur_sigma=self.blur_sigma,
             mosaic_block=self.mosaic_block,
-            band_kernel=self.band_kernel,
+            band_kernel=self.band_kernel or KERNEL_AT_1080,
             opaque_alpha=self.opaque_alpha,
         )
         return anonymize_folder(
             input_dir,
             output_dir,
             detector,
-            obfuscator,
+            obfuscator if self.band_kernel else _ScaledBand(obfuscator),  # type: ignore[arg-type]
             alpha_dir=alpha_dir,
             margin=self.margin,
             mask_shape=self.mask_shape,
@@ -273,6 +276,19 @@ class Anonymizer:
             settings=asdict(self),
             exif=False,
         )
+
+
+@dataclass(frozen=True)
+class _ScaledBand:
+    """A face obfuscator whose transition band is scaled to each image (``kernel_for_size``)."""
+
+    obfuscator: FaceObfuscator
+
+    def __call__(
+        self, image: np.ndarray, facemask: np.ndarray, alpha: np.ndarray | None = None
+    ) -> np.ndarray:
+        kernel = kernel_for_size(*image.shape[:2])
+        return dataclasses.replace(self.obfuscator, band_kernel=kernel)(image, facemask, alpha=alpha)
 
 
 def _image_files(folder: Path) -> list[Path]:
