@@ -15,44 +15,14 @@ import torch
 
 from p3m.data.band_dataset import BandLabelDataset
 from p3m.data.folder import MANIFEST_NAME, FolderDataModule
-from p3m.data.labels import binarize
 from p3m.data.layout import DatasetLayoutError
-from p3m.data.synthetic_portrait import render_portrait
 from p3m.data.transforms import PaperTransform
 from p3m.privacy.anonymizer import Anonymizer
-from p3m.privacy.detectors import FaceDetection, list_detectors, register_detector
 from p3m.privacy.modes import PPT, NoPrivacy
 from p3m.utils.errors import UserError
+from tests.folder_data import TEST_DETECTOR, make_folder
 
 SIZE = (96, 64)
-TEST_DETECTOR = "test-centre-box"
-
-
-class _CentreBoxDetector:
-    """Test helper: a 'face' in the upper middle of every image."""
-
-    name = TEST_DETECTOR
-
-    def detect(self, image: np.ndarray) -> list[FaceDetection]:
-        h, w = image.shape[:2]
-        return [FaceDetection((w * 0.35, h * 0.1, w * 0.65, h * 0.35), 0.9)]
-
-
-if TEST_DETECTOR not in list_detectors():
-    register_detector(TEST_DETECTOR)(lambda threshold=0.0: _CentreBoxDetector())
-
-
-def make_folder(root: Path, count: int = 6, binary: bool = False, seed: int = 0) -> tuple[Path, Path]:
-    """``count`` synthetic portraits as root/images/*.jpg and their mattes (or 0/255 masks) as root/mattes/*.png."""
-    images, mattes = root / "images", root / "mattes"
-    images.mkdir(parents=True, exist_ok=True)
-    mattes.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        portrait = render_portrait(np.random.default_rng([seed, i]), *SIZE)
-        cv2.imwrite(str(images / f"p{i}.jpg"), portrait.original[:, :, ::-1])
-        alpha = binarize(portrait.alpha, 0, 255) if binary else portrait.alpha
-        cv2.imwrite(str(mattes / f"p{i}.png"), alpha)
-    return images, mattes
 
 
 def module(images: Path, mattes: Path, cache: Path, **overrides: Any) -> FolderDataModule:
@@ -249,7 +219,7 @@ def test_pseudo_labels_fill_the_band_once(tmp_path: Path) -> None:
     )
     again.setup("fit")
     assert len(calls) == 1  # kept: made once per starting network
-    with pytest.raises(UserError, match="model.init_from"):
+    with pytest.raises(UserError, match=r"model\.init_from"):
         module(*folder, tmp_path / "other", band_labels="pseudo", pseudo_labeler=labeler).prepare_data()
 
 

@@ -57,11 +57,11 @@ def test_scan_names_unreadable_files_and_size_mismatches(tmp_path: Path) -> None
     small = _write(tmp_path / "small.png", np.zeros((40, 40), np.uint8))
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(image.read_bytes()[:200])
-    stem, status, info = scan_pair(Pair("a", image, matte))
+    _, status, info = scan_pair(Pair("a", image, matte))
     assert status == "ok" and '"shape": [40, 48]' in info
-    stem, status, reason = scan_pair(Pair("a", image, small))
+    _, status, reason = scan_pair(Pair("a", image, small))
     assert status == "failed" and "48x40 px" in reason and str(small) in reason
-    stem, status, reason = scan_pair(Pair("a", broken, matte))
+    _, status, reason = scan_pair(Pair("a", broken, matte))
     assert status == "failed" and str(broken) in reason
 
 
