@@ -150,6 +150,8 @@ def train(
         f"data.batch_size={batch}", "data.num_workers=1",
         "data.prepare_workers=1", f"trainer.max_epochs={epochs}", f"trainer.check_val_every_n_epoch={epochs}",
         "trainer.num_sanity_val_steps=0", "model.heavy_every_n_epochs=0", "callbacks.progress_bar=null",
+        # one checkpoint, at the end (the only validation), instead of last.ckpt after every short epoch
+        "callbacks.last_checkpoint=null", "callbacks.model_checkpoint.save_last=true",
         f"task_name=binary_labels_{name}", f"hydra.run.dir={run_dir}", *extra,
     ]  # fmt: skip
     run(cmd, out / "logs" / f"train_{name}.log")

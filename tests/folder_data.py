@@ -1,7 +1,7 @@
 """Folders of portraits and labels for the data=folder tests, and a stand-in face detector.
 
 ``make_folder`` writes synthetic portraits with their mattes (or 0/255 masks); ``sample_folder``
-links the 8 distinct sample portraits (tests/fixtures/p3m_samples) and their mattes. Importing this
+the 8 distinct sample portraits (tests/fixtures/p3m_samples) and their mattes, shrunk. Importing this
 module registers the detector ``test-centre-box``, which finds one "face" in the upper middle of every
 image: the anonymiser of ``privacy=ppt`` runs without CenterFace's optional install.
 """
@@ -50,23 +50,23 @@ def make_folder(
     return images, mattes
 
 
-def sample_folder(samples_dir: Path, photos: Path, mattes: Path, binary: bool = False) -> None:
-    """The 8 distinct sample portraits (4 face-blurred, 4 originals) in ``photos``, labels in ``mattes``."""
+def sample_folder(
+    samples_dir: Path, photos: Path, mattes: Path, binary: bool = False, short_side: int = 360
+) -> None:
+    """The 8 distinct sample portraits (4 face-blurred, 4 originals) in ``photos``, labels in ``mattes``,
+    shrunk to ``short_side`` (at 1080 px every step of a test would take about 9 times longer)."""
     photos.mkdir(parents=True, exist_ok=True)
     mattes.mkdir(parents=True, exist_ok=True)
+    np_split = samples_dir / "validation" / "P3M-500-NP"
     for image_dir, mask_dir in (
         (samples_dir / "train" / "blurred_image", samples_dir / "train" / "mask"),
-        (
-            samples_dir / "validation" / "P3M-500-NP" / "original_image",
-            samples_dir / "validation" / "P3M-500-NP" / "mask",
-        ),
+        (np_split / "original_image", np_split / "mask"),
     ):
         for image in sorted(image_dir.iterdir()):
-            (photos / image.name).symlink_to(image)
-            mask = mask_dir / f"{image.stem}.png"
-            if binary:
-                cv2.imwrite(
-                    str(mattes / mask.name), binarize(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE), 0, 255)
-                )
-            else:
-                (mattes / mask.name).symlink_to(mask)
+            picture = cv2.imread(str(image))
+            label = cv2.imread(str(mask_dir / f"{image.stem}.png"), cv2.IMREAD_GRAYSCALE)
+            scale = short_side / min(label.shape)
+            size = (round(label.shape[1] * scale), round(label.shape[0] * scale))
+            label = cv2.resize(label, size, interpolation=cv2.INTER_AREA)
+            cv2.imwrite(str(photos / image.name), cv2.resize(picture, size, interpolation=cv2.INTER_AREA))
+            cv2.imwrite(str(mattes / f"{image.stem}.png"), binarize(label, 0, 255) if binary else label)

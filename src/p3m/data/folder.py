@@ -283,10 +283,13 @@ class FolderDataModule(P3M10kDataModule):
         """The derived folder's manifest; a fresh one for a new folder. Refuses a folder not made here."""
         path = self.root / MANIFEST_NAME
         if path.is_file():
-            manifest = json.loads(path.read_text())
+            try:
+                manifest = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                manifest = {}
             if manifest.get("format") == MANIFEST_FORMAT:
                 return manifest
-            log.info("%s is from another version: remaking the derived data", path)
+            log.info("%s is damaged or from another version: remaking the derived data", path)
         elif self.root.is_dir() and any(self.root.iterdir()):
             raise UserError(
                 f"{self.root} holds files but no {MANIFEST_NAME}: it was not made by data=folder, and "
@@ -562,6 +565,8 @@ class FolderDataModule(P3M10kDataModule):
 
     def _remove_derived(self, stems: set[str], only_labels: bool = False) -> None:
         """Delete the derived files of ``stems`` (ours: they live under the derived root)."""
+        if not stems:
+            return
         folders = (
             [
                 "train/mask",
