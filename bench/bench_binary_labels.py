@@ -17,8 +17,8 @@ On the synthetic portraits, which have exact soft alphas:
 Every step is a real command (``python src/train.py ...``, ``python src/eval.py ...``) and is skipped
 when its output exists, so an interrupted run resumes (``--fresh`` starts over).
 
-    python bench/bench_binary_labels.py [--out bench/results/binary_labels] [--start-steps 250]
-        [--tune-steps 120] [--size 128 96] [--train-size 64] [--crops 48 64 88] [--train 40] [--test 12]
+    python bench/bench_binary_labels.py [--out bench/results/binary_labels] [--start-steps 150]
+        [--tune-steps 60] [--size 128 96] [--train-size 64] [--crops 48 64 88] [--train 40] [--test 12]
 
 First, without training, how much of each true matte's soft region the band of its thresholded mask
 holds, per band kernel (``--coverage-only`` stops there): <out>/band_coverage.md.
@@ -237,15 +237,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "binary_labels")
-    parser.add_argument("--start-steps", type=int, default=250, help="training steps of the starting network")
-    parser.add_argument("--tune-steps", type=int, default=120, help="training steps of each fine-tune")
+    parser.add_argument("--start-steps", type=int, default=150, help="training steps of the starting network")
+    parser.add_argument("--tune-steps", type=int, default=60, help="training steps of each fine-tune")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, nargs=2, default=(128, 96), help="synthetic portraits (H W)")
     parser.add_argument("--train-size", type=int, default=64, help="training side (data.train_size)")
     parser.add_argument("--crops", type=int, nargs="+", default=(48, 64, 88), help="data.crop_sizes")
     parser.add_argument("--train", type=int, default=40, help="synthetic training portraits (half A, half B)")
     parser.add_argument("--test", type=int, default=12, help="held-out synthetic portraits")
-    parser.add_argument("--start-lr", type=float, default=2e-4)
+    parser.add_argument("--start-lr", type=float, default=3e-4)
     parser.add_argument("--tune-lr", type=float, default=1e-4)
     parser.add_argument("--fresh", action="store_true", help="delete --out first")
     parser.add_argument(
