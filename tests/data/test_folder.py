@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from p3m.data.band_dataset import BandLabelDataset
-from p3m.data.folder import MANIFEST_NAME, FolderDataModule
+from p3m.data.folder import FolderDataModule
+from p3m.data.folder_derived import MANIFEST_NAME
 from p3m.data.layout import DatasetLayoutError
 from p3m.data.transforms import PaperTransform
 from p3m.privacy.anonymizer import Anonymizer
@@ -101,7 +102,7 @@ def test_binary_masks_are_detected_and_train_in_binary_label_mode(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = make_folder(tmp_path, binary=True)
-    with caplog.at_level(logging.INFO, logger="p3m.data.folder"):
+    with caplog.at_level(logging.INFO, logger="p3m.data.folder_derived"):
         dm = module(*folder, tmp_path / "cache")
         dm.setup("fit")
     assert "6 binary mask(s), 0 soft matte(s)" in caplog.text and "binary-label mode" in caplog.text
