@@ -19,6 +19,7 @@ when its output exists, so an interrupted run resumes (``--fresh`` starts over).
 
     python bench/bench_binary_labels.py [--out bench/results/binary_labels] [--start-steps 150]
         [--tune-steps 60] [--size 128 96] [--train-size 64] [--crops 48 64 88] [--train 40] [--test 12]
+        [--variants soft naive binary-ignore binary-pseudo]
 
 First, without training, how much of each true matte's soft region the band of its thresholded mask
 holds, per band kernel (``--coverage-only`` stops there): <out>/band_coverage.md.
@@ -147,7 +148,7 @@ def train(
         sys.executable, "src/train.py", "data=folder", f"data.images={images}", f"data.mattes={mattes}",
         f"data.cache_dir={out / 'cache'}", "privacy=none", "trainer=cpu", "logger=csv", "seed=0",
         f"data.train_size={args.train_size}", f"data.crop_sizes=[{','.join(map(str, args.crops))}]",
-        f"data.batch_size={batch}", "data.num_workers=1",
+        f"data.batch_size={batch}", "data.num_workers=0",  # no worker process respawned every short epoch
         "data.prepare_workers=1", f"trainer.max_epochs={epochs}", f"trainer.check_val_every_n_epoch={epochs}",
         "trainer.num_sanity_val_steps=0", "model.heavy_every_n_epochs=0", "callbacks.progress_bar=null",
         # one checkpoint, at the end (the only validation), instead of last.ckpt after every short epoch
@@ -247,6 +248,9 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=12, help="held-out synthetic portraits")
     parser.add_argument("--start-lr", type=float, default=3e-4)
     parser.add_argument("--tune-lr", type=float, default=1e-4)
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="fine-tunes to run"
+    )
     parser.add_argument("--fresh", action="store_true", help="delete --out first")
     parser.add_argument(
         "--coverage-only", action="store_true", help="only the band coverage table (no training)"
@@ -272,7 +276,8 @@ def main() -> None:
         ["backbone.pretrained=null", "data.labels=soft", f"model.optimizer.lr={args.start_lr}"],
     )  # fmt: skip
     results = {"start": evaluate(out, "start", start, synthetic, samples)}
-    for name, (labels_dir, labels, band) in VARIANTS.items():
+    for name in args.variants:
+        labels_dir, labels, band = VARIANTS[name]
         extra = [
             f"model.init_from={start}",
             f"data.labels={labels}",
