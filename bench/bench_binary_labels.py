@@ -249,7 +249,11 @@ def main() -> None:
     parser.add_argument("--start-lr", type=float, default=3e-4)
     parser.add_argument("--tune-lr", type=float, default=1e-4)
     parser.add_argument(
-        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="fine-tunes to run"
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=list(VARIANTS),
+        help="fine-tunes to run (one bench process at a time: naive and binary-* share a derived folder)",
     )
     parser.add_argument("--fresh", action="store_true", help="delete --out first")
     parser.add_argument(
