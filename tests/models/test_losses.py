@@ -174,6 +174,36 @@ def test_unknown_region_terms_ignore_known_pixels() -> None:
         torch.testing.assert_close(after[name], before[name], rtol=0, atol=1e-7)
 
 
+def test_alpha_known_of_ones_is_the_official_loss() -> None:
+    out, batch = _toy()
+    loss = P3MLoss()
+    plain = loss(out, batch)
+    known = loss(out, {**batch, "alpha_known": torch.ones_like(batch["alpha"])})
+    for name, value in plain.items():
+        torch.testing.assert_close(known[name], value, rtol=0, atol=0)
+
+
+def test_alpha_in_the_unknown_band_supervises_nothing() -> None:
+    """Where alpha_known is 0 (a binary mask's band), neither the label nor fg/bg move a term but the
+    cross-entropies; the known pixels still count."""
+    out, batch = _toy(seed=3)
+    band = torch.zeros_like(batch["alpha"])
+    band[..., 12:20, :] = 1.0
+    batch["alpha_known"] = 1.0 - band
+    loss = P3MLoss()
+    before = loss(out, batch)
+    other = dict(batch)
+    other["alpha"] = torch.where(band > 0, 1.0 - batch["alpha"], batch["alpha"])
+    other.update({k: torch.where(band > 0, -batch[k], batch[k]) for k in ("fg", "bg")})
+    after = loss(out, other)
+    for name, value in before.items():
+        torch.testing.assert_close(after[name], value, rtol=1e-6, atol=1e-6)
+    outside = dict(other, alpha=torch.where(band > 0, other["alpha"], 1.0 - other["alpha"]))
+    changed = loss(out, outside)
+    for name in ("alpha_whole", "laplacian_whole", "alpha_unknown"):
+        assert not torch.allclose(changed[name], before[name]), name
+
+
 def test_kernel_is_a_non_persistent_buffer_that_follows_the_module() -> None:
     loss = P3MLoss()
     assert "gauss_kernel" not in loss.state_dict()

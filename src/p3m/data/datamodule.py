@@ -34,6 +34,7 @@ from p3m.data.layout import BLURRED_READS, P3M10kLayout, TrainSplit
 from p3m.data.resumable import EpochSampler, ResumableLoader
 from p3m.data.synthetic import ensure_synthetic_dataset
 from p3m.data.transforms import PaperTransform
+from p3m.utils.errors import SettingError
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ class P3M10kDataModule(L.LightningDataModule):
                     files=split.files[:limit], read_dirs=split.read_dirs, privacy_mode=split.privacy_mode
                 )
             if len(split.files) < self.hparams.batch_size:
-                raise ValueError(
+                raise SettingError(
                     f"{len(split.files)} training samples at {layout.root} but data.batch_size="
                     f"{self.hparams.batch_size} and incomplete batches are dropped: lower data.batch_size"
                 )

@@ -59,6 +59,10 @@ _TERM_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 BACKGROUND_VALUE = 0.0
+#: Optional batch key: 0 where the label says nothing about alpha (the band of a binary mask).
+KNOWN_KEY = "alpha_known"
+# The terms that leave out the pixels whose alpha is not known (the cross-entropies keep them).
+_MASKED_BY_KNOWN = frozenset(TERM_NAMES) - {"ce_global", "ce_side2", "ce_side1", "ce_side0"}
 
 
 def official_gauss_kernel(size: int = 5, sigma: float = 1.0) -> Tensor:
@@ -147,6 +151,11 @@ class P3MLoss(nn.Module):
 
     All terms are computed in float32 with autocast disabled. A term whose weight is 0 is not
     computed, so ``composition=0`` needs no ``fg``/``bg`` in the batch.
+
+    A batch may carry ``alpha_known`` (N, 1, H, W): where it is 0 the label says nothing about alpha
+    (the transition band of a binary mask, :mod:`p3m.data.band_dataset`), so the alpha, Laplacian and
+    composition terms leave those pixels out: their difference is masked as the unknown-region terms
+    mask theirs (the divisors stay the same). Without the key, every term is the official one.
 
     Args:
         seg_global: Weight of the global decoder's cross-entropy inside the segmentation sum.
@@ -238,6 +247,8 @@ class P3MLoss(nn.Module):
             raise ValueError(f"P3MLoss: unknown term(s) {unknown}; choose from {TERM_NAMES}")
         needed = sorted({key for n in names for key in _TERM_KEYS[n]})
         inputs = {key: _batch_tensor(batch, key, names) for key in needed}
+        if KNOWN_KEY in batch and any(n in _MASKED_BY_KNOWN for n in names):
+            inputs[KNOWN_KEY] = batch[KNOWN_KEY]
         preds = {field: _output_field(output, field) for field in {_TERM_INPUT[n] for n in names}}
         device_type = next(iter(preds.values())).device.type if preds else "cpu"
         terms: dict[str, Tensor] = {}
@@ -251,6 +262,9 @@ class P3MLoss(nn.Module):
             unknown_mask = cast(Tensor, (trimap == TRIMAP_UNKNOWN).float() if trimap is not None else None)
             seg_target = cast(Tensor, segmentation_target(trimap) if trimap is not None else None)
             alpha = cast(Tensor, inputs.get("alpha"))
+            known = inputs.get(KNOWN_KEY)  # None: every pixel's label is known (the official losses)
+            if known is not None and unknown_mask is not None:
+                unknown_mask = unknown_mask * known
             for name in (n for n in TERM_NAMES if n in names):
                 pred = preds[_TERM_INPUT[name]]
                 if name.startswith("ce_"):
@@ -261,15 +275,21 @@ class P3MLoss(nn.Module):
                 elif name == "laplacian_unknown":
                     terms[name] = self._laplacian(pred * unknown_mask, alpha * unknown_mask)
                 elif name == "alpha_whole":
-                    terms[name] = charbonnier_sum(pred - alpha, self.eps) / alpha.numel()
+                    diff = pred - alpha if known is None else (pred - alpha) * known
+                    terms[name] = charbonnier_sum(diff, self.eps) / alpha.numel()
                 elif name == "laplacian_whole":
-                    terms[name] = self._laplacian(pred, alpha)
+                    terms[name] = (
+                        self._laplacian(pred, alpha)
+                        if known is None
+                        else self._laplacian(pred * known, alpha * known)
+                    )
                 else:  # composition, in the normalised space of image/fg/bg
                     fg, bg = inputs["fg"], inputs["bg"]
                     pred3 = pred.expand(-1, fg.shape[1], -1, -1)
                     comp = pred3 * fg + (1.0 - pred3) * bg
+                    diff = comp - inputs["image"] if known is None else (comp - inputs["image"]) * known
                     # The official divides by the number of alpha pixels, not by 3 * that.
-                    terms[name] = charbonnier_sum(comp - inputs["image"], self.eps) / pred.numel()
+                    terms[name] = charbonnier_sum(diff, self.eps) / pred.numel()
         return terms
 
     def _laplacian(self, pred: Tensor, alpha: Tensor) -> Tensor:

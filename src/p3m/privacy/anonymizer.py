@@ -25,6 +25,7 @@ are. Every file is written through a temporary file and a rename.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import statistics
@@ -41,8 +42,9 @@ from tqdm import tqdm
 from p3m.data.io import read_image, read_mask
 from p3m.privacy.detectors.base import FaceDetection, FaceDetector
 from p3m.privacy.detectors.masks import MaskShape, face_mask_from_detections
-from p3m.privacy.obfuscate import FaceObfuscator
-from p3m.utils.conventions import IMAGE_SUFFIXES
+from p3m.privacy.detectors.registry import create_detector
+from p3m.privacy.obfuscate import FaceObfuscator, ObfuscationMethod
+from p3m.utils.conventions import IMAGE_SUFFIXES, KERNEL_AT_1080, kernel_for_size
 from p3m.utils.errors import MissingInputError, SettingError
 from p3m.utils.files import check_outputs, write_bytes_atomic, write_image
 
@@ -155,6 +157,7 @@ def anonymize_folder(
     progress: bool = True,
     settings: dict[str, Any] | None = None,
     overwrite: bool = False,
+    exif: bool = True,
 ) -> AnonymizeReport:
     """Anonymize every image directly inside ``input_dir`` into a P3M-style ``output_dir``.
 
@@ -174,6 +177,8 @@ def anonymize_folder(
         progress: Show a progress bar.
         settings: Recorded in the report as is.
         overwrite: Replace existing output files (never an input).
+        exif: Apply the EXIF orientation, as photo viewers do (False: the stored pixel order, as the
+            training and evaluation readers keep it, so the outputs line up with their labels).
 
     Returns:
         The report, also written to ``output_dir/anonymize_report.json``.
@@ -215,7 +220,7 @@ def anonymize_folder(
             continue
         seen[stem] = path.name
         try:
-            rgb = read_image(path, exif=True)  # refuses truncated files, which cv2.imread pads with grey
+            rgb = read_image(path, exif=exif)  # refuses truncated files, which cv2.imread pads with grey
             bgr = np.ascontiguousarray(rgb[:, :, ::-1])
             alpha = None
             if alphas is not None:
@@ -243,6 +248,64 @@ def anonymize_folder(
             report.failures[path.name] = str(err)
     report.write(output_dir / REPORT_NAME)
     return report
+
+
+@dataclass
+class Anonymizer:
+    """:func:`anonymize_folder` from plain settings, the detector built when it first runs.
+
+    ``data=folder`` calls it on the training images when the privacy mode reads face-blurred images
+    (conf/data/folder.yaml, ``data.anonymizer``); the keys are those of ``p3m anonymize``, except that
+    ``band_kernel=None`` scales the official 25 px (at a 1080 px short side) to each image, as the
+    training privacy modes do, so that small pictures are not left unblurred by a band wider than the face.
+    """
+
+    detector: str = "centerface"
+    threshold: float = 0.4
+    detector_kwargs: dict[str, Any] = field(default_factory=dict)
+    method: ObfuscationMethod = "blur"
+    blur_sigma: float = 0.25
+    mosaic_block: float = 0.125
+    band_kernel: int | None = None
+    opaque_alpha: int = 255
+    margin: float = 0.15
+    mask_shape: MaskShape = "ellipse"
+
+    def __call__(self, input_dir: Path, output_dir: Path, alpha_dir: Path | None = None) -> AnonymizeReport:
+        """Anonymize ``input_dir`` into ``output_dir`` (PNG, stored pixel order, faces not found kept)."""
+        detector = create_detector(self.detector, threshold=self.threshold, **dict(self.detector_kwargs))
+        obfuscator = FaceObfuscator(
+            method=self.method,
+            blur_sigma=self.blur_sigma,
+            mosaic_block=self.mosaic_block,
+            band_kernel=self.band_kernel or KERNEL_AT_1080,
+            opaque_alpha=self.opaque_alpha,
+        )
+        return anonymize_folder(
+            input_dir,
+            output_dir,
+            detector,
+            obfuscator if self.band_kernel else _ScaledBand(obfuscator),  # type: ignore[arg-type]  # duck-typed: __call__ as FaceObfuscator's
+            alpha_dir=alpha_dir,
+            margin=self.margin,
+            mask_shape=self.mask_shape,
+            progress=False,
+            settings=asdict(self),
+            exif=False,
+        )
+
+
+@dataclass(frozen=True)
+class _ScaledBand:
+    """A face obfuscator whose transition band is scaled to each image (``kernel_for_size``)."""
+
+    obfuscator: FaceObfuscator
+
+    def __call__(
+        self, image: np.ndarray, facemask: np.ndarray, alpha: np.ndarray | None = None
+    ) -> np.ndarray:
+        kernel = kernel_for_size(*image.shape[:2])
+        return dataclasses.replace(self.obfuscator, band_kernel=kernel)(image, facemask, alpha=alpha)
 
 
 def _image_files(folder: Path) -> list[Path]:

@@ -93,6 +93,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True)
     _size_dataloader_workers(cfg)
     _cpu_without_sync_batchnorm(cfg)
+    _no_imagenet_weights_under_init_from(cfg)
     if cfg.get("keep_freed_memory") and keep_freed_memory():
         log.info("keep_freed_memory: freed memory is kept for reuse (src/p3m/utils/allocator.py)")
     ckpt_path = _checkpoint_to_resume(cfg)
@@ -174,6 +175,19 @@ def _cpu_without_sync_batchnorm(cfg: DictConfig) -> None:
         log.info("trainer.sync_batchnorm=true ignored: SyncBatchNorm runs on GPUs only")
         with open_dict(cfg):
             cfg.trainer.sync_batchnorm = False
+
+
+def _no_imagenet_weights_under_init_from(cfg: DictConfig) -> None:
+    """Skip the backbone's ImageNet file when ``model.init_from`` replaces every weight anyway."""
+    backbone = cfg.get("backbone")
+    if cfg.model.get("init_from") and backbone is not None and backbone.get("pretrained"):
+        log.info(
+            "model.init_from=%s: the backbone's ImageNet weights (backbone.pretrained=%s) are not loaded",
+            cfg.model.init_from,
+            backbone.pretrained,
+        )
+        with open_dict(cfg):
+            cfg.backbone.pretrained = None
 
 
 def _size_dataloader_workers(cfg: DictConfig) -> None:
