@@ -174,7 +174,7 @@ def compose_config(args: argparse.Namespace, root: Path) -> Any:
         "trainer.devices=1",
         "trainer.sync_batchnorm=false",
         f"trainer.precision={precision}",
-        f"+trainer.max_steps={args.warmup + args.steps}",
+        f"trainer.max_steps={args.warmup + args.steps}",
         "trainer.min_epochs=0",
         "+trainer.limit_val_batches=0",
         "trainer.num_sanity_val_steps=0",

@@ -64,7 +64,7 @@ nitpick_ignore_regex = [
         r"onnxruntime|gradio|albumentations|scipy|skimage|pymatting|timm|torchmetrics|wandb|rich|tqdm|"
         r"pathlib|collections|typing|typing_extensions|enum|dataclasses|logging|argparse|subprocess|"
         r"concurrent|multiprocessing|os|io|json|re|signal|types|abc|contextlib|functools|numbers|"
-        r"sqlalchemy|joblib|submitit|builtins|_io|ctypes|datetime|csv|threading|av)(\..*)?",
+        r"sqlalchemy|joblib|submitit|builtins|_io|ctypes|datetime|csv|threading|av|fractions|torchdata)(\..*)?",
     ),
     (
         r"py:.*",
@@ -73,6 +73,7 @@ nitpick_ignore_regex = [
         r"NamedTuple|TypeVar|ClassVar|Protocol|Enum|IntEnum|Logger|Image|Namespace|Pool|Future)",
     ),
     (r"py:class", r"p3m\..*\.Result"),  # type variables of generic functions have no page
+    (r"py:class", r"p3m\..*\._\w+"),  # private bases of public classes have no page
     (
         r"py:.*",
         r"(None|int|float|str|bytes|bool|dict|list|tuple|set|frozenset|object|type|slice|"

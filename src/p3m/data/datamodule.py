@@ -259,7 +259,7 @@ class P3M10kDataModule(L.LightningDataModule):
         workers = self.hparams.num_workers
         return ResumableLoader(
             self.train_set,
-            sampler,
+            sampler=sampler,  # by name: Lightning's overfit_batches rebuilds the loader with its own
             batch_size=self.hparams.batch_size,
             drop_last=True,
             num_workers=workers,

@@ -71,10 +71,11 @@ class FolderDataModule(P3M10kDataModule):
             face masks); conf: ``p3m.privacy.anonymizer.Anonymizer``.
         pseudo_labeler: loads ``init_from`` as a predictor (conf: partial ``Predictor.from_checkpoint``).
         val_prefix: the held-out split's prefix in metric names (``val/<prefix>/sad``).
-        augmentation, privacy, batch_size, num_workers, pin_memory, persistent_workers, require_fg_bg,
-            load_facemask, train_size, crop_sizes, limit_train_samples, limit_eval_samples, seed:
-            as :class:`~p3m.data.datamodule.P3M10kDataModule`; a batch larger than the training
-            part is reduced to it, with a warning.
+        augmentation: as :class:`~p3m.data.datamodule.P3M10kDataModule`, like ``privacy``,
+            ``batch_size``, ``num_workers``, ``pin_memory``, ``persistent_workers``,
+            ``require_fg_bg``, ``load_facemask``, ``train_size``, ``crop_sizes``,
+            ``limit_train_samples``, ``limit_eval_samples`` and ``seed``; a batch larger than the
+            training part is reduced to it, with a warning.
     """
 
     def __init__(

@@ -56,7 +56,7 @@ class LabelStats:
 
     @property
     def binary(self) -> bool:
-        """(Nearly) two-valued: anti-aliased or noisy edges at most, no soft transition."""
+        """True for a (nearly) two-valued label, with anti-aliased or noisy edges at most and no soft band."""
         return self.ratio < BINARY_RATIO
 
 

@@ -128,7 +128,7 @@ def subject_motion(rng: np.random.Generator, frames: int, height: int, width: in
 
 
 def camera_motion(rng: np.random.Generator, frames: int, height: int, width: int) -> list[np.ndarray]:
-    """2x3 matrices cropping a frame from a background canvas :data:`BACKGROUND_MARGIN` times larger:
+    """2x3 matrices cropping a frame from a background canvas ``BACKGROUND_MARGIN`` times larger:
     a smooth pan (up to the canvas's margin) and zoom (1-1.15)."""
     spare_x, spare_y = (BACKGROUND_MARGIN - 1) * width, (BACKGROUND_MARGIN - 1) * height
     x, y = _keyframed(rng, frames, 0.0, spare_x), _keyframed(rng, frames, 0.0, spare_y)

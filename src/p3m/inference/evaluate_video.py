@@ -9,7 +9,7 @@ of ``video.stabilizer``, and rounded to 8 bits as every output is. Then:
 - video metrics (``dtssd``, ``messddt``: :mod:`p3m.metrics.temporal`) score each clip.
 
 The benchmark's value of every metric is the mean over clips (RobustVideoMatting's spreadsheet
-average, for clips of equal length). Scales, as in :data:`METRIC_SCALES`: the image metrics keep the
+average, for clips of equal length). Scales, as in ``METRIC_SCALES``: the image metrics keep the
 P3M papers' (MAD and MSE unscaled, Grad / 10), the video metrics the video papers' (dtSSD x 1e2,
 MESSDdt x 1e4). Timing counts the network and the stabiliser, not reading files or scoring.
 """
@@ -65,7 +65,7 @@ class VideoEvaluation:
 
 
 def network_predictor(net: nn.Module, settings: MattingSettings) -> FramePredictor:
-    """Each frame through :func:`predict_matte`, as ``p3m predict`` does."""
+    """Each frame through :func:`~p3m.inference.matting.predict_matte`, as ``p3m predict`` does."""
 
     def predict(clip: Clip, index: int, image: np.ndarray) -> np.ndarray:
         return predict_matte(net, image, settings)

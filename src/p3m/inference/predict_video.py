@@ -67,7 +67,7 @@ class VideoJob:
     video: VideoInfo
     out_dir: Path
     modes: tuple[str, ...]
-    """The ``video_output`` modes (:data:`VIDEO_OUTPUTS`), each written in the same pass."""
+    """The ``video_output`` modes (``VIDEO_OUTPUTS``), each written in the same pass."""
     background: Colour
     """RGB colour behind the person in the composite video."""
     stabilizer: StabilizerSettings

@@ -43,11 +43,11 @@ class StabilizerSettings:
 
     stabilizer: str = "none"
     ema_weight: float = 0.5
-    """ema, flow_ema: the previous output's share of the blend where nothing changed."""
+    """For ``ema`` and ``flow_ema``, the previous output's share of the blend where nothing changed."""
     motion_threshold: float = 12.0
-    """ema, flow_ema: grey-level change (0..255) at which a pixel counts as changed (no blending)."""
+    """For ``ema`` and ``flow_ema``, the grey-level change (0..255) that marks a pixel as changed."""
     ofd_threshold: float = 0.1
-    """ofd: MODNet's xi, the matte difference that counts as agreement or disagreement."""
+    """For ``ofd``, MODNet's xi: the matte difference that counts as agreement or disagreement."""
     cut_threshold: float = 30.0
     """Mean grey-level change (0..255) between two frames' thumbnails that marks a scene cut."""
 
@@ -119,7 +119,7 @@ class SceneCutDetector:
 
 
 class Stabilizer:
-    """Base class: :meth:`push` each frame and its matte in order, then :meth:`flush` at the end.
+    """Base class: ``push`` each frame and its matte in order, then ``flush`` at the end.
 
     Both return the ``(item, matte)`` pairs that are ready, in order; every pushed item comes back
     exactly once. Mattes are float32 ``(H, W)`` in [0, 1].
@@ -220,7 +220,7 @@ class FlowWarpedEMA(_Blend):
 class OneFrameDelay(Stabilizer):
     """MODNet's one-frame delay: a matte that disagrees with two agreeing neighbours becomes their mean.
 
-    A frame is given back when its successor arrives (or at a cut, or at :meth:`flush`); the
+    A frame is given back when its successor arrives (or at a cut, or at ``flush``); the
     neighbours are the network's mattes, as in MODNet. The first and last frame of a shot have one
     neighbour only and are given back as predicted.
     """

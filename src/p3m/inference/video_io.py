@@ -3,7 +3,7 @@ opens out, the input's audio carried along.
 
 Reading: :func:`probe_video` checks a file and reads what it announces; :func:`decode_frames`
 streams its frames as RGB arrays with their presentation timestamps, so a variable-frame-rate video
-keeps its timing. Writing: :class:`VideoWriter` encodes frames with one of :data:`ENCODINGS`:
+keeps its timing. Writing: :class:`VideoWriter` encodes frames with one of ``ENCODINGS``:
 
 - ``webm``: VP9 with an alpha channel (``yuva420p``, libvpx-vp9) in WebM, the transparent video of
   browsers and editors (FFmpeg's own VP9 decoder drops the alpha; :func:`decode_frames` reads it with
@@ -54,7 +54,7 @@ class VideoInfo:
 
     path: Path
     fps: Fraction
-    """Average frames per second (:data:`FALLBACK_FPS` when the file gives none)."""
+    """Average frames per second (``FALLBACK_FPS`` when the file gives none)."""
     frame_count: int
     """Frames the file announces (0: unknown; a damaged file may hold fewer)."""
     height: int
