@@ -150,38 +150,32 @@ def test_webm_and_prores_carry_the_matte_as_alpha(
 def test_frames_mode_writes_the_image_paths_lossless_mattes(
     every_output: EveryOutput,
 ) -> None:
-    """Frames go through the network in batches (video.batch_size=4 by default; 6 frames: 4 + 2): each
-    matte is the photo path's within float rounding, at most one grey level off."""
     out, frames, mattes = every_output.out, every_output.frames, every_output.mattes
     for index, (frame, matte) in enumerate(zip(frames, mattes, strict=True)):
         name = f"{index:06d}.png"
         rgba = cv2.imread(str(out / "clip" / "rgba" / name), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(rgba[:, :, 2::-1], frame)  # the decoded frame, unchanged
-        np.testing.assert_allclose(rgba[:, :, 3], matte, rtol=0, atol=1)
+        np.testing.assert_array_equal(rgba[:, :, 3], matte)  # bit for bit the photo path's matte
         np.testing.assert_array_equal(
-            cv2.imread(str(out / "clip" / "alpha" / name), cv2.IMREAD_UNCHANGED), rgba[:, :, 3]
+            cv2.imread(str(out / "clip" / "alpha" / name), cv2.IMREAD_UNCHANGED), matte
         )
 
 
-def test_frames_one_at_a_time_are_the_photo_mattes_bit_for_bit(
+def test_batched_frames_are_the_photo_mattes_within_rounding(
     compose_config: Callable[..., DictConfig],
     every_output: EveryOutput,
     tiny_checkpoint: Path,
     tmp_path: Path,
 ) -> None:
+    """video.batch_size=4 over 6 frames (a batch of 4, then 2): every frame once, in order, each matte
+    the photo path's within float rounding (one grey level at most)."""
     out = tmp_path / "out"
-    run_prediction(
-        _config(
-            compose_config,
-            tiny_checkpoint,
-            every_output.clip,
-            out,
-            "video_output=frames",
-            "video.batch_size=1",
-        )
-    )
+    extra = ("video_output=frames", "video.batch_size=4")
+    run_prediction(_config(compose_config, tiny_checkpoint, every_output.clip, out, *extra))
+    assert len(_files(out)) == 2 * FRAMES
     for index, matte in enumerate(every_output.mattes):
-        np.testing.assert_array_equal(cv2.imread(str(out / "clip" / "alpha" / f"{index:06d}.png"), 0), matte)
+        batched = cv2.imread(str(out / "clip" / "alpha" / f"{index:06d}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_allclose(batched, matte, rtol=0, atol=1)
 
 
 def test_odd_sizes_are_padded_in_h264_and_kept_in_webm(
@@ -301,13 +295,13 @@ def test_interrupted_run_leaves_no_partial_video(
     real = p3m.inference.predict_video.predict_mattes
     calls = []
 
-    def interrupted_at_the_second_batch(*args: object) -> np.ndarray:
+    def interrupted_at_frame_3(*args: object) -> np.ndarray:
         calls.append(1)
-        if len(calls) == 2:  # frames 4 and 5: the first four are written
+        if len(calls) == 3:
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(p3m.inference.predict_video, "predict_mattes", interrupted_at_the_second_batch)
+    monkeypatch.setattr(p3m.inference.predict_video, "predict_mattes", interrupted_at_frame_3)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         run_prediction(_config(compose_config, tiny_checkpoint, clip, out, "video_output=[mp4,webm]"))

@@ -4,10 +4,11 @@ P3M-Net is an image model: each frame is matted on its own, exactly as the same 
 photo (:func:`~p3m.inference.matting.predict_matte` with the same test-time settings), then the
 mattes go through the stabiliser of ``video.stabilizer`` (:mod:`p3m.inference.stabilizers`; ``none``
 keeps them as predicted). Frames stream from the decoder through the network to the encoders,
-``video.batch_size`` frames per network pass (a batch is faster than one by one on the CPU; each
-matte equals the photo's within float rounding, see :func:`~p3m.inference.matting.predict_mattes`),
-so memory does not grow with the length of the video. Outputs, in ``output=DIR``, one or more
-of ``video_output`` (:mod:`p3m.inference.video_io` for the encodings):
+``video.batch_size`` frames per network pass (1 by default: a batch was no faster on the CPU; each
+batched matte equals the photo's within float rounding, see
+:func:`~p3m.inference.matting.predict_mattes`), so memory does not grow with the length of the
+video. Outputs, in ``output=DIR``, one or more of ``video_output`` (:mod:`p3m.inference.video_io`
+for the encodings):
 
 - ``mp4`` (the default): ``DIR/<stem>_alpha.mp4`` (the matte as a grey video) and
   ``DIR/<stem>_composite.mp4`` (the frames over ``video_background``), H.264, lossy;
