@@ -161,6 +161,23 @@ def test_frames_mode_writes_the_image_paths_lossless_mattes(
         )
 
 
+def test_batched_frames_are_the_photo_mattes_within_rounding(
+    compose_config: Callable[..., DictConfig],
+    every_output: EveryOutput,
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+) -> None:
+    """video.batch_size=4 over 6 frames (a batch of 4, then 2): every frame once, in order, each matte
+    the photo path's within float rounding (one grey level at most)."""
+    out = tmp_path / "out"
+    extra = ("video_output=frames", "video.batch_size=4")
+    run_prediction(_config(compose_config, tiny_checkpoint, every_output.clip, out, *extra))
+    assert len(_files(out)) == 2 * FRAMES
+    for index, matte in enumerate(every_output.mattes):
+        batched = cv2.imread(str(out / "clip" / "alpha" / f"{index:06d}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_allclose(batched, matte, rtol=0, atol=1)
+
+
 def test_odd_sizes_are_padded_in_h264_and_kept_in_webm(
     compose_config: Callable[..., DictConfig], tiny_synthetic: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -248,6 +265,7 @@ def test_unreadable_video_is_refused_naming_the_file(
         (["video_background=[0,256,0]"], r"expected an RGB list of three integers in 0\.\.255"),
         (["video.stabilizer=median"], r"video.stabilizer='median': expected one of none \| ema \|"),
         (["video.ema_weight=1.5"], r"video.ema_weight=1.5: expected a number in \[0, 1\]"),
+        (["video.batch_size=0"], r"video.batch_size=0: expected a positive integer"),
     ],
 )
 def test_bad_video_settings_are_refused_before_the_model_loads(
@@ -274,7 +292,7 @@ def test_interrupted_run_leaves_no_partial_video(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = p3m.inference.predict_video.predict_matte
+    real = p3m.inference.predict_video.predict_mattes
     calls = []
 
     def interrupted_at_frame_3(*args: object) -> np.ndarray:
@@ -283,7 +301,7 @@ def test_interrupted_run_leaves_no_partial_video(
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(p3m.inference.predict_video, "predict_matte", interrupted_at_frame_3)
+    monkeypatch.setattr(p3m.inference.predict_video, "predict_mattes", interrupted_at_frame_3)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         run_prediction(_config(compose_config, tiny_checkpoint, clip, out, "video_output=[mp4,webm]"))

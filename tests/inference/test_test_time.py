@@ -7,7 +7,14 @@ import torch
 from torch import Tensor, nn
 
 from p3m.models import P3MNet, P3MOutput
-from p3m.models.test_time import STRATEGIES, infer_alpha, pass_size, resize_maps
+from p3m.models.test_time import (
+    STRATEGIES,
+    batched_network_passes,
+    infer_alpha,
+    network_passes,
+    pass_size,
+    resize_maps,
+)
 
 
 class ThreeBands(nn.Module):
@@ -124,3 +131,23 @@ def test_out_size_resizes_the_pass_outputs_once(strategy: str) -> None:
         fusion = net(torch.zeros(1, 3, *net.sizes[0])).fusion_alpha[0]
         expected = resize_maps(fusion, (150, 200), "paper")[0].float()
         torch.testing.assert_close(out.alpha, expected.clamp(0, 1), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_batch_gives_each_picture_its_own_maps(strategy: str) -> None:
+    """A video's frames go through the network together: each frame's maps are those it gets alone,
+    within float rounding (a batch sums in another order)."""
+    torch.manual_seed(0)
+    net = P3MNet("resnet34").eval()
+    generator = torch.Generator().manual_seed(4)
+    images = [torch.randint(0, 256, (3, 96, 64), dtype=torch.uint8, generator=generator) for _ in range(3)]
+    for image, together in zip(images, batched_network_passes(net, images, strategy), strict=True):
+        alone = network_passes(net, image, strategy)
+        assert (together.fusion is None) == (alone.fusion is None) == (strategy == "hybrid")
+        assert together.trimap.shape == alone.trimap.shape and together.local.shape == alone.local.shape
+        assert (together.trimap == alone.trimap).float().mean() > 0.99  # argmax of near-equal logits
+        torch.testing.assert_close(together.local, alone.local, rtol=0, atol=1e-4)
+        if alone.fusion is not None and together.fusion is not None:
+            torch.testing.assert_close(together.fusion, alone.fusion, rtol=0, atol=1e-4)
+    with pytest.raises(ValueError, match="one shape"):
+        batched_network_passes(net, [images[0], images[0][:, :64]], strategy)

@@ -7,6 +7,7 @@ a frame of a video is matted exactly as the same picture given as a photo.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from p3m.data.io import read_image, read_image_reduced
-from p3m.models.test_time import infer_alpha, matte_rows, network_passes
+from p3m.models.test_time import batched_network_passes, matte_rows, network_passes
 from p3m.models.test_time.resize import ResizeMode
 from p3m.utils.files import write_image
 
@@ -35,7 +36,7 @@ class MattingSettings:
     device: torch.device | str = "cpu"
     """Where the image tensors go (the network's device)."""
     precision: torch.dtype | None = None
-    """Autocast dtype of the network (None: fp32), see :func:`infer_alpha`."""
+    """Autocast dtype of the network (None: fp32), see :func:`~p3m.models.test_time.infer_alpha`."""
 
 
 BAND_PIXELS = 1 << 22  # output pixels per band of a large matte: ~32 MB per float64 map
@@ -59,20 +60,37 @@ def predict_matte(net: nn.Module, image: np.ndarray, settings: MattingSettings) 
     """The matte of one ``(H, W, 3)`` uint8 RGB picture: ``(H, W)`` float32 in [0, 1].
 
     Raises:
-        ValueError: the picture is too small for the strategy (see :func:`infer_alpha`).
+        ValueError: the picture is too small for the strategy (see :func:`~p3m.models.test_time.infer_alpha`).
     """
-    small = fit_short_side(image, settings.max_short_side)
-    tensor = torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1).to(settings.device)
-    # the mattes are resized once, from the pass sizes straight to the picture's size
-    output = infer_alpha(
-        net,
-        tensor,
-        settings.strategy,
-        settings.resize_mode,
-        precision=settings.precision,
-        out_size=image.shape[:2],
+    return predict_mattes(net, [image], settings)[0]
+
+
+@torch.no_grad()
+def predict_mattes(
+    net: nn.Module, images: Sequence[np.ndarray], settings: MattingSettings
+) -> list[np.ndarray]:
+    """:func:`predict_matte` of pictures of one size (a video's frames), the network passes batched.
+
+    Each matte equals its own :func:`predict_matte` within float rounding (see
+    :func:`~p3m.models.test_time.batched_network_passes`); one picture gives it bit for bit.
+
+    Raises:
+        ValueError: the pictures are too small for the strategy, or not all of one size.
+    """
+    tensors = [
+        torch.from_numpy(np.ascontiguousarray(fit_short_side(image, settings.max_short_side)))
+        .permute(2, 0, 1)
+        .to(settings.device)
+        for image in images
+    ]
+    passes = batched_network_passes(
+        net, tensors, settings.strategy, settings.resize_mode, precision=settings.precision
     )
-    return output.alpha.cpu().numpy()
+    # the mattes are resized once, from the pass sizes straight to the picture's size
+    return [
+        matte_rows(maps, image.shape[:2], settings.resize_mode).cpu().numpy()
+        for maps, image in zip(passes, images, strict=True)
+    ]
 
 
 @torch.no_grad()

@@ -55,6 +55,7 @@ PREDICT_CHECK = ConfigCheck(
         "video_output": (str, list),
         "video_background": list,
         "video.stabilizer": str,
+        "video.batch_size": int,
     },
     choices=MATTING_CHOICES,
     at_least={"max_short_side": MIN_IMAGE_SIDE},

@@ -15,6 +15,7 @@ does), and every map is resized back to the input size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -127,24 +128,46 @@ def network_passes(
     precision: torch.dtype | None = None,
 ) -> PassMaps:
     """Run the network passes of a strategy (the arguments are :func:`infer_alpha`'s)."""
-    if strategy not in STRATEGIES:
-        raise SettingError(f"unknown test_strategy {strategy!r}; expected one of {STRATEGIES}")
     if image.dim() == 4:
         if image.shape[0] != 1:
             raise ValueError(f"infer_alpha takes one image, got a batch of {image.shape[0]}")
         image = image[0]
-    if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"expected an RGB image of shape (3, H, W), got {tuple(image.shape)}")
-    height, width = image.shape[-2:]
+    return batched_network_passes(net, [image], strategy, resize_mode, max_side, precision)[0]
+
+
+@torch.no_grad()
+def batched_network_passes(
+    net: nn.Module,
+    images: Sequence[Tensor],
+    strategy: str = "hybrid",
+    resize_mode: ResizeMode = "paper",
+    max_side: int = MAX_SIDE,
+    precision: torch.dtype | None = None,
+) -> list[PassMaps]:
+    """:func:`network_passes` of several ``(3, H, W)`` pictures of one size, one batch per pass.
+
+    The frames of a video share a size, and a batch keeps the network busier than one picture at a
+    time (docs/performance.md measures it). Each picture's network input is resized on its own, as
+    alone; only the network sees them together, so every picture's maps equal its own
+    :func:`network_passes` within float rounding (a batch sums in another order).
+    """
+    if strategy not in STRATEGIES:
+        raise SettingError(f"unknown test_strategy {strategy!r}; expected one of {STRATEGIES}")
+    shapes = {tuple(image.shape) for image in images}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[0] != 3:
+        raise ValueError(f"expected RGB images of one shape (3, H, W), got shapes {sorted(shapes)}")
+    height, width = images[0].shape[-2:]
+
+    def inputs(ratio: float) -> Tensor:
+        size = pass_size(height, width, ratio, max_side)
+        return torch.cat([_input(image, size, resize_mode) for image in images])
+
     if strategy == "hybrid":
-        half = _input(image, pass_size(height, width, 0.5, max_side), resize_mode)
-        trimap = _trimap_pass(net, half, precision)
-        whole = _input(image, pass_size(height, width, 1.0, max_side), resize_mode)
-        return PassMaps(trimap, _local_pass(net, whole, precision), None)
-    ratio = 1.0 if strategy == "full" else 0.5
-    return PassMaps(
-        *_full_pass(net, _input(image, pass_size(height, width, ratio, max_side), resize_mode), precision)
-    )
+        trimaps = _trimap_pass(net, inputs(0.5), precision)
+        locals_ = _local_pass(net, inputs(1.0), precision)
+        return [PassMaps(trimaps[i : i + 1], locals_[i : i + 1], None) for i in range(len(images))]
+    trimaps, locals_, fusions = _full_pass(net, inputs(1.0 if strategy == "full" else 0.5), precision)
+    return [PassMaps(trimaps[i : i + 1], locals_[i : i + 1], fusions[i : i + 1]) for i in range(len(images))]
 
 
 def _alpha_rows(
