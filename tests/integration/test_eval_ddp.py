@@ -1,4 +1,8 @@
-"""``src/eval.py trainer.devices=2`` (DDP on the CPU) gives the 1-process numbers, image by image."""
+"""``src/eval.py trainer.devices=2`` (DDP on the CPU) gives the 1-process numbers, image by image.
+
+On tiny synthetic portraits (3 per split, uneven over 2 ranks): what is checked is how the ranks
+share and reduce the images, which the images' size does not change.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT
+from p3m.data.synthetic import ensure_synthetic_dataset
+from tests.conftest import REPO_ROOT, TINY_SYNTHETIC
 
 SPLITS = ("P3M-500-P", "P3M-500-NP")
 METRICS = ["sad", "mse", "sad_t"]
@@ -29,15 +34,23 @@ def authors_checkpoint(
     return path
 
 
-def _evaluate(
-    samples_dir: Path, checkpoint: Path, run: Path, devices: int
-) -> subprocess.CompletedProcess[str]:
-    """eval.py on the sample portraits (3 per split: uneven over 2 ranks), one torch thread per process."""
+@pytest.fixture(scope="module")
+def three_per_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny synthetic portraits, 3 evaluation images per split."""
+    params = {**TINY_SYNTHETIC, "num_test": 3}
+    return ensure_synthetic_dataset(tmp_path_factory.mktemp("three_per_split"), **params)
+
+
+def _evaluate(root: Path, checkpoint: Path, run: Path, devices: int) -> subprocess.CompletedProcess[str]:
+    """eval.py on 3 portraits per split (uneven over 2 ranks), one torch thread per process."""
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
     args = [
         f"ckpt_path={checkpoint}",
-        f"data.root={samples_dir}",
-        "data.limit_eval_samples=3",
+        "data=synthetic",
+        f"data.root={root}",
+        f"data.synthetic.num_train={TINY_SYNTHETIC['num_train']}",
+        "data.synthetic.num_test=3",
+        "data.synthetic.size=[96,64]",
         "data.num_workers=0",
         "test_strategy=resize",
         "resize_mode=fast",  # torch interpolation: the cheapest path to a matte
@@ -60,11 +73,11 @@ def _evaluate(
 
 @pytest.mark.slow
 def test_two_processes_equal_one_per_image(
-    samples_dir: Path, authors_checkpoint: Path, tmp_path: Path
+    three_per_split: Path, authors_checkpoint: Path, tmp_path: Path
 ) -> None:
     runs = {devices: tmp_path / f"devices_{devices}" for devices in (1, 2)}
     for devices, run in runs.items():
-        result = _evaluate(samples_dir, authors_checkpoint, run, devices)
+        result = _evaluate(three_per_split, authors_checkpoint, run, devices)
         assert result.returncode == 0, result.stderr[-3000:]
     assert "Starting with 2 processes" in result.stdout + result.stderr  # really DDP
     one, two = (json.loads((run / "metrics.json").read_text()) for run in runs.values())

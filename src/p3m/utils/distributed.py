@@ -19,6 +19,21 @@ PAPER_BATCH_SIZE = 8
 PAPER_LR = 1.0e-5
 
 
+# where a launcher (torchrun, SLURM, LSF) puts the process's rank, in the order Lightning reads them
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def global_rank() -> int:
+    """This process's global rank, as Lightning's ``rank_zero_only`` knows it, without importing
+    Lightning (seconds): the rank a Trainer set, else the launcher's variables, else 0."""
+    from lightning_utilities.core.rank_zero import rank_zero_only  # Lightning's own flag, a light import
+
+    rank = getattr(rank_zero_only, "rank", None)
+    if rank is not None:
+        return int(rank)
+    return next((int(os.environ[key]) for key in RANK_VARIABLES if key in os.environ), 0)
+
+
 def cpu_count() -> int:
     """CPUs this process may run on (the affinity mask, which SLURM and containers restrict)."""
     try:

@@ -29,9 +29,9 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from p3m.utils.distributed import global_rank
 from p3m.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class MultirunSummary(Callback):
         hydra_cfg = config.get("hydra")
         if hydra_cfg is None or hydra_cfg.get("mode") != RunMode.MULTIRUN:
             return
-        if getattr(rank_zero_only, "rank", 0) != 0:  # under SLURM every rank of a job ends the job
+        if global_rank() != 0:  # under SLURM every rank of a job ends the job
             return
         output_dir = Path(hydra_cfg.runtime.output_dir)
         result = job_result(job_return, hydra_cfg.job.get("num"))

@@ -20,14 +20,11 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException, InstantiationException
 from hydra.types import RunMode
-from lightning import LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from p3m.utils.distributed import effective_batch_size
@@ -40,6 +37,9 @@ from p3m.utils.errors import (
     user_error_from_worker,
 )
 from p3m.utils.lightning_noise import silence_lightning_noise
+
+if TYPE_CHECKING:  # Lightning takes seconds to import: the tasks without a Trainer never load it
+    from lightning import LightningModule, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,14 @@ def task_wrapper(
                 if check is not None:
                     check(cfg)
                 return task(cfg)
-            except SIGTERMException:  # a SystemExit without a code: the shell would see success
-                resume = "; resume with ckpt_path=latest" if saves_on_sigterm else ""
-                log.error("Terminated (SIGTERM): exit %d%s", EXIT_TERMINATED, resume)
-                raise SystemExit(EXIT_TERMINATED) from None
             except KeyboardInterrupt:
                 log.error("Interrupted (Ctrl-C): exit %d", EXIT_INTERRUPTED)
                 raise SystemExit(EXIT_INTERRUPTED) from None
             except SystemExit as exit_:
+                if _terminated(exit_):  # a SystemExit without a code: the shell would see success
+                    resume = "; resume with ckpt_path=latest" if saves_on_sigterm else ""
+                    log.error("Terminated (SIGTERM): exit %d%s", EXIT_TERMINATED, resume)
+                    raise SystemExit(EXIT_TERMINATED) from None
                 if interrupted:  # Lightning's Ctrl-C handling ends with sys.exit(1)
                     log.error("Interrupted (Ctrl-C): exit %d", EXIT_INTERRUPTED)
                     raise SystemExit(EXIT_INTERRUPTED) from None
@@ -100,6 +100,19 @@ def task_wrapper(
                 _finish_wandb()
 
     return wrapped
+
+
+class Terminated(SystemExit):
+    """SIGTERM in a task that leaves no checkpoint: raised so that ``finally`` blocks run first."""
+
+
+def _terminated(exit_: SystemExit) -> bool:
+    """SIGTERM's exception: ours, or Lightning's ``SIGTERMException`` (training leaves SIGTERM to
+    Lightning; a task that never imported Lightning cannot have raised it)."""
+    if isinstance(exit_, Terminated):
+        return True
+    lightning_exceptions = sys.modules.get("lightning.pytorch.utilities.exceptions")
+    return lightning_exceptions is not None and isinstance(exit_, lightning_exceptions.SIGTERMException)
 
 
 class FailedJobError(UserError, CompactHydraException):
@@ -143,8 +156,8 @@ def _watch_sigint() -> Iterator[list[bool]]:
 
 @contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
-    """SIGTERM raises Lightning's ``SIGTERMException`` in the main process (a forked worker still dies
-    as by default): the default action would end the process at once, leaving temporary files."""
+    """SIGTERM raises :class:`Terminated` in the main process (a forked worker still dies as by
+    default): the default action would end the process at once, leaving temporary files."""
     if threading.current_thread() is not threading.main_thread():  # signals are the main thread's
         yield
         return
@@ -155,7 +168,7 @@ def _sigterm_raises() -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        raise SIGTERMException
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -218,16 +231,15 @@ def exit_for_failures(failed: int, what: str) -> None:
         sys.exit(EXIT_PARTIAL_FAILURE)
 
 
-@rank_zero_only
 def log_hyperparameters(
     cfg: DictConfig, model: LightningModule, trainer: Trainer, resolved: Mapping[str, Any] | None = None
 ) -> None:
-    """Send the resolved config and the parameter counts to every logger.
+    """Send the resolved config and the parameter counts to every logger (on the global rank 0).
 
     ``resolved`` replaces top-level entries with what is known only at run time (eval's
     ``backbone=auto`` -> the backbone read from the checkpoint).
     """
-    if not trainer.loggers:
+    if not trainer.is_global_zero or not trainer.loggers:
         return
     # the `hydra` node is only present in composed (test) configs and needs a running Hydra job
     params: dict[str, Any] = {

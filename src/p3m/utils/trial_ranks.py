@@ -27,15 +27,15 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-import torch.distributed as dist
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
-from lightning.pytorch.strategies.launchers import subprocess_script
 from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,10 @@ def trial_ranks(
     if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
         yield
         return
+    # imported here: every task's command starts through this module, and Lightning takes seconds
+    import torch.distributed as dist
+    from lightning.pytorch.strategies.launchers import subprocess_script
+
     hydra_cfg = cast(DictConfig, HydraConfig.get())  # a DictConfig at run time
     command = trial_command(rank_program(launched_as, hydra_argv, main_module), hydra_cfg)
     cwd = hydra_cfg.runtime.cwd
@@ -146,6 +150,8 @@ def trial_ranks(
 
 def _watchdogs() -> list[_ChildProcessObserver]:
     """Lightning's threads that watch the ranks a launcher started in this process."""
+    from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
+
     return [thread for thread in threading.enumerate() if isinstance(thread, _ChildProcessObserver)]
 
 
