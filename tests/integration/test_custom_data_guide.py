@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shlex
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -72,6 +72,14 @@ def _compose(script: str, overrides: list[str], root: Path, run: int) -> DictCon
         )
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+@pytest.fixture(autouse=True)
+def _hydra_config_removed() -> Iterator[None]:
+    """Each command's config is installed as the current HydraConfig (as a running app has it):
+    removed after the test, as conftest's ``compose_config`` does, so no later test inherits it."""
+    yield
+    HydraConfig.instance().cfg = None
 
 
 @pytest.mark.slow

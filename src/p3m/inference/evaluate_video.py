@@ -16,23 +16,40 @@ MESSDdt x 1e4). Timing counts the network and the stabiliser, not reading files 
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from p3m.data.io import read_image, read_mask
-from p3m.data.video_clips import ALPHA_DIR, Clip
+from p3m.data.video_benchmark import MANIFEST_NAME as BENCHMARK_MANIFEST
+from p3m.data.video_benchmark import ensure_video_benchmark
+from p3m.data.video_clips import ALPHA_DIR, Clip, find_clips
+from p3m.inference.loading import inference_precision, load_network, resolve_device
 from p3m.inference.matting import MattingSettings, matte_uint8, predict_matte
+from p3m.inference.report import (
+    log_per_image_table,
+    print_table,
+    results_document,
+    software_versions,
+    write_reports,
+)
 from p3m.inference.stabilizers import StabilizerSettings, create_stabilizer
 from p3m.metrics import METRIC_CLASSES, matting_metrics
 from p3m.metrics.evaluation import SplitResult
 from p3m.utils.errors import MissingInputError, SettingError
 from p3m.utils.files import write_image
+from p3m.utils.instantiate import instantiate_loggers
+
+log = logging.getLogger(__name__)
 
 # (clip, frame index, (H, W, 3) uint8 RGB frame) -> (H, W) float matte in [0, 1]
 FramePredictor = Callable[[Clip, int, np.ndarray], np.ndarray]
@@ -181,3 +198,77 @@ def _matte_clip(
         keep(ready)
     keep(stabilizer.flush())
     return [mattes[i] for i in range(len(clip.frames))], (predict_seconds, stabilize_seconds)
+
+
+def video_clips(cfg: DictConfig) -> list[Clip]:
+    """The clips of ``cfg.video.root``; the synthetic benchmark is written there first when the folder
+    is missing or empty (or is that benchmark: its parameters are checked)."""
+    root = Path(str(cfg.video.root)).expanduser()
+    if not root.exists() or not any(root.iterdir()) or (root / BENCHMARK_MANIFEST).is_file():
+        benchmark = cfg.video.benchmark
+        ensure_video_benchmark(
+            root,
+            benchmark.clips,
+            benchmark.frames,
+            tuple(benchmark.size),
+            benchmark.seed,
+            benchmark.portraits,
+        )
+    return find_clips(root)
+
+
+def run_video_evaluation(cfg: DictConfig) -> dict[str, Any]:
+    """Score ``cfg.ckpt_path`` (or ``cfg.pred_dir``) on the clips of ``cfg.video.root``, stabilised by
+    ``cfg.video.stabilizer``; writes metrics.json and per_image.csv (one row per clip) and logs
+    ``test/video/<metric>``.
+
+    Returns:
+        The ``metrics.json`` document.
+    """
+    out_dir = Path(cfg.paths.output_dir)
+    stabilizer = StabilizerSettings.from_config(cfg.video)
+    split_metric_names(list(cfg.video.metrics))  # checked before the model loads
+    clips = video_clips(cfg)
+    device = resolve_device(str(cfg.get("device", "auto")))
+    if cfg.get("pred_dir"):
+        predict = prediction_folder_reader(Path(str(cfg.pred_dir)))
+        meta: dict[str, Any] = {"pred_dir": str(cfg.pred_dir), "checkpoint": None, "backbone": None}
+    else:
+        net, meta = load_network(cfg, device)
+        settings = MattingSettings(
+            str(cfg.test_strategy), cfg.resize_mode, None, device, inference_precision(cfg)
+        )
+        predict = network_predictor(net, settings)
+        meta |= {"strategy": settings.strategy, "resize_mode": settings.resize_mode}
+    log.info("scoring %d clips of %s, stabilizer %s", len(clips), cfg.video.root, stabilizer.stabilizer)
+    save_dir = out_dir / "predictions" if cfg.save_predictions else None
+    evaluation = evaluate_clips(clips, predict, stabilizer, list(cfg.video.metrics), save_dir)
+    results = [evaluation.result]
+    meta |= {
+        "mode": "video",
+        "video_root": str(cfg.video.root),
+        "stabilizer": dataclasses.asdict(stabilizer),
+        "clips": len(clips),
+        "frames": evaluation.frames,
+        "frames_per_second": evaluation.fps,
+        "scales": {name: METRIC_SCALES.get(name, "") for name in cfg.video.metrics},
+        "device": str(device),
+        "versions": software_versions(),
+    }
+    doc = results_document(results, {}, meta)
+    write_reports(results, doc, out_dir)
+    print_table(results, {}, items="clips")
+    loggers = instantiate_loggers(cfg.get("logger"), cfg, resolved={"backbone": meta["backbone"]})
+    values = {f"test/{SPLIT_NAME}/{name}": value for name, value in evaluation.result.mean.items()}
+    for logger in loggers:
+        logger.log_metrics(values, step=0)
+    log_per_image_table(loggers, results)
+    for logger in loggers:
+        logger.finalize("success")
+    log.info(
+        "%d frames at %.2f frames/s (network and stabiliser); metrics: %s",
+        evaluation.frames,
+        evaluation.fps,
+        out_dir / "metrics.json",
+    )
+    return doc

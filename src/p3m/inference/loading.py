@@ -50,7 +50,15 @@ def backbone_choice(cfg: DictConfig) -> str:
 # The ``precision`` key of eval/predict: None runs the network in fp32 (the papers' numbers).
 PRECISIONS: dict[str, torch.dtype | None] = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 RUNTIMES = ("torch", "onnx")
-# The test-time keys of eval, predict and the demo, checked (ConfigCheck.choices) before anything loads.
+# The test-time keys of eval, predict and the demo, checked (ConfigCheck) before anything loads.
+MATTING_TYPES: dict[str, type | tuple[type, ...]] = {
+    "ckpt_path": (str, type(None)),
+    "test_strategy": str,
+    "resize_mode": str,
+    "precision": (int, str),
+    "channels_last": bool,
+    "device": str,
+}
 MATTING_CHOICES: dict[str, tuple[str, ...]] = {
     "test_strategy": STRATEGIES,
     "resize_mode": RESIZE_MODES,

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+import torchmetrics
 from lightning.pytorch.loggers import Logger
 from rich.console import Console
 from rich.table import Table
 
+import p3m
 from p3m.metrics.evaluation import SplitResult, metric_order
 
 RESERVED_KEYS = ("gap", "meta")
@@ -83,3 +88,14 @@ def print_table(
 def _fmt(value: float | None) -> str:
     """Four decimals; blank where a split has no such metric (e.g. trimap metrics without trimaps)."""
     return "" if value is None else f"{value:.4f}"
+
+
+def software_versions() -> dict[str, str]:
+    """The versions a metrics.json records: the numbers depend on them."""
+    return {
+        "p3m": p3m.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "numpy": np.__version__,
+    }

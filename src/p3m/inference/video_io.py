@@ -237,7 +237,7 @@ class VideoWriter:
 
     def __enter__(self) -> VideoWriter:
         self._tmp = self._atomic.__enter__()
-        try:
+        with self._abandoned_on_error():
             self._container = av.open(str(self._tmp), "w", format=self.encoding.container)
             options = self.encoding.options
             if self.codec in _CODEC_OPTIONS:
@@ -248,13 +248,6 @@ class VideoWriter:
             self._stream = stream
             if self.source.has_audio:
                 self._audio = _AudioTrack(self.source.path, self._container, self.encoding.audio_codec)
-        except (av.FFmpegError, OSError) as err:
-            failure = self._error(err)
-            self._abandon(failure)
-            raise failure from err
-        except BaseException as err:
-            self._abandon(err)
-            raise
         return self
 
     def write(self, image: np.ndarray, pts: int) -> None:
@@ -280,13 +273,20 @@ class VideoWriter:
         if error is not None:
             self._abandon(error)
             return
-        try:
+        with self._abandoned_on_error():
             self._container.mux(self._stream.encode())
             if self._audio is not None:
                 self._audio.finish()
             self._container.close()
             self._container = None
             self._check(self._tmp)
+        self._atomic.__exit__(None, None, None)  # the rename
+
+    @contextlib.contextmanager
+    def _abandoned_on_error(self) -> Iterator[None]:
+        """Any error abandons the file; FFmpeg's and the OS's become an OSError naming it."""
+        try:
+            yield
         except (av.FFmpegError, OSError) as err:
             failure = self._error(err)
             self._abandon(failure)
@@ -294,7 +294,6 @@ class VideoWriter:
         except BaseException as err:
             self._abandon(err)
             raise
-        self._atomic.__exit__(None, None, None)  # the rename
 
     def _abandon(self, error: BaseException) -> None:
         """Close what is open and remove the temporary file (the error goes on propagating)."""

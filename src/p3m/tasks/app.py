@@ -15,20 +15,15 @@ from omegaconf import DictConfig
 
 from p3m.data.io import MIN_IMAGE_SIDE
 from p3m.deploy.gradio_app import create_app, launch
-from p3m.inference.loading import MATTING_CHOICES
+from p3m.inference.loading import MATTING_CHOICES, MATTING_TYPES
 from p3m.utils.config_checks import ConfigCheck
 from p3m.utils.hydra_app import hydra_app
 from p3m.utils.run import task_wrapper
 
 APP_CHECK = ConfigCheck(
     types={
-        "ckpt_path": (str, type(None)),
-        "test_strategy": str,
-        "resize_mode": str,
+        **MATTING_TYPES,
         "max_short_side": int,
-        "precision": (int, str),
-        "channels_last": bool,
-        "device": str,
         "server_name": str,
         "server_port": (int, type(None)),
     },

@@ -24,46 +24,36 @@ In a clone, ``python src/eval.py ...`` is the same command.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import hydra
 import lightning as L
-import numpy as np
 import torch
-import torchmetrics
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-import p3m
 from p3m.callbacks.progress_log import ProgressLog
-from p3m.data.video_benchmark import MANIFEST_NAME as BENCHMARK_MANIFEST
-from p3m.data.video_benchmark import ensure_video_benchmark
-from p3m.data.video_clips import Clip, find_clips
 from p3m.inference.contact_sheet import evaluation_portraits, write_contact_sheet
 from p3m.inference.evaluate import MatteSource, prediction_reader
-from p3m.inference.evaluate_video import (
-    METRIC_SCALES,
-    SPLIT_NAME,
-    evaluate_clips,
-    network_predictor,
-    prediction_folder_reader,
-    split_metric_names,
-)
+from p3m.inference.evaluate_video import run_video_evaluation
 from p3m.inference.loading import (
     MATTING_CHOICES,
+    MATTING_TYPES,
     backbone_choice,
     inference_precision,
     load_network,
     resolve_device,
 )
-from p3m.inference.matting import MattingSettings
-from p3m.inference.report import log_per_image_table, print_table, results_document, write_reports
-from p3m.inference.stabilizers import StabilizerSettings
+from p3m.inference.report import (
+    log_per_image_table,
+    print_table,
+    results_document,
+    software_versions,
+    write_reports,
+)
 from p3m.metrics.evaluation import SplitResult
 from p3m.models.evaluation import MatteEvaluationModule
 from p3m.models.test_time import ResizeMode, infer_alpha
@@ -78,16 +68,11 @@ MODES = ("image", "video")
 
 EVAL_CHECK = ConfigCheck(
     types={
-        "ckpt_path": (str, type(None)),
+        **MATTING_TYPES,
         "pred_dir": (str, type(None)),
-        "test_strategy": str,
-        "resize_mode": str,
         "save_predictions": bool,
         "contact_sheet": int,
-        "channels_last": bool,
-        "precision": (int, str),
         "metrics": list,
-        "device": str,
         "progress_every_n_images": int,
         "mode": str,
         "video.root": str,
@@ -214,7 +199,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         "data_root": str(datamodule.hparams.root),
         "device": str(trainer.strategy.root_device),
         "processes": trainer.world_size,
-        "versions": _versions(),
+        "versions": software_versions(),
     }
     doc = results_document(results, gaps, meta)
     if trainer.is_global_zero:
@@ -244,80 +229,6 @@ def _write_contact_sheet(
     log.info("Contact sheet: %s", path)
 
 
-def video_clips(cfg: DictConfig) -> list[Clip]:
-    """The clips of ``cfg.video.root``; the synthetic benchmark is written there first when the folder
-    is missing or empty (or is that benchmark: its parameters are checked)."""
-    root = Path(str(cfg.video.root)).expanduser()
-    if not root.exists() or not any(root.iterdir()) or (root / BENCHMARK_MANIFEST).is_file():
-        benchmark = cfg.video.benchmark
-        ensure_video_benchmark(
-            root,
-            benchmark.clips,
-            benchmark.frames,
-            tuple(benchmark.size),
-            benchmark.seed,
-            benchmark.portraits,
-        )
-    return find_clips(root)
-
-
-def run_video_evaluation(cfg: DictConfig) -> dict[str, Any]:
-    """Score ``cfg.ckpt_path`` (or ``cfg.pred_dir``) on the clips of ``cfg.video.root``, stabilised by
-    ``cfg.video.stabilizer``; writes metrics.json and per_image.csv (one row per clip) and logs
-    ``test/video/<metric>``.
-
-    Returns:
-        The ``metrics.json`` document.
-    """
-    out_dir = Path(cfg.paths.output_dir)
-    stabilizer = StabilizerSettings.from_config(cfg.video)
-    split_metric_names(list(cfg.video.metrics))  # checked before the model loads
-    clips = video_clips(cfg)
-    device = resolve_device(str(cfg.get("device", "auto")))
-    if cfg.get("pred_dir"):
-        predict = prediction_folder_reader(Path(str(cfg.pred_dir)))
-        meta: dict[str, Any] = {"pred_dir": str(cfg.pred_dir), "checkpoint": None, "backbone": None}
-    else:
-        net, meta = load_network(cfg, device)
-        settings = MattingSettings(
-            str(cfg.test_strategy), cfg.resize_mode, None, device, inference_precision(cfg)
-        )
-        predict = network_predictor(net, settings)
-        meta |= {"strategy": settings.strategy, "resize_mode": settings.resize_mode}
-    log.info("scoring %d clips of %s, stabilizer %s", len(clips), cfg.video.root, stabilizer.stabilizer)
-    save_dir = out_dir / "predictions" if cfg.save_predictions else None
-    evaluation = evaluate_clips(clips, predict, stabilizer, list(cfg.video.metrics), save_dir)
-    results = [evaluation.result]
-    meta |= {
-        "mode": "video",
-        "video_root": str(cfg.video.root),
-        "stabilizer": dataclasses.asdict(stabilizer),
-        "clips": len(clips),
-        "frames": evaluation.frames,
-        "frames_per_second": evaluation.fps,
-        "scales": {name: METRIC_SCALES.get(name, "") for name in cfg.video.metrics},
-        "device": str(device),
-        "versions": _versions(),
-    }
-    doc = results_document(results, {}, meta)
-    write_reports(results, doc, out_dir)
-    print_table(results, {}, items="clips")
-    loggers = instantiate_loggers(cfg.get("logger"), cfg, resolved={"backbone": meta["backbone"]})
-    values = {f"test/{SPLIT_NAME}/{name}": value for name, value in evaluation.result.mean.items()}
-    for logger in loggers:
-        logger.log_metrics(values, step=0)
-    log_per_image_table(loggers, results)
-    for logger in loggers:
-        logger.finalize("success")
-    log.info(
-        "%d frames at %.2f frames/s (network and stabiliser); metrics: %s",
-        evaluation.frames,
-        evaluation.fps,
-        out_dir / "metrics.json",
-    )
-    return doc
-
-
 def _resolved_config(cfg: DictConfig, meta: Mapping[str, Any]) -> dict[str, Any]:
     """The config entries known only once the weights are loaded, for the loggers."""
     backbone = cast(
@@ -329,16 +240,6 @@ def _resolved_config(cfg: DictConfig, meta: Mapping[str, Any]) -> dict[str, Any]
     return {
         "backbone": {**backbone, "name": meta["backbone"], "requested": backbone_choice(cfg)},
         "checkpoint": meta["checkpoint"],
-    }
-
-
-def _versions() -> dict[str, str]:
-    return {
-        "p3m": p3m.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchmetrics": torchmetrics.__version__,
-        "numpy": np.__version__,
     }
 
 

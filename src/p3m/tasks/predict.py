@@ -27,7 +27,13 @@ from omegaconf import DictConfig
 from torch import nn
 
 from p3m.data.io import MIN_IMAGE_SIDE
-from p3m.inference.loading import MATTING_CHOICES, inference_precision, load_network, resolve_device
+from p3m.inference.loading import (
+    MATTING_CHOICES,
+    MATTING_TYPES,
+    inference_precision,
+    load_network,
+    resolve_device,
+)
 from p3m.inference.matting import MattingSettings
 from p3m.inference.predict_files import PredictionSummary, collect_inputs, output_paths, predict_files
 from p3m.inference.predict_video import VideoJob, plan_video, predict_video, single_video
@@ -43,14 +49,9 @@ USAGE = "p3m predict ckpt_path=PATH input=FILE_OR_DIR_OR_GLOB output=DIR"
 
 PREDICT_CHECK = ConfigCheck(
     types={
-        "ckpt_path": (str, type(None)),
-        "test_strategy": str,
-        "resize_mode": str,
+        **MATTING_TYPES,
         "max_short_side": int,
-        "precision": (int, str),
-        "channels_last": bool,
         "runtime": str,
-        "device": str,
         "overwrite": bool,
         "video_output": (str, list),
         "video_background": list,
