@@ -226,6 +226,10 @@ def test_pseudo_labels_fill_the_band_once(tmp_path: Path) -> None:
     assert len(calls) == 1  # kept: made once per starting network
     with pytest.raises(UserError, match=r"model\.init_from"):
         module(*folder, tmp_path / "other", band_labels="pseudo", pseudo_labeler=labeler).prepare_data()
+    # the default, auto: pseudo-labels when fine-tuning from a starting network, no band supervision without
+    auto = module(*folder, tmp_path / "cache", init_from=str(weights), pseudo_labeler=labeler)
+    assert auto.hparams.band_labels == "pseudo" and auto.hparams_initial.band_labels == "auto"
+    assert module(*folder, tmp_path / "other", pseudo_labeler=labeler).hparams.band_labels == "ignore"
 
 
 def test_the_checkpoint_hyperparameters_are_plain(folder: tuple[Path, Path], tmp_path: Path) -> None:
