@@ -132,7 +132,13 @@ def make_samples(out: Path, short_side: int) -> Path:
 
 
 def train(
-    out: Path, name: str, images: Path, mattes: Path, args: argparse.Namespace, extra: list[str]
+    out: Path,
+    name: str,
+    images: Path,
+    mattes: Path,
+    args: argparse.Namespace,
+    extra: list[str],
+    seed: int = 0,
 ) -> Path:
     """``src/train.py data=folder`` for ``steps`` steps; returns the last checkpoint."""
     run_dir = out / "runs" / name
@@ -146,7 +152,7 @@ def train(
     epochs = max(1, math.ceil(steps / max(1, (count - held) // batch)))
     cmd = [
         sys.executable, "src/train.py", "data=folder", f"data.images={images}", f"data.mattes={mattes}",
-        f"data.cache_dir={out / 'cache'}", "privacy=none", "trainer=cpu", "logger=csv", "seed=0",
+        f"data.cache_dir={out / 'cache'}", "privacy=none", "trainer=cpu", "logger=csv", f"seed={seed}",
         f"data.train_size={args.train_size}", f"data.crop_sizes=[{','.join(map(str, args.crops))}]",
         f"data.batch_size={batch}", "data.num_workers=0",  # no worker process respawned every short epoch
         "data.prepare_workers=1", f"trainer.max_epochs={epochs}", f"trainer.check_val_every_n_epoch={epochs}",
@@ -249,6 +255,13 @@ def main() -> None:
     parser.add_argument("--start-lr", type=float, default=3e-4)
     parser.add_argument("--tune-lr", type=float, default=1e-4)
     parser.add_argument(
+        "--tune-seed",
+        type=int,
+        default=0,
+        help="seed of the fine-tunes (crops, order); other than 0, "
+        "their runs are named <variant>-seed<N> beside the seed-0 ones, and the starting network is shared",
+    )
+    parser.add_argument(
         "--variants",
         nargs="+",
         choices=list(VARIANTS),
@@ -288,8 +301,10 @@ def main() -> None:
             f"data.band_labels={band}",
             f"model.optimizer.lr={args.tune_lr}",
         ]
-        ckpt = train(out, name, out / "tune" / "images", out / "tune" / labels_dir, args, extra)
-        results[name] = evaluate(out, name, ckpt, synthetic, samples)
+        run_name = name if args.tune_seed == 0 else f"{name}-seed{args.tune_seed}"
+        images, mattes = out / "tune" / "images", out / "tune" / labels_dir
+        ckpt = train(out, run_name, images, mattes, args, extra, seed=args.tune_seed)
+        results[run_name] = evaluate(out, run_name, ckpt, synthetic, samples)
     text = table(results)
     print(text)
     (out / "table.md").write_text(text + "\n")

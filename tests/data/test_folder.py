@@ -114,6 +114,10 @@ def test_binary_masks_are_detected_and_train_in_binary_label_mode(
     assert 0 < known.mean() < 1 and (known[trimap == 128] == 0).all() and (known[trimap == 0] == 1).all()
     # the band comes from the mask with the scaled kernel: 61 px at 1080 -> 5 px at a 64 px short side
     assert dm.train_set.band_kernels == (5,) * 5
+    # but the trimaps are never narrower than a soft sample's (the augmentation's kernel_range)
+    low, high = dm.train_set.inner.transform.kernel_range
+    assert high > 5 and dm.train_set.pipeline(5).kernel_range == (max(low, 5), high)
+    assert dm.train_set.pipeline(61).kernel_range == (61, 61)
     naive = module(*folder, tmp_path / "cache", labels="soft")
     naive.setup("fit")
     assert not isinstance(naive.train_set, BandLabelDataset)
@@ -222,6 +226,10 @@ def test_pseudo_labels_fill_the_band_once(tmp_path: Path) -> None:
     assert len(calls) == 1  # kept: made once per starting network
     with pytest.raises(UserError, match=r"model\.init_from"):
         module(*folder, tmp_path / "other", band_labels="pseudo", pseudo_labeler=labeler).prepare_data()
+    # the default, auto: pseudo-labels when fine-tuning from a starting network, no band supervision without
+    auto = module(*folder, tmp_path / "cache", init_from=str(weights), pseudo_labeler=labeler)
+    assert auto.hparams.band_labels == "pseudo" and auto.hparams_initial.band_labels == "auto"
+    assert module(*folder, tmp_path / "other", pseudo_labeler=labeler).hparams.band_labels == "ignore"
 
 
 def test_the_checkpoint_hyperparameters_are_plain(folder: tuple[Path, Path], tmp_path: Path) -> None:

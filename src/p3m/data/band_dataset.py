@@ -2,9 +2,13 @@
 
 A binary mask is right away from its boundary and wrong, by an unknown amount, near it. For such a
 sample the training trimap's unknown region is the mask's transition band: the official trimap rule
-(:mod:`p3m.data.trimap`) with one kernel scaled to the image (:func:`p3m.data.labels.band_kernel_for`)
-instead of one drawn from ``kernel_range``, so the crops are anchored on it, the segmentation
-branch learns it as the transition class, and the local decoder's terms cover it. With
+(:mod:`p3m.data.trimap`) with the kernel scaled to the image (:func:`p3m.data.labels.band_kernel_for`),
+so the crops are anchored on it, the segmentation branch learns it as the transition class, and the
+local decoder's terms cover it. The band is never narrower than the trimaps of soft samples (the
+augmentation's ``kernel_range``, in pixels of the image whatever its size): on small images the
+scaled band is a few pixels, and training the segmentation branch on it taught a far narrower
+transition class than the starting network's, which HYBRID then trusted (docs/performance.md,
+"Fine-tuning on binary masks"). With
 ``mark_known`` every item also carries ``alpha_known`` (1, S, S): 0 inside the band of a binary
 sample (any trimap value other than 0 and 255, i.e. the band after resizing), 1 elsewhere and for
 soft samples; :class:`~p3m.models.losses.P3MLoss` supervises no alpha (nor composition) where it is 0.
@@ -67,7 +71,8 @@ class BandLabelDataset(Dataset):
         self.inner.reseed(seed)
 
     def pipeline(self, kernel_size: int) -> TrainTransform:
-        """The augmentation pipeline with its trimap kernel fixed to ``kernel_size``."""
+        """The augmentation pipeline whose trimap kernels are at least ``kernel_size`` (see the module
+        docstring): ``kernel_range`` ``(low, high)`` becomes ``(max(low, k), max(high, k))``."""
         if kernel_size not in self._pipelines:
             transform: Any = self.inner.transform
             if not dataclasses.is_dataclass(transform) or not hasattr(transform, "kernel_range"):
@@ -76,8 +81,9 @@ class BandLabelDataset(Dataset):
                     f"{type(transform).__name__} has no kernel_range (use augmentation=paper, ijcv, strong "
                     "or none)"
                 )
+            low, high = transform.kernel_range
             self._pipelines[kernel_size] = dataclasses.replace(
-                cast(Any, transform), kernel_range=(kernel_size, kernel_size)
+                cast(Any, transform), kernel_range=(max(low, kernel_size), max(high, kernel_size))
             )
         return self._pipelines[kernel_size]
 

@@ -42,7 +42,7 @@ from p3m.data.folder_derived import (
     PseudoLabeler,
     band_kernel_of,
 )
-from p3m.data.labels import BAND_LABELS, LABEL_MODES, SOFT
+from p3m.data.labels import BAND_LABELS, LABEL_MODES, SOFT, resolve_band_labels
 from p3m.data.layout import BLURRED_READS
 from p3m.utils.errors import MissingInputError, SettingError
 
@@ -62,8 +62,9 @@ class FolderDataModule(P3M10kDataModule):
         split_seed: seed of the held-out draw.
         labels: ``auto`` (each label as detected), ``soft`` (all alpha mattes) or ``binary`` (all masks).
         band_kernel: the band of a binary mask: elliptic kernel in px at a 1080 px short side, scaled.
-        band_labels: inside a binary mask's band: ``ignore`` (no alpha supervision) or ``pseudo``
-            (the starting network's matte, computed once before training and kept fixed).
+        band_labels: inside a binary mask's band: ``ignore`` (no alpha supervision), ``pseudo`` (the
+            starting network's matte, computed once before training and kept fixed) or ``auto``
+            (``pseudo`` with ``init_from``, else ``ignore``: :func:`~p3m.data.labels.resolve_band_labels`).
         skip_bad_pairs: train without the pairs that cannot be used (still listed) instead of stopping.
         prepare_workers: processes for reading, labels and fg/bg; None: one per core.
         init_from: the starting network's checkpoint (``model.init_from``), for ``band_labels=pseudo``.
@@ -88,7 +89,7 @@ class FolderDataModule(P3M10kDataModule):
         split_seed: int = 0,
         labels: str = "auto",
         band_kernel: int = 61,
-        band_labels: str = "ignore",
+        band_labels: str = "auto",
         skip_bad_pairs: bool = False,
         prepare_workers: int | None = None,
         init_from: str | None = None,
@@ -141,6 +142,7 @@ class FolderDataModule(P3M10kDataModule):
         for key in ("anonymizer", "pseudo_labeler"):
             self._hparams.pop(key, None)
             self._hparams_initial.pop(key, None)  # type: ignore[attr-defined]  # set by save_hyperparameters
+        self.hparams.band_labels = resolve_band_labels(band_labels, init_from)  # what the data path reads
         self.anonymizer = anonymizer
         self.pseudo_labeler = pseudo_labeler
         self.root = root

@@ -26,7 +26,8 @@ from p3m.data.trimap import trimap_from_alpha
 from p3m.utils.conventions import TRIMAP_UNKNOWN, kernel_for_size
 
 LABEL_MODES = ("auto", "soft", "binary")  # data.labels: detect per file, or treat every label as one kind
-BAND_LABELS = ("ignore", "pseudo")  # data.band_labels: what supervises alpha inside a binary mask's band
+# data.band_labels: what supervises alpha inside a binary mask's band (auto: pseudo given a starting network)
+BAND_LABELS = ("auto", "ignore", "pseudo")
 SOFT, BINARY = "soft", "binary"  # the kind of one label
 # Pixels nearer than this fraction of the level range to a level count as that level (JPEG noise).
 LEVEL_TOLERANCE = 0.05
@@ -85,6 +86,15 @@ def threshold(label: np.ndarray, low: int, high: int) -> np.ndarray:
 def binarize(label: np.ndarray, low: int, high: int) -> np.ndarray:
     """The binary mask of a two-valued label as 0/255 uint8 (0/1 masks and noisy edges included)."""
     return threshold(label, low, high).astype(np.uint8) * np.uint8(255)
+
+
+def resolve_band_labels(choice: str, init_from: str | None) -> str:
+    """``data.band_labels``: ``auto`` is ``pseudo`` when fine-tuning from a starting network (it was
+    the better of the two on average in docs/performance.md, "Fine-tuning on binary masks"), else
+    ``ignore`` (nothing to make pseudo-labels with)."""
+    if choice != "auto":
+        return choice
+    return "pseudo" if init_from else "ignore"
 
 
 def band_kernel_for(height: int, width: int, at_1080: int) -> int:
