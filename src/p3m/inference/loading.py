@@ -14,6 +14,7 @@ from p3m.inference.onnx_session import OnnxP3MNet
 from p3m.models.checkpoints import load_model
 from p3m.models.performance import to_channels_last
 from p3m.models.test_time import RESIZE_MODES, STRATEGIES
+from p3m.utils.config_checks import TypeSpec
 from p3m.utils.errors import SettingError
 from p3m.utils.run_dirs import resolve_ckpt_path
 
@@ -51,7 +52,7 @@ def backbone_choice(cfg: DictConfig) -> str:
 PRECISIONS: dict[str, torch.dtype | None] = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 RUNTIMES = ("torch", "onnx")
 # The test-time keys of eval, predict and the demo, checked (ConfigCheck) before anything loads.
-MATTING_TYPES: dict[str, type | tuple[type, ...]] = {
+MATTING_TYPES: dict[str, TypeSpec] = {
     "ckpt_path": (str, type(None)),
     "test_strategy": str,
     "resize_mode": str,

@@ -29,6 +29,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -248,13 +249,8 @@ def predict_video(net: nn.Module, job: VideoJob, settings: MattingSettings) -> i
 
         progress = tqdm(total=video.frame_count or None, desc=video.path.name, unit="frame")
         with progress:
-            batch: list[Frame] = []
-            for frame in decode_frames(video):
-                batch.append(frame)
-                if len(batch) == job.batch_size:
-                    matte(batch)
-                    batch = []
-            if batch:
+            frames = decode_frames(video)
+            while batch := list(islice(frames, job.batch_size)):
                 matte(batch)
             write(stabilizer.flush())
         if not written:  # probe_video read a frame: the file changed since

@@ -154,7 +154,7 @@ def batched_network_passes(
     if strategy not in STRATEGIES:
         raise SettingError(f"unknown test_strategy {strategy!r}; expected one of {STRATEGIES}")
     shapes = {tuple(image.shape) for image in images}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[0] != 3:
+    if len(shapes) != 1 or images[0].dim() != 3 or images[0].shape[0] != 3:
         raise ValueError(f"expected RGB images of one shape (3, H, W), got shapes {sorted(shapes)}")
     height, width = images[0].shape[-2:]
 
