@@ -20,6 +20,7 @@ from p3m.data.synthetic import ensure_synthetic_dataset
 from p3m.data.synthetic_portrait import render_portrait
 from p3m.data.transforms import PaperTransform
 from p3m.utils.errors import UserError
+from tests.cli import run_python
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -296,7 +297,7 @@ def _prepare_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("P3M10K_ROOT", "PROJECT_ROOT", "PYTHONPATH")}
     script = REPO_ROOT / "src" / "prepare.py"
     command = [sys.executable, str(script), f"paths.log_dir={cwd / 'logs'}", *overrides]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return run_python(command, cwd=cwd, env=env, timeout=120)
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ import glob
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from p3m.inference.report import results_document
 from p3m.metrics import METRIC_NAMES, TRIMAP_METRIC_NAMES
 from p3m.metrics.evaluation import SplitResult
 from p3m.tasks.eval import run_evaluation, trainer_device_settings
+from tests.cli import run_python
 from tests.conftest import REPO_ROOT, TINY_SYNTHETIC
 from tests.inference.conftest import eval_data_overrides
 
@@ -167,7 +167,7 @@ def test_cli_evaluates_and_logs_a_per_image_table_to_offline_wandb(
         "WANDB_DIR": str(tmp_path),
     }
     env.pop("WANDB_API_KEY", None)
-    result = subprocess.run(
+    result = run_python(
         [
             sys.executable,
             "src/eval.py",
@@ -181,8 +181,6 @@ def test_cli_evaluates_and_logs_a_per_image_table_to_offline_wandb(
         ],
         cwd=REPO_ROOT,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import shutil
-import signal
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +18,7 @@ from PIL import Image
 from p3m.data.io import read_image
 from p3m.tasks.predict import run_prediction
 from p3m.utils.errors import UserError
+from tests.cli import run_python
 from tests.conftest import REPO_ROOT
 
 EXIF_ORIENTATION = 0x0112
@@ -109,12 +107,6 @@ def test_clashing_names_and_bad_arguments_are_reported(
         run_prediction(compose_config("predict", [f"ckpt_path={tiny_checkpoint}"]))
 
 
-def _limit_file_size() -> None:
-    """In the child: files over 64 kB fail to write (EFBIG), as they would on a full disk (ENOSPC)."""
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get the error instead of being killed
-    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
-
-
 @pytest.mark.slow
 def test_cli_quotes_awkward_paths_and_exits_1_on_failed_reads_and_writes(
     tiny_synthetic: Path, tiny_checkpoint: Path, tmp_path: Path
@@ -123,7 +115,7 @@ def test_cli_quotes_awkward_paths_and_exits_1_on_failed_reads_and_writes(
     # its 8-bit matte (40 kB raw) can be written, its noisy RGBA cut-out (160 kB raw) cannot
     cv2.imwrite(str(photos / "big.png"), np.random.default_rng(0).integers(0, 256, (200, 200, 3), np.uint8))
     out = tmp_path / "out dir"
-    result = subprocess.run(
+    result = run_python(
         [
             sys.executable,
             "src/predict.py",
@@ -135,10 +127,8 @@ def test_cli_quotes_awkward_paths_and_exits_1_on_failed_reads_and_writes(
         ],
         cwd=REPO_ROOT,
         env=os.environ | {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
         timeout=300,
-        preexec_fn=_limit_file_size,
+        file_size_limit=FILE_SIZE_LIMIT,
     )
     log = result.stdout + result.stderr
     assert result.returncode == 1, log[-3000:]  # one broken file, one failed write: some inputs failed

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from p3m.data.synthetic import ensure_synthetic_dataset
+from tests.cli import run_python
 from tests.conftest import REPO_ROOT, TINY_SYNTHETIC
 
 SPLITS = ("P3M-500-P", "P3M-500-NP")
@@ -61,14 +62,7 @@ def _evaluate(root: Path, checkpoint: Path, run: Path, devices: int) -> subproce
         f"paths.log_dir={run.parent / 'logs'}",
         f"hydra.run.dir={run}",
     ]
-    return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "src" / "eval.py"), *args],
-        cwd=run.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_python([sys.executable, str(REPO_ROOT / "src" / "eval.py"), *args], cwd=run.parent, env=env)
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from p3m.models.components.p3mnet import P3MNet
+from tests.cli import run_python
 from tests.conftest import REPO_ROOT, tiny_data_overrides
 from tests.fixtures import SAMPLES_DIR
 
@@ -30,7 +31,7 @@ def run(script: str, args: list[str], tmp_path: Path) -> subprocess.CompletedPro
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     env.pop("P3M10K_ROOT", None)
     command = [sys.executable, str(REPO_ROOT / "src" / script), *args, f"paths.log_dir={tmp_path / 'logs'}"]
-    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    return run_python(command, cwd=tmp_path, env=env)
 
 
 def check_cases(cases: list[Case], tmp_path: Path) -> None:

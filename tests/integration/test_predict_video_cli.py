@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import pytest
 import torch
 
 from p3m.models import P3MNet
+from tests.cli import run_python
 from tests.conftest import REPO_ROOT
 from tests.inference.clips import read_clip, write_clip
 
@@ -42,21 +40,9 @@ def _predict(ckpt: Path, clip: Path, out: Path, log_dir: Path, *extra: str, limi
         *extra,
     ]
     env = os.environ | {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=_limit_file_size if limit else None,
+    return run_python(
+        command, REPO_ROOT, env, timeout=300, file_size_limit=FILE_SIZE_LIMIT if limit else None
     )
-
-
-def _limit_file_size() -> None:
-    """In the child: files over 64 kB fail to write (EFBIG), as they would on a full disk (ENOSPC)."""
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get the error instead of being killed
-    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
 
 
 @pytest.mark.slow

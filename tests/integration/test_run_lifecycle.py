@@ -21,6 +21,7 @@ from p3m.tasks.predict import PREDICT_CHECK, run_prediction
 from p3m.tasks.train import TRAIN_CHECK, train
 from p3m.utils.errors import EXIT_INTERRUPTED, EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR, UserError
 from p3m.utils.run import exit_for_failures, task_wrapper
+from tests.cli import run_python
 from tests.conftest import REPO_ROOT, tiny_data_overrides
 
 
@@ -190,7 +191,7 @@ def _cli(script: str, args: list[str], tmp_path: Path) -> subprocess.CompletedPr
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "WANDB_MODE": "offline"}
     env.pop("P3M10K_ROOT", None)
     command = [sys.executable, str(REPO_ROOT / "src" / script), *args, f"paths.log_dir={tmp_path / 'logs'}"]
-    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    return run_python(command, cwd=tmp_path, env=env, timeout=300)
 
 
 def test_cli_user_error_prints_once_and_lightning_logs_reach_the_log_file(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from p3m.data.fgbg import prepare_fg_bg
 from p3m.tasks.train import train
 from p3m.utils.checkpoint_files import read_checkpoint
+from tests.cli import run_python
 from tests.conftest import REPO_ROOT, tiny_data_overrides
 
 LOSS_TERMS = ("ce_global", "ce_side2", "alpha_unknown", "laplacian_whole", "composition", "total")
@@ -123,7 +124,7 @@ def test_training_on_real_samples_lowers_the_loss(
 def _run_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, str(REPO_ROOT / "src" / "train.py"), *args, f"paths.log_dir={tmp_path / 'logs'}"]
-    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    return run_python(cmd, cwd=tmp_path, env=env)
 
 
 @pytest.mark.slow

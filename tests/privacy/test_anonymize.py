@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from p3m.privacy.detectors import DetectorUnavailableError, FaceDetection
 from p3m.privacy.detectors.centerface import default_model_path
 from p3m.tasks.anonymize import anonymize
 from p3m.utils.errors import UserError
+from tests.cli import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 FACES = ("p_07141906", "p_818e689d")  # visible, unblurred faces
@@ -162,13 +162,11 @@ def test_command_line_exit_code_counts_failures(tmp_path: Path, centerface: None
     cv2.imwrite(str(images / "plain.png"), np.full((64, 96, 3), 127, np.uint8))
     (images / "broken.png").write_bytes(b"\x89PNG garbage")
     out, logs = tmp_path / "out", tmp_path / "logs"
-    result = subprocess.run(
+    result = run_python(
         [sys.executable, "src/anonymize.py", f"input={images}", f"output={out}", f"hydra.run.dir={logs}"],
         cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
         env={**os.environ, "HYDRA_FULL_ERROR": "1"},
+        timeout=120,
     )
     assert result.returncode == 1, result.stderr[-2000:]
     report = json.loads((out / REPORT_NAME).read_text())
