@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 # Extra pytest arguments, e.g. PYTEST_ARGS="-k resume -x"; TEST_WORKERS=auto uses every core.
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS)
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 # The local hooks of .pre-commit-config.yaml run the tools of this venv.
 PRE_COMMIT := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/pre-commit
 

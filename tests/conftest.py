@@ -29,10 +29,15 @@ torch.set_num_threads(1)
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Everything under tests/integration (CLI runs, training, DDP, the wheel, the browser) is slow:
-    ``make test-fast`` (``-m "not slow"``) leaves it out."""
+    ``make test-fast`` (``-m "not slow"``) leaves it out.
+
+    Slow tests run first, so that the many short ones fill the workers' last minutes (``make test``
+    balances the workers with ``--dist worksteal``) instead of one worker finishing a long test alone.
+    """
     for item in items:
         if INTEGRATION_DIR in item.path.parents:
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
 
 
 @pytest.fixture(scope="session", autouse=True)

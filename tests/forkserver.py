@@ -70,12 +70,17 @@ def main() -> None:
     os.dup2(2, 1)
     base_path = sys.path[1:]  # without this file's folder: a run puts its script's folder first
 
+    # W&B is each child's own import: importing it makes a temporary media folder that the first
+    # child to exit would delete for every later one (timm, which would import it, takes it as absent)
+    sys.modules["wandb"] = None  # type: ignore[assignment]
     import hydra  # noqa: F401
     import lightning  # noqa: F401
 
     import p3m.tasks.eval
     import p3m.tasks.predict
     import p3m.tasks.train  # noqa: F401
+
+    del sys.modules["wandb"]
 
     for line in requests:
         request = json.loads(line)

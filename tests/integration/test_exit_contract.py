@@ -105,7 +105,7 @@ def test_training_refuses_mistakes_also_inside_dataloader_workers(
     truncated = Path(shutil.copytree(tiny_synthetic, tmp_path / "truncated"))
     for image in (truncated / "train" / "blurred_image").iterdir():
         image.write_bytes(image.read_bytes()[:300])
-    tiny = [*tiny_data_overrides(tiny_synthetic), "logger=csv"]
+    tiny = [*tiny_data_overrides(tiny_synthetic), "backbone=smoke", "logger=csv"]
     check_cases(
         [
             ("train.py", [*tiny, "data.batch_size=-1"], "data.batch_size=-1: must be at least 1", 3),
@@ -117,7 +117,13 @@ def test_training_refuses_mistakes_also_inside_dataloader_workers(
             ),
             (
                 "train.py",
-                [*tiny_data_overrides(truncated), "logger=csv", "data.num_workers=1", "trainer.max_epochs=1"],
+                [
+                    *tiny_data_overrides(truncated),
+                    "backbone=smoke",
+                    "logger=csv",
+                    "data.num_workers=1",
+                    "trainer.max_epochs=1",
+                ],
                 "truncated JPEG (no end-of-image marker)",
                 None,  # training had started: its progress lines come first
             ),
@@ -128,7 +134,14 @@ def test_training_refuses_mistakes_also_inside_dataloader_workers(
 
 def test_a_sweep_with_a_failed_job_still_writes_its_summary(tmp_path: Path, tiny_synthetic: Path) -> None:
     sweep = tmp_path / "sweep"
-    args = ["-m", *tiny_data_overrides(tiny_synthetic), "train=false", "test=false", "data.batch_size=-1,2"]
+    args = [
+        "-m",
+        *tiny_data_overrides(tiny_synthetic),
+        "backbone=smoke",
+        "train=false",
+        "test=false",
+        "data.batch_size=-1,2",
+    ]
     result = run("train.py", [*args, f"hydra.sweep.dir={sweep}"], tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]  # some jobs failed, the others ran

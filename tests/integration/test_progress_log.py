@@ -18,6 +18,7 @@ RATE = rf"[\d.]+ images/s \| elapsed {TIME} \| left {TIME}"
 def test_training_without_a_terminal_logs_progress_lines(tiny_synthetic: Path, tmp_path: Path) -> None:
     args = [
         *tiny_data_overrides(tiny_synthetic),
+        "backbone=smoke",
         "debug=limit",
         "trainer.max_epochs=2",
         "trainer.limit_train_batches=2",  # 4 steps of 2 images

@@ -64,6 +64,7 @@ def test_nan_loss_stops_the_run_with_a_clear_message(
 ) -> None:
     overrides = [
         *tiny_data_overrides(tiny_synthetic),
+        "backbone=smoke",
         "debug=limit",
         "logger=csv",
         "loss.composition=nan",  # every step's loss is NaN
@@ -80,6 +81,7 @@ def test_nan_guard_skip_leaves_the_weights_untouched(
 ) -> None:
     overrides = [
         *tiny_data_overrides(tiny_synthetic),
+        "backbone=smoke",
         "debug=limit",
         "logger=csv",
         "trainer.max_epochs=1",

@@ -35,9 +35,10 @@ from tests.integration.resume_callbacks import read_sample_log, sample_ids
 HELPERS = "tests.integration.resume_callbacks"
 NUM_TRAIN = TINY_SYNTHETIC["num_train"]
 
-# 2 epochs of 2 batches (4 images, batch 2), 2 validation images per split, last.ckpt only (every file
-# holds 39 M weights and Adam's moments: writing them is the slow part)
+# 2 epochs of 2 batches (4 images, batch 2), 2 validation images per split, last.ckpt only; the smoke
+# backbone: what is checked (data position, RNG, optimizer, loggers) is the same for every network
 BASE = [
+    "backbone=smoke",
     "debug=limit",
     "trainer.deterministic=warn",  # max_unpool2d has no kernel flagged deterministic
     "trainer.num_sanity_val_steps=0",

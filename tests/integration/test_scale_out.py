@@ -107,6 +107,7 @@ def uneven_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _uneven_overrides(root: Path) -> list[str]:
     return [
         *[o for o in tiny_data_overrides(root) if not o.startswith("data.synthetic.num_test")],
+        "backbone=smoke",
         "data.synthetic.num_test=3",
     ]
 

@@ -23,6 +23,7 @@ from tests.cli import run_train_cli
 from tests.conftest import tiny_data_overrides
 
 ONE_STEP_ON_TWO_PROCESSES = [
+    "backbone=smoke",
     "trainer.devices=2",
     "trainer.strategy=ddp",
     "debug=limit",  # adds the trainer's limit_* keys

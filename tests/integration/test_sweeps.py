@@ -83,6 +83,7 @@ def test_optuna_sweep_of_three_trials(tiny_synthetic: Path, tmp_path: Path) -> N
     args = [
         "hparams_search=p3m_optuna",  # lr, loss weights, augmentation, privacy; minimises val/p/sad
         *tiny_data_overrides(tiny_synthetic),
+        "backbone=smoke",
         # DataLoader worker processes inside joblib's worker processes (debug=fdr would turn them off)
         "data.num_workers=1",
         "debug=limit",
@@ -115,6 +116,7 @@ def test_grid_multirun(tiny_synthetic: Path, tmp_path: Path) -> None:
         "-m",
         "loss=paper,no_composition",
         *tiny_data_overrides(tiny_synthetic),
+        "backbone=smoke",
         "debug=fdr",
         "+optimized_metric=val/p/sad",  # fdr has no checkpoint callback whose monitor would be returned
     ]

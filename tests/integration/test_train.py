@@ -56,6 +56,7 @@ def test_limit_run_checkpoints_then_resumes_from_latest(
 ) -> None:
     overrides = [
         *tiny_data_overrides(tiny_synthetic),
+        "backbone=smoke",
         "debug=limit",  # 2 epochs of 2 batches (4 images, batch 2)
         "logger=csv",
         "task_name=resume_test",
@@ -129,7 +130,13 @@ def _run_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str
 
 @pytest.mark.slow
 def test_cli_ddp_on_two_cpu_processes(tiny_synthetic: Path, tmp_path: Path) -> None:
-    args = [*tiny_data_overrides(tiny_synthetic), "trainer.devices=2", "trainer.strategy=ddp", "debug=limit"]
+    args = [
+        *tiny_data_overrides(tiny_synthetic),
+        "backbone=smoke",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "debug=limit",
+    ]
     result = _run_cli([*args, "logger=csv", "trainer.max_epochs=1"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((tmp_path / "logs" / "train" / "runs").glob("*/checkpoints/last.ckpt"))

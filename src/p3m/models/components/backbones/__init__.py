@@ -13,6 +13,7 @@ from p3m.models.components.backbones.registry import (
     register_backbone,
 )
 from p3m.models.components.backbones.resnet34 import ResNet34Backbone
+from p3m.models.components.backbones.smoke import SmokeBackbone
 from p3m.models.components.backbones.swin import SwinBackbone
 from p3m.models.components.backbones.vitae import ViTAEBackbone
 
@@ -22,6 +23,7 @@ __all__ = [
     "EncoderFeatures",
     "EncoderState",
     "ResNet34Backbone",
+    "SmokeBackbone",
     "SwinBackbone",
     "ViTAEBackbone",
     "backbone_factory",
