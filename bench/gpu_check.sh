@@ -56,7 +56,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 
 if $smoke; then
-    "$python" bench/bench_train_step.py --device cpu --batch 1 --size 64 --backbones resnet34 \
+    "$python" bench/bench_train_step.py --device cpu --batch 1 --size 64 --backbones smoke \
         --warmup 0 --runs 1 --variants bf16-cl --out "$results/gpu_train_step.json"
     "$python" bench/bench_loader.py --device cpu --num-train 4 --size 80 96 --batch 2 --train-size 32 \
         --crop-sizes 32 48 --workers 1 --warmup 1 --steps 1 --eval-images 2 --precision bf16 \

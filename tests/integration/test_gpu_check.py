@@ -33,7 +33,7 @@ def test_gpu_check_smoke_run_on_the_cpu(tmp_path: Path) -> None:
     packed = tmp_path / "loader_data" / "bench_4x80x96" / "train" / "packed"
     assert len(list((packed / "blurred_image").glob("*.npy"))) == 4  # the loop read the packed format
     step = json.loads((tmp_path / "gpu_train_step.json").read_text())
-    assert set(step["results"]["resnet34"]) >= {"fp32", "bf16-cl"}
+    assert set(step["results"]["smoke"]) >= {"fp32", "bf16-cl"}  # the script, not the network, is checked
 
 
 def test_gpu_check_names_the_missing_wheels(tmp_path: Path) -> None:

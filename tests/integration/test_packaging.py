@@ -107,6 +107,7 @@ def test_a_wheel_works_outside_the_clone(tmp_path: Path, tiny_synthetic: Path, s
     assert imported.stdout.startswith(str(site / "p3m")) and imported.stdout.split()[-1] == "False"
 
     overrides = [
+        "backbone=smoke",  # the installed command is under test, not the network
         "data=synthetic",
         f"data.root={tiny_synthetic}",
         "data.synthetic.num_train=4",

@@ -112,6 +112,8 @@ def test_training_on_real_samples_lowers_the_loss(
         "data.limit_eval_samples=1",
         "model.optimizer.lr=1e-3",
         "model.val_strategy=resize",
+        "model.heavy_every_n_epochs=0",  # the loss is checked, not the full-size connectivity metrics
+        "trainer.num_sanity_val_steps=0",
     ]
     train(compose_config("train", overrides))
     rows = list(csv.DictReader((tmp_path / "run" / "csv" / "version_0" / "metrics.csv").open()))
