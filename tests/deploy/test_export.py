@@ -49,6 +49,7 @@ def official_checkpoint(
 
 
 @pytest.mark.slow
+@pytest.mark.no_cover  # coverage's line tracer slows torch.export's Python tracing by half (performance.md)
 def test_onnx_round_trip(
     official_checkpoint: Path,
     compose_config: Callable[..., DictConfig],

@@ -115,6 +115,7 @@ def test_sixteen_mixed_becomes_bf16_on_cpu() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.no_cover  # coverage's line tracer slows dynamo's Python tracing by half (performance.md)
 def test_compile_smoke_matches_eager() -> None:
     torch.manual_seed(0)
     net = P3MNet("resnet34").eval()
