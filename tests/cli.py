@@ -66,10 +66,9 @@ class _ForkServer:
         with tempfile.TemporaryDirectory(prefix="p3m_run_") as folder:
             out, err = Path(folder, "stdout"), Path(folder, "stderr")
             request = {"argv": argv, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err)}
-            request["file_size_limit"] = file_size_limit
-            stdin.write(json.dumps(request).encode() + b"\n")
+            stdin.write(json.dumps({**request, "file_size_limit": file_size_limit}).encode() + b"\n")
             stdin.flush()
-            pid = self._read(60)["pid"]
+            pid = self._read(timeout)["pid"]  # the first request waits for the server's imports
             try:
                 status = self._read(timeout)["status"]
             except TimeoutError:

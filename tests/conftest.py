@@ -31,8 +31,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Everything under tests/integration (CLI runs, training, DDP, the wheel, the browser) is slow:
     ``make test-fast`` (``-m "not slow"``) leaves it out.
 
-    Slow tests run first, so that the many short ones fill the workers' last minutes (``make test``
-    balances the workers with ``--dist worksteal``) instead of one worker finishing a long test alone.
+    Slow tests run first, so that the many short ones fill the workers' last minutes instead of one
+    worker finishing a long test alone (``make test`` hands out one test at a time: ``--maxschedchunk 1``).
     """
     for item in items:
         if INTEGRATION_DIR in item.path.parents:
