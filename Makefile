@@ -15,9 +15,8 @@ STAMP := $(VENV)/.installed
 # Extra pytest arguments, e.g. PYTEST_ARGS="-k resume -x"; TEST_WORKERS=auto uses every core.
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
-# One test at a time to whichever worker is free (--maxschedchunk 1), slow tests first (tests/conftest.py):
-# the many short tests at the end even out the workers.
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --maxschedchunk 1
+# Slow tests first (tests/conftest.py); an idle worker takes half of the other's queue (worksteal).
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 # The local hooks of .pre-commit-config.yaml run the tools of this venv.
 PRE_COMMIT := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/pre-commit
 

@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ``make test-fast`` (``-m "not slow"``) leaves it out.
 
     Slow tests run first, so that the many short ones fill the workers' last minutes instead of one
-    worker finishing a long test alone (``make test`` hands out one test at a time: ``--maxschedchunk 1``).
+    worker finishing a long test alone (``make test`` balances the workers with ``--dist worksteal``).
     """
     for item in items:
         if INTEGRATION_DIR in item.path.parents:
