@@ -30,7 +30,9 @@ class SmokeBackbone(Backbone):
             local_stages=(narrow,) * self.num_stages,
             global_head=False,
         )
-        self.convs = nn.ModuleList(nn.Conv2d(3 if i == 0 else width, width, 3, padding=1) for i in range(5))
+        self.convs = nn.ModuleList(
+            nn.Conv2d(3 if i == 0 else width, width, 3, padding=1) for i in range(self.num_stages)
+        )
 
     def run_stage(self, index: int, state: EncoderState) -> EncoderState:
         skip = F.relu(self.convs[index](state.x))
